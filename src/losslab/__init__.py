@@ -1,0 +1,33 @@
+"""losslab: losses for imbalanced classification, dense detection and segmentation, and a lab to study them.
+
+Every loss is a function ``losslab.<name>(input, target, *, ...)`` with an
+nn.Module twin taking the same keyword arguments, and is registered by name:
+``losslab.get_loss("BCEWithLogitsLoss")``. ``losslab names`` lists them.
+"""
+
+from ._checks import get_checks, set_checks
+from .classification import (
+    BalancedCrossEntropyLoss,
+    BinaryCrossEntropyLoss,
+    CrossEntropyLoss,
+    NLLLoss,
+    balanced_cross_entropy,
+    binary_cross_entropy,
+    cross_entropy,
+    nll_loss,
+)
+from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from .registry import get_loss
+from .weights import class_counts, class_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "cross_entropy", "nll_loss", "binary_cross_entropy", "balanced_cross_entropy",
+    "sigmoid_focal_loss", "softmax_focal_loss",
+    "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
+    "SigmoidFocalLoss", "SoftmaxFocalLoss",
+    "class_weights", "class_counts",
+    "get_loss", "set_checks", "get_checks",
+    "__version__",
+]

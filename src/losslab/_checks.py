@@ -1,0 +1,252 @@
+"""Argument validation shared by every loss.
+
+Every message names the function, the argument, what was expected and what
+was received, e.g. ``sigmoid_focal_loss: target must have shape (8, 4) ...;
+got (8, 3)``. Metadata (types, shapes, dtypes, devices, enum values,
+hyperparameter ranges) is always checked. Checks that need a tensor's values
+(an out-of-range class index, a probability outside [0, 1]) run only where
+they cost no device synchronisation: on CPU tensors, or everywhere after
+``set_checks(True)``. They never run while torch.compile traces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("none", "mean", "sum")
+
+_value_checks: bool | None = None
+
+
+def set_checks(enabled: bool | None) -> bool | None:
+    """Choose when checks that read tensor values run.
+
+    Args:
+        enabled: ``None`` (the default) checks values on CPU tensors only, so
+            that CUDA code never waits for the device; ``True`` checks every
+            tensor (a device sync per check on CUDA); ``False`` checks none.
+
+    Returns:
+        The previous setting, so that it can be restored.
+
+    Example:
+        >>> import losslab
+        >>> previous = losslab.set_checks(True)
+        >>> _ = losslab.set_checks(previous)
+    """
+    global _value_checks
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"set_checks: enabled must be True, False or None; got {enabled!r}")
+    previous, _value_checks = _value_checks, enabled
+    return previous
+
+
+def get_checks() -> bool | None:
+    """The current value-check setting (see :func:`set_checks`)."""
+    return _value_checks
+
+
+def values_checked(tensor: Tensor) -> bool:
+    """Whether a check that reads ``tensor``'s values should run now."""
+    if torch.compiler.is_compiling():
+        return False
+    if _value_checks is None:
+        return tensor.device.type == "cpu"
+    return _value_checks
+
+
+def describe(value: Any) -> str:
+    """Short description of a received value for error messages."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
+def check_reduction(fn: str, reduction: Any) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+
+
+def check_bool(fn: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be a bool; got {describe(value)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_number(fn: str, name: str, value: Any, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number within [low, high] (ends open where asked); returns it as float."""
+    if not _is_number(value):
+        raise TypeError(f"{fn}: {name} must be a real number; got {describe(value)}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ValueError(f"{fn}: {name} must be a finite number in {interval}; got {value!r}")
+    return value
+
+
+def check_gamma(fn: str, gamma: Any) -> float:
+    return check_number(fn, "gamma", gamma, low=0.0)
+
+
+def check_label_smoothing(fn: str, label_smoothing: Any) -> float:
+    return check_number(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+
+
+def check_ignore_index(fn: str, ignore_index: Any) -> None:
+    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
+        raise TypeError(f"{fn}: ignore_index must be an int or None; got {describe(ignore_index)}")
+
+
+def check_common(fn: str, **kwargs: Any) -> None:
+    """Validate the hyperparameters whose meaning is the same in every loss.
+
+    Called by each functional and by the module twins at construction, so that
+    a bad hyperparameter fails before the first batch.
+    """
+    if "reduction" in kwargs:
+        check_reduction(fn, kwargs["reduction"])
+    if "from_logits" in kwargs:
+        check_bool(fn, "from_logits", kwargs["from_logits"])
+    if "gamma" in kwargs:
+        check_gamma(fn, kwargs["gamma"])
+    if "label_smoothing" in kwargs:
+        check_label_smoothing(fn, kwargs["label_smoothing"])
+    if "ignore_index" in kwargs:
+        check_ignore_index(fn, kwargs["ignore_index"])
+
+
+def check_input(fn: str, input: Any, *, min_ndim: int = 0, what: str = "") -> None:
+    """``input`` is a floating-point tensor with at least ``min_ndim`` dimensions."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor; got {describe(input)}")
+    if not input.dtype.is_floating_point:
+        raise TypeError(
+            f"{fn}: input must be a floating-point tensor (float16, bfloat16, float32 or float64); "
+            f"got dtype {input.dtype}"
+        )
+    if input.ndim < min_ndim:
+        raise ValueError(f"{fn}: input must have shape {what}; got {shape_str(input.shape)}")
+
+
+def check_target_tensor(fn: str, input: Tensor, target: Any) -> None:
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{fn}: target must be a torch.Tensor; got {describe(target)}")
+    if target.device != input.device:
+        raise ValueError(
+            f"{fn}: target must be on the input's device ({input.device}); got a tensor on {target.device}"
+        )
+    if target.dtype.is_complex:
+        raise TypeError(f"{fn}: target must be a real tensor; got dtype {target.dtype}")
+
+
+def compute_dtype(input: Tensor) -> torch.dtype:
+    """float32 for half-precision inputs, the input's own dtype otherwise."""
+    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+
+
+def check_class_indices(fn: str, target: Tensor, num_classes: int, ignore_index: int | None,
+                        *, background: bool = False) -> None:
+    """Values check: indices in [0, C) (or [0, C] with a background index C), or ignore_index."""
+    if not values_checked(target) or target.numel() == 0:
+        return
+    high = num_classes + 1 if background else num_classes
+    bad = (target < 0) | (target >= high)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bool(bad.any()):
+        example = int(target[bad].flatten()[0])
+        allowed = f"[0, {high})" + (f" (index {num_classes} is background)" if background else "")
+        if ignore_index is not None:
+            allowed += f" or ignore_index={ignore_index}"
+        raise ValueError(f"{fn}: target class indices must be in {allowed}; got {example}")
+
+
+def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None = None) -> None:
+    """Values check: every (unmasked) element lies in [0, 1]."""
+    if not values_checked(tensor) or tensor.numel() == 0:
+        return
+    bad = ~((tensor >= 0) & (tensor <= 1))  # NaN counts as bad
+    if mask is not None:
+        bad &= mask
+    if bool(bad.any()):
+        example = float(tensor[bad].flatten()[0])
+        raise ValueError(f"{fn}: {name} must lie in [0, 1]; got a value of {example!r}")
+
+
+def class_vector(fn: str, name: str, value: Any, num_classes: int, input: Tensor, dtype: torch.dtype) -> Tensor:
+    """A per-class vector (sequence or tensor of length C) as a tensor on the input's device, in ``dtype``.
+
+    Its values must be finite and non-negative (checked where values are checked).
+    """
+    if isinstance(value, Tensor):
+        if value.device != input.device:
+            raise ValueError(
+                f"{fn}: {name} must be on the input's device ({input.device}); got a tensor on {value.device}"
+            )
+        if value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
+        vec = value
+    elif isinstance(value, Sequence) and not isinstance(value, str) and all(_is_number(v) for v in value):
+        vec = torch.as_tensor(value, dtype=dtype, device=input.device)
+    else:
+        raise TypeError(f"{fn}: {name} must be a tensor or a sequence of numbers of length {num_classes}; "
+                        f"got {describe(value)}")
+    if vec.shape != (num_classes,):
+        raise ValueError(
+            f"{fn}: {name} must have shape ({num_classes},), one value per class of the input; "
+            f"got {shape_str(vec.shape)}"
+        )
+    vec = vec.to(dtype)
+    if values_checked(vec) and not bool(((vec >= 0) & torch.isfinite(vec)).all()):
+        raise ValueError(f"{fn}: {name} must be finite and non-negative; got {vec.tolist()}")
+    return vec
+
+
+def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype) -> Tensor:
+    """A tensor that multiplies the loss elementwise, as ``weight`` and ``pos_weight`` of the sigmoid losses.
+
+    A 1-D tensor of length C = input.shape[1] applies along the class dimension
+    (dim 1) of an (N, C, d1, ...) input; any other shape must broadcast to the
+    input's shape without changing it.
+    """
+    if not isinstance(value, Tensor):
+        if _is_number(value):
+            value = torch.tensor(float(value), dtype=dtype, device=input.device)
+        elif isinstance(value, Sequence) and not isinstance(value, str) and all(_is_number(v) for v in value):
+            value = torch.as_tensor(value, dtype=dtype, device=input.device)
+        else:
+            raise TypeError(f"{fn}: {name} must be a tensor, a number or a sequence of numbers; got {describe(value)}")
+    if value.device != input.device:
+        raise ValueError(f"{fn}: {name} must be on the input's device ({input.device}); got a tensor on {value.device}")
+    if value.dtype.is_complex or value.dtype == torch.bool:
+        raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
+    if input.ndim >= 2 and value.ndim == 1 and value.shape[0] == input.shape[1]:
+        value = value.reshape((-1,) + (1,) * (input.ndim - 2))
+    try:
+        fits = torch.broadcast_shapes(value.shape, input.shape) == input.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        classes = f" or ({input.shape[1]},) along the class dimension" if input.ndim >= 2 else ""
+        raise ValueError(
+            f"{fn}: {name} must broadcast to the input's shape {shape_str(input.shape)}{classes}; "
+            f"got {shape_str(value.shape)}"
+        )
+    return value.to(dtype)

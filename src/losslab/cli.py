@@ -1,0 +1,86 @@
+"""The ``losslab`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .registry import names_table, normalize
+
+
+def _matches(row: dict, query: str) -> bool:
+    q = normalize(query)
+    return any(q in normalize(str(row[k])) for k in ("canonical", "name", "source", "input"))
+
+
+def _presets(row: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in row["defaults"].items())
+
+
+def format_text(rows: list[dict]) -> str:
+    out: list[str] = []
+    canonicals = list(dict.fromkeys(r["canonical"] for r in rows))
+    name_width = max([len(r["lookup"]) for r in rows] + [4]) + 2
+    source_width = max([len(r["source"]) for r in rows] + [6]) + 2
+    for canonical in canonicals:
+        group = [r for r in rows if r["canonical"] == canonical]
+        out.append(f"{canonical}")
+        out.append(f"    {group[0]['formula']}")
+        out.append(f"    {'name':<{name_width}}{'source':<{source_width}}{'input':<19}presets / note")
+        for r in group:
+            extra = "; ".join(p for p in (_presets(r), r["note"]) if p)
+            out.append(f"    {r['lookup']:<{name_width}}{r['source']:<{source_width}}{r['input']:<19}{extra}".rstrip())
+        out.append("")
+    out.append("Lookup ignores case, spaces, hyphens and underscores; a framework prefix (keras., torch.nn.,")
+    out.append("kornia. ...) picks that framework's meaning. Arguments are always (input, target).")
+    return "\n".join(out)
+
+
+def format_markdown(rows: list[dict]) -> str:
+    out = ["| canonical | name | source | input | presets / note | formula |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        extra = "; ".join(p for p in (_presets(r), r["note"]) if p)
+        out.append(f"| {r['canonical']} | {r['lookup']} | {r['source']} | {r['input']} | {extra} | `{r['formula']}` |")
+    return "\n".join(out)
+
+
+def cmd_names(args: argparse.Namespace) -> int:
+    rows = names_table()
+    if args.query:
+        keep = {r["canonical"] for r in rows if _matches(r, args.query)}
+        rows = [r for r in rows if r["canonical"] in keep]
+        if not rows:
+            print(f"losslab names: no loss matches {args.query!r}", file=sys.stderr)
+            return 1
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "markdown":
+        print(format_markdown(rows))
+    else:
+        print(format_text(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="losslab", description="Losses for imbalanced data, and a lab to study them.")
+    parser.add_argument("--version", action="version", version=f"losslab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    names = sub.add_parser("names", help="list every loss: canonical name, aliases, sources, input, formula",
+                           description="List every registered loss with its aliases, where each comes from, "
+                                       "the input it expects and its formula.")
+    names.add_argument("query", nargs="?", help="show only losses with a name, source or input containing this")
+    names.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    names.set_defaults(handler=cmd_names)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    return args.handler(args)

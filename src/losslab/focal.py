@@ -1,0 +1,267 @@
+"""Focal losses: sigmoid (binary, multi-label, one-vs-rest) and softmax (multi-class)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from . import _samples as S
+from ._checks import check_common, check_number, describe
+from ._core import sigmoid_loss, softmax_loss
+from ._module import LossModule
+from .registry import Alias, ErrorCase, LossSpec, register
+
+Reduction = Literal["none", "mean", "sum"]
+
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "SigmoidFocalLoss", "SoftmaxFocalLoss"]
+
+
+def sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    from_logits: bool = True,
+) -> Tensor:
+    r"""Sigmoid focal loss of every element (RetinaNet), as ``torchvision.ops.sigmoid_focal_loss``.
+
+    .. math::
+
+        \mathrm{FL} = \alpha_t\, (1 - p_t)^{\gamma}\, \mathrm{BCE}(x, t), \qquad
+        p_t = p\, t + (1 - p)(1 - t), \qquad \alpha_t = \alpha\, t + (1 - \alpha)(1 - t)
+
+    with :math:`p = \sigma(x)`. For hard labels this is
+    :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`; soft targets in [0, 1] use
+    the same linear interpolation as torchvision.
+
+    Args:
+        input: logits of any shape; (N, C, d1, ...) for class-index targets.
+            Probabilities when ``from_logits=False``.
+        target: labels shaped like the input (hard or soft, in [0, 1]), or, for
+            an (N, C, d1, ...) input, integer class indices (N, d1, ...) with
+            index C = background: the one-vs-rest form of
+            :func:`binary_cross_entropy`.
+        alpha: weight of positives in [0, 1] (negatives get 1 - alpha): it
+            weights the *positive* term of every class, not one class. None or
+            a negative value disables it (torchvision passes -1).
+        gamma: focusing parameter >= 0; 0 gives alpha-balanced BCE.
+        ignore_index: target value (dense) or class index (index form) to skip.
+        reduction: "none" | "mean" | "sum". torchvision defaults to "none";
+            losslab to "mean", the mean over non-ignored elements.
+        from_logits: False when ``input`` holds probabilities.
+
+    Returns:
+        "none": the input's shape; otherwise a scalar (0 for an empty or
+        all-ignored batch).
+
+    Raises:
+        TypeError: non-floating input, non-numeric alpha or gamma.
+        ValueError: alpha > 1, gamma < 0, targets outside [0, 1] or class
+            indices outside [0, C], a target shape that fits neither form.
+
+    Numerics: the log terms use ``logsigmoid``; ``1 - p_t`` is formed from
+    :math:`\sigma(x)` and :math:`\sigma(-x)` (no cancellation) and floored at
+    the smallest normal number before the power, so the gradient is finite for
+    every gamma >= 0, including gamma < 1 at p_t = 1 and logits of +-1e4.
+
+    References:
+        Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
+        ICCV 2017, arXiv:1708.02002.
+
+    Example:
+        >>> import torch, losslab
+        >>> logits = torch.tensor([[3.0, -1.0], [-2.0, 0.5]], requires_grad=True)
+        >>> labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> loss = losslab.sigmoid_focal_loss(logits, labels, alpha=0.25, gamma=2.0)
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.0088, grad_fn=<RoundBackward1>)
+    """
+    fn = "sigmoid_focal_loss"
+    check_common(fn, gamma=gamma, ignore_index=ignore_index, reduction=reduction, from_logits=from_logits)
+    if alpha is not None:
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+            raise TypeError(f"{fn}: alpha must be a float in [0, 1], or None or negative to disable it; "
+                            f"got {describe(alpha)}")
+        alpha = None if alpha < 0 else check_number(fn, "alpha", alpha, low=0.0, high=1.0)
+    return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
+                        ignore_index=ignore_index, alpha=alpha, gamma=float(gamma))
+
+
+def softmax_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | Tensor | Sequence[float] | None = None,
+    gamma: float = 2.0,
+    ignore_index: int | None = -100,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+    from_logits: bool = True,
+) -> Tensor:
+    r"""Multi-class focal loss over a softmax of dim 1.
+
+    .. math::
+
+        \ell_n = -\sum_{c=1}^{C} \alpha_c\, q_{n,c}\, (1 - p_{n,c})^{\gamma} \log p_{n,c},
+        \qquad p_n = \operatorname{softmax}(x_n), \quad q_n = (1 - \varepsilon)\, y_n + \varepsilon / C
+
+    For a class-index target without smoothing this is
+    :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`. With soft or smoothed targets
+    each class's term has its own modulating factor, as in Keras'
+    ``CategoricalFocalCrossentropy``.
+
+    With ``gamma=0`` and ``alpha=None`` it equals :func:`cross_entropy`
+    exactly (values and gradients); with ``gamma=0`` and per-class alpha it
+    equals :func:`balanced_cross_entropy`.
+
+    What alpha means (libraries disagree; losslab does exactly this):
+
+    * None: no class weighting.
+    * a sequence or tensor of length C: per-class weights, :math:`\alpha_t =
+      \alpha[\text{target}]`; e.g. from :func:`losslab.class_weights`.
+    * a float in [0, 1]: the same factor for every class, so the loss is
+      alpha times the unweighted one. This is the convention of Keras'
+      CategoricalFocalCrossentropy (default 0.25) and kornia's focal_loss.
+      MONAI's softmax focal loss instead gives 1 - alpha to class 0
+      (background) and alpha to the others: pass
+      ``alpha=[1 - a] + [a] * (C - 1)`` for that.
+
+    Args:
+        input: logits (N, C) or (N, C, d1, ..., dk); probabilities when
+            ``from_logits=False``.
+        target: class indices (N, d1, ..., dk) in [0, C) or ``ignore_index``,
+            or class probabilities shaped like the input.
+        alpha: see above.
+        gamma: focusing parameter >= 0.
+        ignore_index: class index to skip (class-index targets only).
+        label_smoothing: :math:`\varepsilon` in [0, 1].
+        reduction: "none" | "mean" | "sum"; "mean" is the plain mean over
+            non-ignored positions (alpha is not in the denominator).
+        from_logits: False when ``input`` holds probabilities.
+
+    Returns:
+        "none": (N, d1, ..., dk); otherwise a scalar.
+
+    Raises:
+        TypeError: non-floating input, float class indices, integer
+            probability targets, alpha of the wrong type.
+        ValueError: gamma < 0, a float alpha outside [0, 1], per-class alpha
+            not of length C or negative, class indices out of range.
+
+    Numerics: log p comes from ``log_softmax``; :math:`1 - p` from
+    ``-expm1(log p)``, floored at the smallest normal number before the power,
+    so gradients stay finite for every gamma >= 0 at saturated logits.
+
+    References:
+        Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
+        ICCV 2017, arXiv:1708.02002.
+
+    Example:
+        >>> import torch, losslab
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], requires_grad=True)
+        >>> loss = losslab.softmax_focal_loss(logits, torch.tensor([1, 2]), gamma=2.0)
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.5928, grad_fn=<RoundBackward1>)
+    """
+    fn = "softmax_focal_loss"
+    check_common(fn, gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+                 from_logits=from_logits)
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        alpha = check_number(fn, "alpha", alpha, low=0.0, high=1.0)
+        if isinstance(input, Tensor) and input.ndim >= 2:
+            alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
+    elif alpha is not None and (not isinstance(alpha, (Tensor, Sequence)) or isinstance(alpha, str)):
+        raise TypeError(f"{fn}: alpha must be None, a float in [0, 1] or per-class weights of length C; "
+                        f"got {describe(alpha)}")
+    return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
+                        input_kind="logits" if from_logits else "probabilities", class_weight=alpha,
+                        gamma=float(gamma), label_smoothing=label_smoothing)
+
+
+class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss):
+    """Module form of :func:`losslab.sigmoid_focal_loss`."""
+
+
+class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss):
+    """Module form of :func:`losslab.softmax_focal_loss`."""
+
+
+# ----------------------------------------------------------------------------
+# registration
+
+_PROBS = {"from_logits": False}
+
+
+def _gamma_error(fn: str, x: Tensor, t: Tensor) -> ErrorCase:
+    return ErrorCase(x, t, {"gamma": -1.0}, ValueError, rf"{fn}: gamma must be a finite number in \[0, inf\); got -1.0")
+
+
+register(LossSpec(
+    name="sigmoid_focal_loss", function=sigmoid_focal_loss, module=SigmoidFocalLoss, family="focal",
+    formula="alpha_t (1 - p_t)^gamma BCE(x, t),  p = sigmoid(x)",
+    aliases=(
+        Alias("sigmoid_focal_loss", "torchvision", note="torchvision.ops; its default reduction is 'none'"),
+        Alias("sigmoid_focal_loss", "optax"),
+        Alias("sigmoid_focal_loss", "mmcv", note="mmcv.ops; class-index targets with index C = background"),
+        Alias("Focal Loss", "paper", note="RetinaNet's sigmoid form (kornia's FocalLoss is the softmax form)"),
+        Alias("binary_focal_loss_with_logits", "kornia"),
+        Alias("BinaryFocalLossWithLogits", "kornia"),
+        Alias("BinaryFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": None},
+              note="Keras applies alpha only with apply_class_balancing=True"),
+        Alias("SigmoidFocalCrossEntropy", "TensorFlow Addons", "probabilities", _PROBS),
+    ),
+    samples=lambda: (
+        S.sigmoid_cases([{}, {"alpha": None, "gamma": 0.5}, {"alpha": 0.75, "gamma": 0.0},
+                         {"alpha": -1.0, "gamma": 3.5}], seed=40)
+        + S.sigmoid_cases([{**_PROBS, "gamma": 1.5}], seed=41, domain="probabilities")
+    ),
+    errors=lambda: [
+        _gamma_error("sigmoid_focal_loss", S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3)),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"alpha": 1.5}, ValueError,
+                  r"sigmoid_focal_loss: alpha must be a finite number in \[0, 1\]; got 1.5"),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3) + 1, {}, ValueError,
+                  r"sigmoid_focal_loss: target must lie in \[0, 1\]"),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"alpha": [0.1, 0.2, 0.3]},
+                  TypeError, r"sigmoid_focal_loss: alpha must be a float in \[0, 1\], or None"),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"gamma": "2"},
+                  TypeError, r"sigmoid_focal_loss: gamma must be a real number"),
+    ],
+))
+
+register(LossSpec(
+    name="softmax_focal_loss", function=softmax_focal_loss, module=SoftmaxFocalLoss, family="focal",
+    formula="-sum_c alpha_c q_c (1 - p_c)^gamma log p_c,  p = softmax(x)",
+    aliases=(
+        Alias("Multi-Class Focal Loss", "paper"),
+        Alias("Categorical Focal Loss", "paper"),
+        Alias("CategoricalFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": 0.25},
+              note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets"),
+        Alias("focal_loss", "kornia", qualified=True,
+              note="kornia's focal_loss is the softmax form; the bare name 'focal_loss' is the sigmoid form"),
+        Alias("FocalLoss", "kornia", qualified=True),
+        Alias("softmax_focal_loss", "mmcv", note="mmcv.ops"),
+    ),
+    samples=lambda: (
+        S.softmax_cases([{}, {"gamma": 0.5, "alpha": S.per_class([0.1, 0.6, 0.3, 0.2])},
+                         {"gamma": 1.0, "alpha": 0.25, "label_smoothing": 0.1}, {"gamma": 4.5}], seed=50)
+        + S.softmax_cases([{**_PROBS, "gamma": 2.0}], seed=51, domain="probabilities")
+    ),
+    errors=lambda: S.softmax_errors("softmax_focal_loss") + [
+        _gamma_error("softmax_focal_loss", S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3)),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": 2.0}, ValueError,
+                  r"softmax_focal_loss: alpha must be a finite number in \[0, 1\]; got 2.0"),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": [0.5, 0.5]},
+                  ValueError, r"softmax_focal_loss: alpha must have shape \(3,\)"),
+        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": {"a": 1}},
+                  TypeError, r"softmax_focal_loss: alpha must be None, a float in \[0, 1\] or per-class"),
+    ],
+))
+

@@ -1,0 +1,151 @@
+"""Per-class weights from class counts, for alpha and weight arguments."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ._checks import check_ignore_index, check_number, describe, values_checked
+
+__all__ = ["class_weights", "class_counts"]
+
+METHODS = ("inverse", "inverse_sqrt", "effective_number", "median_frequency")
+NORMALIZE = ("sum", "mean", None)
+
+
+def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None = None) -> Tensor:
+    """Count the examples of each class in a tensor of class indices.
+
+    Args:
+        target: integer class indices of any shape, values in [0, num_classes)
+            or ``ignore_index``.
+        num_classes: C, the length of the result (classes absent from the
+            target count 0).
+        ignore_index: value to leave out of the counts.
+
+    Returns:
+        int64 tensor of shape (C,) on the target's device.
+
+    Raises:
+        TypeError: a non-integer target or num_classes.
+        ValueError: num_classes < 1, an index outside [0, C) (checked where
+            values are checked, see :func:`losslab.set_checks`).
+
+    Example:
+        >>> import torch, losslab
+        >>> losslab.class_counts(torch.tensor([0, 0, 2, -100, 2, 2]), 4, ignore_index=-100)
+        tensor([2, 0, 3, 0])
+    """
+    fn = "class_counts"
+    if not isinstance(target, Tensor) or target.dtype.is_floating_point or target.dtype.is_complex \
+            or target.dtype == torch.bool:
+        raise TypeError(f"{fn}: target must be an integer tensor of class indices; got {describe(target)}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise TypeError(f"{fn}: num_classes must be an int; got {describe(num_classes)}")
+    if num_classes < 1:
+        raise ValueError(f"{fn}: num_classes must be >= 1; got {num_classes}")
+    check_ignore_index(fn, ignore_index)
+    flat = target.reshape(-1).long()
+    if ignore_index is not None:
+        flat = flat[flat != ignore_index]
+    if values_checked(flat) and flat.numel() and bool(((flat < 0) | (flat >= num_classes)).any()):
+        bad = int(flat[(flat < 0) | (flat >= num_classes)][0])
+        raise ValueError(f"{fn}: target class indices must be in [0, {num_classes}); got {bad}")
+    return torch.bincount(flat, minlength=num_classes)
+
+
+def class_weights(
+    counts: Tensor | Sequence[float],
+    *,
+    method: Literal["inverse", "inverse_sqrt", "effective_number", "median_frequency"] = "inverse",
+    beta: float = 0.999,
+    normalize: Literal["sum", "mean"] | None = "sum",
+) -> Tensor:
+    r"""Per-class weights from class counts :math:`n_c`.
+
+    .. math::
+
+        \text{inverse: } \frac{1}{n_c} \qquad
+        \text{inverse\_sqrt: } \frac{1}{\sqrt{n_c}} \qquad
+        \text{effective\_number: } \frac{1 - \beta}{1 - \beta^{n_c}} \qquad
+        \text{median\_frequency: } \frac{\operatorname{median}(n)}{n_c}
+
+    A class with zero count is treated as a count of 1 (its weight is large
+    but finite). ``class_weights(counts)`` with the defaults is the inverse
+    frequency normalised to sum 1 that practitioners pass as alpha.
+
+    Args:
+        counts: non-negative counts of shape (C,), a tensor or a sequence
+            (see :func:`class_counts` to count a target tensor).
+        method: one of the four above. "effective_number" is the class-balanced
+            weighting of Cui et al.; "median_frequency" that of Eigen and
+            Fergus (median of the counts, the mean of the two middle ones for
+            an even C, over each count).
+        beta: in [0, 1), for "effective_number"; the weights tend to
+            "inverse" as beta -> 1 and to uniform at beta = 0.
+        normalize: "sum" (weights sum to 1), "mean" (weights average 1, i.e.
+            sum to C, as Cui et al. normalise), or None (raw).
+
+    Returns:
+        Float tensor of shape (C,): the counts' dtype if floating, else
+        torch's default dtype; on the counts' device.
+
+    Raises:
+        TypeError: counts not a tensor or sequence of numbers.
+        ValueError: counts not 1-D and non-empty, negative or non-finite
+            counts, an unknown method or normalize, beta outside [0, 1).
+
+    References:
+        Cui, Jia, Lin, Song, Belongie. Class-Balanced Loss Based on Effective
+        Number of Samples. CVPR 2019, arXiv:1901.05555.
+        Eigen, Fergus. Predicting Depth, Surface Normals and Semantic Labels
+        with a Common Multi-Scale Convolutional Architecture. ICCV 2015,
+        arXiv:1411.4734.
+
+    Example:
+        >>> import torch, losslab
+        >>> losslab.class_weights(torch.tensor([900, 90, 10]))
+        tensor([0.0099, 0.0990, 0.8911])
+        >>> losslab.class_weights([900, 90, 10], method="effective_number", beta=0.99, normalize="mean")
+        tensor([0.2284, 0.3836, 2.3880])
+    """
+    fn = "class_weights"
+    if method not in METHODS:
+        raise ValueError(f"{fn}: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"{fn}: normalize must be 'sum', 'mean' or None; got {normalize!r}")
+    beta = check_number(fn, "beta", beta, low=0.0, high=1.0, high_open=True)
+    if isinstance(counts, Tensor):
+        if counts.dtype.is_complex or counts.dtype == torch.bool:
+            raise TypeError(f"{fn}: counts must be a real tensor; got dtype {counts.dtype}")
+        n = counts
+    elif isinstance(counts, Sequence) and not isinstance(counts, str) and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) for c in counts):
+        n = torch.as_tensor(counts, dtype=torch.float64)
+    else:
+        raise TypeError(f"{fn}: counts must be a tensor or a sequence of numbers; got {describe(counts)}")
+    dtype = n.dtype if n.dtype.is_floating_point and isinstance(counts, Tensor) else torch.get_default_dtype()
+    if n.ndim != 1 or n.numel() == 0:
+        raise ValueError(f"{fn}: counts must have shape (C,) with C >= 1; got {tuple(n.shape)}")
+    n = n.to(torch.float64)
+    if values_checked(n) and not bool((torch.isfinite(n) & (n >= 0)).all()):
+        raise ValueError(f"{fn}: counts must be finite and non-negative; got {n.tolist()}")
+    n = n.clamp_min(1.0)
+    if method == "inverse":
+        w = 1.0 / n
+    elif method == "inverse_sqrt":
+        w = n.rsqrt()
+    elif method == "effective_number":
+        # 1 - beta^n = -expm1(n log beta), accurate for beta close to 1
+        w = (1.0 - beta) / -torch.expm1(n * math.log1p(beta - 1.0)) if beta > 0 else torch.ones_like(n)
+    else:
+        w = torch.quantile(n, 0.5) / n
+    if normalize == "sum":
+        w = w / w.sum()
+    elif normalize == "mean":
+        w = w / w.mean()
+    return w.to(dtype)
