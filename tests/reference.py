@@ -54,12 +54,18 @@ def _floored_log(p: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax_last(z: np.ndarray) -> np.ndarray:
-    """log softmax over the last axis, max-shifted."""
+    """log softmax over the last axis: max-shifted, with log1p over the non-maximal terms.
+
+    log sum_c exp(z_c - m) = log1p(sum over every class but one argmax of exp(z_c - m)),
+    which keeps log p of a dominant class accurate when it is tiny (-1e-13, say).
+    """
     if z.size == 0:
         return z.copy()
     m = np.max(z, axis=-1, keepdims=True)
     shifted = z - m
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    rest = np.exp(shifted)
+    np.put_along_axis(rest, np.argmax(z, axis=-1)[..., None], 0.0, axis=-1)  # exp(0) = 1 of one argmax
+    return shifted - np.log1p(np.sum(rest, axis=-1, keepdims=True))
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:

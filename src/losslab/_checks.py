@@ -12,9 +12,11 @@ they cost no device synchronisation: on CPU tensors, or everywhere after
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -81,19 +83,42 @@ def check_bool(fn: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn}: {name} must be a bool; got {describe(value)}")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def to_tensor(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype, expected: str) -> Tensor:
+    """A tensor, NumPy array, number or sequence of numbers as a tensor on the input's device.
+
+    Tensors keep their dtype (the caller casts); everything else becomes ``dtype``.
+    """
+    if isinstance(value, Tensor):
+        if value.device != input.device:
+            raise ValueError(f"{fn}: {name} must be on the input's device ({input.device}); "
+                             f"got a tensor on {value.device}")
+        if value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        return torch.as_tensor(value.astype(np.float64), device=input.device).to(dtype)
+    if is_number(value):
+        return torch.tensor(float(value), dtype=dtype, device=input.device)
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(is_number(v) for v in value):
+        return torch.tensor([float(v) for v in value], dtype=dtype, device=input.device)
+    raise TypeError(f"{fn}: {name} must be {expected}; got {describe(value)}")
 
 
 def check_number(fn: str, name: str, value: Any, *, low: float | None = None,
                  high: float | None = None, low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number within [low, high] (ends open where asked); returns it as float."""
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(f"{fn}: {name} must be a real number; got {describe(value)}")
     value = float(value)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
-    if not math.isfinite(value) or too_low or too_high:
+    finite = -math.inf < value < math.inf  # comparisons, not math.isfinite: they trace under torch.compile
+    if not finite or too_low or too_high:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
@@ -191,32 +216,45 @@ def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None 
 
 
 def class_vector(fn: str, name: str, value: Any, num_classes: int, input: Tensor, dtype: torch.dtype) -> Tensor:
-    """A per-class vector (sequence or tensor of length C) as a tensor on the input's device, in ``dtype``.
+    """A per-class vector (tensor, array or sequence of length C) on the input's device, in ``dtype``.
 
     Its values must be finite and non-negative (checked where values are checked).
     """
-    if isinstance(value, Tensor):
-        if value.device != input.device:
-            raise ValueError(
-                f"{fn}: {name} must be on the input's device ({input.device}); got a tensor on {value.device}"
-            )
-        if value.dtype.is_complex or value.dtype == torch.bool:
-            raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
-        vec = value
-    elif isinstance(value, Sequence) and not isinstance(value, str) and all(_is_number(v) for v in value):
-        vec = torch.as_tensor(value, dtype=dtype, device=input.device)
-    else:
-        raise TypeError(f"{fn}: {name} must be a tensor or a sequence of numbers of length {num_classes}; "
-                        f"got {describe(value)}")
+    vec = to_tensor(fn, name, value, input, dtype, f"a tensor or a sequence of numbers of length {num_classes}")
     if vec.shape != (num_classes,):
         raise ValueError(
             f"{fn}: {name} must have shape ({num_classes},), one value per class of the input; "
             f"got {shape_str(vec.shape)}"
         )
     vec = vec.to(dtype)
-    if values_checked(vec) and not bool(((vec >= 0) & torch.isfinite(vec)).all()):
-        raise ValueError(f"{fn}: {name} must be finite and non-negative; got {vec.tolist()}")
+    check_non_negative(fn, name, vec)
     return vec
+
+
+def check_non_negative(fn: str, name: str, value: Tensor) -> None:
+    """Values check: a weight tensor is finite and non-negative."""
+    if values_checked(value) and not bool(((value >= 0) & torch.isfinite(value)).all()):
+        shown = value.tolist() if value.numel() <= 16 else f"a tensor of shape {shape_str(value.shape)}"
+        raise ValueError(f"{fn}: {name} must be finite and non-negative; got {shown}")
+
+
+def check_alpha(fn: str, alpha: Any, *, expected: str, per_class: bool, scalar: bool = True,
+                negative_disables: bool = False) -> Any:
+    """Validate alpha's type, and a scalar alpha's range [0, 1]; returns float, None or the per-class value.
+
+    ``negative_disables``: a negative scalar means "no alpha" (torchvision's -1).
+    Per-class values are checked by :func:`class_vector` once C is known.
+    """
+    if alpha is None:
+        return None
+    if is_number(alpha) and scalar:
+        if negative_disables and alpha < 0:
+            return None
+        return check_number(fn, "alpha", alpha, low=0.0, high=1.0)
+    if per_class and (isinstance(alpha, (Tensor, np.ndarray)) or
+                      (isinstance(alpha, Sequence) and not isinstance(alpha, str))):
+        return alpha
+    raise TypeError(f"{fn}: alpha must be {expected}; got {describe(alpha)}")
 
 
 def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype) -> Tensor:
@@ -226,17 +264,7 @@ def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.
     (dim 1) of an (N, C, d1, ...) input; any other shape must broadcast to the
     input's shape without changing it.
     """
-    if not isinstance(value, Tensor):
-        if _is_number(value):
-            value = torch.tensor(float(value), dtype=dtype, device=input.device)
-        elif isinstance(value, Sequence) and not isinstance(value, str) and all(_is_number(v) for v in value):
-            value = torch.as_tensor(value, dtype=dtype, device=input.device)
-        else:
-            raise TypeError(f"{fn}: {name} must be a tensor, a number or a sequence of numbers; got {describe(value)}")
-    if value.device != input.device:
-        raise ValueError(f"{fn}: {name} must be on the input's device ({input.device}); got a tensor on {value.device}")
-    if value.dtype.is_complex or value.dtype == torch.bool:
-        raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
+    value = to_tensor(fn, name, value, input, dtype, "a tensor, a number or a sequence of numbers")
     if input.ndim >= 2 and value.ndim == 1 and value.shape[0] == input.shape[1]:
         value = value.reshape((-1,) + (1,) * (input.ndim - 2))
     try:
@@ -249,4 +277,6 @@ def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.
             f"{fn}: {name} must broadcast to the input's shape {shape_str(input.shape)}{classes}; "
             f"got {shape_str(value.shape)}"
         )
-    return value.to(dtype)
+    value = value.to(dtype)
+    check_non_negative(fn, name, value)
+    return value

@@ -3,7 +3,8 @@
 A twin is declared in one line, ``class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss)``:
 its constructor takes exactly the functional's keyword-only arguments (with
 the same defaults, visible to ``inspect.signature`` and ``help``), validates
-the common hyperparameters at once, registers tensor hyperparameters as
+the hyperparameters at once (the common ones, the loss's own ``checks``, and
+weight tensors), registers tensor hyperparameters as
 buffers (so ``.to(device)`` moves them), and ``forward(input, target)`` is one
 call of the functional.
 """
@@ -14,15 +15,18 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_common
+from ._checks import check_common, check_non_negative, is_number
 
 
-def _is_number_sequence(value: Any) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+def _is_array_like(value: Any) -> bool:
+    """A NumPy array or a non-empty list/tuple of numbers: stored as a tensor buffer."""
+    if isinstance(value, np.ndarray):
+        return True
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(is_number(v) for v in value)
 
 
 class LossModule(nn.Module):
@@ -30,12 +34,16 @@ class LossModule(nn.Module):
 
     function: ClassVar[Callable[..., Tensor]]
     _parameters_of_function: ClassVar[dict[str, inspect.Parameter]]
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]]
+    WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "pos_weight", "alpha")
 
-    def __init_subclass__(cls, function: Callable[..., Tensor] | None = None, **kw: Any) -> None:
+    def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
+                          checks: dict[str, Callable[[Any], Any]] | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if function is None:
             return
         cls.function = staticmethod(function)
+        cls._checks = dict(checks or {})
         params = [p for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
         cls._parameters_of_function = {p.name: p for p in params}
 
@@ -63,11 +71,16 @@ class LossModule(nn.Module):
         if missing:
             raise TypeError(f"{cls.__name__}: missing required keyword argument(s) {', '.join(map(repr, missing))}")
         values = {n: kwargs.get(n, p.default) for n, p in params.items()}
-        check_common(cls.function.__name__, **values)
+        fn = cls.function.__name__
+        check_common(fn, **values)
+        for name, check in cls._checks.items():
+            check(values[name])
         self._hyperparameters = tuple(values)
         for name, value in values.items():
-            if _is_number_sequence(value):
-                value = torch.tensor(value, dtype=torch.float64)  # cast to the compute dtype at use
+            if _is_array_like(value):
+                value = torch.as_tensor(np.asarray(value, dtype=np.float64))  # cast to the compute dtype at use
+            if isinstance(value, Tensor) and name in self.WEIGHTS:
+                check_non_negative(fn, name, value)
             if isinstance(value, Tensor):
                 self.register_buffer(name, value)
             else:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _samples as S
-from ._checks import check_common, check_number
+from ._checks import check_alpha, check_common
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, ErrorCase, LossSpec, register
@@ -49,7 +49,8 @@ def cross_entropy(
         target: class indices of shape (N) or (N, d1, ..., dk), any integer
             dtype, values in [0, C) or ``ignore_index``; or class probabilities
             shaped like the input (float, values in [0, 1]).
-        weight: per-class rescaling, a tensor or sequence of length C.
+        weight: per-class rescaling, non-negative, a tensor, array or
+            sequence of length C.
         ignore_index: class-index value whose positions contribute nothing
             (neither loss nor gradient nor denominator). Not used with
             probability targets. None disables it.
@@ -74,9 +75,10 @@ def cross_entropy(
             of range, ``weight`` not of length C, ``label_smoothing`` outside
             [0, 1], an unknown reduction.
 
-    Differences from PyTorch: an empty batch, or a batch whose every target
-    is ignored, gives 0 with zero gradients under "mean" where PyTorch returns
-    NaN; half-precision inputs are computed in float32.
+    Differences from PyTorch: a zero "mean" denominator (an empty batch, every
+    target ignored, or every kept target of weight 0) gives 0 with zero
+    gradients where PyTorch returns NaN; negative weights are rejected (PyTorch
+    accepts them); half-precision inputs are computed in float32.
 
     Example:
         >>> import torch, losslab
@@ -183,7 +185,9 @@ def binary_cross_entropy(
             last dimension, a length-C pos_weight applies along dim 1 for
             (N, C, d1, ...) inputs (for (N, C) inputs the two agree).
         ignore_index: dense targets equal to it, or index-form positions equal
-            to it (all C classes), contribute nothing. None disables it.
+            to it (all C classes), contribute nothing. None disables it. In the
+            index form an ignore_index equal to C (the background index)
+            ignores the background positions.
         label_smoothing: :math:`\varepsilon` in [0, 1].
         reduction: "none" | "mean" | "sum". "mean" is the plain mean over
             non-ignored elements (weights are not in the denominator, as in
@@ -261,7 +265,8 @@ def balanced_cross_entropy(
         alpha: float in [0, 1] (sigmoid) or per-class non-negative weights of
             length C (softmax). Required.
         ignore_index: target value to skip; None disables it.
-        label_smoothing: in [0, 1]; the sigmoid form smooths towards 1/2, the
+        label_smoothing: in [0, 1]; the sigmoid form smooths the target
+            towards 1/2 before alpha_t is formed from it (as Keras does), the
             softmax form towards 1/C.
         reduction: "none" | "mean" | "sum".
         from_logits: False when ``input`` holds probabilities.
@@ -290,13 +295,10 @@ def balanced_cross_entropy(
     fn = "balanced_cross_entropy"
     check_common(fn, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                  from_logits=from_logits)
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        alpha = check_number(fn, "alpha", alpha, low=0.0, high=1.0)
+    alpha = _balanced_alpha(alpha)
+    if isinstance(alpha, float):
         return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
                             ignore_index=ignore_index, alpha=alpha, label_smoothing=label_smoothing)
-    if not isinstance(alpha, (Tensor, Sequence)) or isinstance(alpha, str):
-        raise TypeError(f"{fn}: alpha must be a float in [0, 1] (sigmoid form) or a sequence or tensor of "
-                        f"per-class weights (softmax form); got {alpha!r}")
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                         input_kind="logits" if from_logits else "probabilities", class_weight=alpha,
                         label_smoothing=label_smoothing)
@@ -314,7 +316,14 @@ class BinaryCrossEntropyLoss(LossModule, function=binary_cross_entropy):
     """Module form of :func:`losslab.binary_cross_entropy`."""
 
 
-class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy):
+def _balanced_alpha(alpha: object) -> object:
+    expected = "a float in [0, 1] (sigmoid form) or a sequence or tensor of per-class weights (softmax form)"
+    if alpha is None:
+        raise TypeError(f"balanced_cross_entropy: alpha must be {expected}; got None")
+    return check_alpha("balanced_cross_entropy", alpha, per_class=True, expected=expected)
+
+
+class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy, checks={"alpha": _balanced_alpha}):
     """Module form of :func:`losslab.balanced_cross_entropy`."""
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _samples as S
-from ._checks import check_common, check_number, describe
+from ._checks import check_alpha, check_common
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, ErrorCase, LossSpec, register
@@ -85,13 +85,9 @@ def sigmoid_focal_loss(
     """
     fn = "sigmoid_focal_loss"
     check_common(fn, gamma=gamma, ignore_index=ignore_index, reduction=reduction, from_logits=from_logits)
-    if alpha is not None:
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
-            raise TypeError(f"{fn}: alpha must be a float in [0, 1], or None or negative to disable it; "
-                            f"got {describe(alpha)}")
-        alpha = None if alpha < 0 else check_number(fn, "alpha", alpha, low=0.0, high=1.0)
+    alpha = _sigmoid_alpha(alpha)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
-                        ignore_index=ignore_index, alpha=alpha, gamma=float(gamma))
+                        ignore_index=ignore_index, alpha=alpha, gamma=gamma)
 
 
 def softmax_focal_loss(
@@ -174,23 +170,29 @@ def softmax_focal_loss(
     fn = "softmax_focal_loss"
     check_common(fn, gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                  from_logits=from_logits)
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        alpha = check_number(fn, "alpha", alpha, low=0.0, high=1.0)
-        if isinstance(input, Tensor) and input.ndim >= 2:
-            alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
-    elif alpha is not None and (not isinstance(alpha, (Tensor, Sequence)) or isinstance(alpha, str)):
-        raise TypeError(f"{fn}: alpha must be None, a float in [0, 1] or per-class weights of length C; "
-                        f"got {describe(alpha)}")
+    alpha = _softmax_alpha(alpha)
+    if isinstance(alpha, float) and isinstance(input, Tensor) and input.ndim >= 2:
+        alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                         input_kind="logits" if from_logits else "probabilities", class_weight=alpha,
-                        gamma=float(gamma), label_smoothing=label_smoothing)
+                        gamma=gamma, label_smoothing=label_smoothing)
 
 
-class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss):
+def _sigmoid_alpha(alpha: object) -> float | None:
+    return check_alpha("sigmoid_focal_loss", alpha, per_class=False, negative_disables=True,
+                       expected="a float in [0, 1], or None or negative to disable it")
+
+
+def _softmax_alpha(alpha: object) -> object:
+    return check_alpha("softmax_focal_loss", alpha, per_class=True,
+                       expected="None, a float in [0, 1] or per-class weights of length C")
+
+
+class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss, checks={"alpha": _sigmoid_alpha}):
     """Module form of :func:`losslab.sigmoid_focal_loss`."""
 
 
-class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss):
+class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss, checks={"alpha": _softmax_alpha}):
     """Module form of :func:`losslab.softmax_focal_loss`."""
 
 

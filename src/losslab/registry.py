@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -184,6 +185,7 @@ def lookup(name: str) -> tuple[LossSpec, Alias | None]:
         if word in SOURCE_PREFIXES and (word, key) in _QUALIFIED:
             return _QUALIFIED[(word, key)]
     if key in _BARE:
+        _warn_if_framework_differs(parts[-1], key, _BARE[key])
         return _BARE[key]
     known = {normalize(n): n for n in _display_names()}
     close = difflib.get_close_matches(key, list(known), n=5, cutoff=0.6)
@@ -222,11 +224,23 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
 
 
 def _display_names() -> list[str]:
-    names = []
-    for spec in _SPECS.values():
-        names.append(spec.name)
-        names.extend(a.name for a in spec.aliases)
-    return names
+    """Every name as it is looked up: qualified aliases with their framework prefix."""
+    return [row["lookup"] for row in names_table()]
+
+
+def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias | None]) -> None:
+    """Warn when a bare name is spelt exactly as a framework's name that expects another input."""
+    spec, alias = entry
+    if raw == (alias.name if alias is not None else spec.name):
+        return  # spelt as the name it resolves to
+    resolved_input = alias.input if alias is not None else spec.input
+    for (prefix, qkey), (qspec, qalias) in _QUALIFIED.items():
+        if qkey == key and qalias.qualified and qalias.name == raw and qalias.input != resolved_input:
+            warnings.warn(
+                f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); {qalias.source}'s "
+                f"{raw} "
+                f"expects {qalias.input}: ask for '{prefix}.{raw}' to get that", UserWarning, stacklevel=4)
+            return
 
 
 def names_table() -> list[dict[str, Any]]:

@@ -6,10 +6,11 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_ignore_index, check_number, describe, values_checked
+from ._checks import check_ignore_index, check_number, describe, is_number
 
 __all__ = ["class_weights", "class_counts"]
 
@@ -32,8 +33,8 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
 
     Raises:
         TypeError: a non-integer target or num_classes.
-        ValueError: num_classes < 1, an index outside [0, C) (checked where
-            values are checked, see :func:`losslab.set_checks`).
+        ValueError: num_classes < 1, an index outside [0, C) other than
+            ignore_index (always checked: counting reads the values anyway).
 
     Example:
         >>> import torch, losslab
@@ -52,9 +53,10 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
     flat = target.reshape(-1).long()
     if ignore_index is not None:
         flat = flat[flat != ignore_index]
-    if values_checked(flat) and flat.numel() and bool(((flat < 0) | (flat >= num_classes)).any()):
-        bad = int(flat[(flat < 0) | (flat >= num_classes)][0])
-        raise ValueError(f"{fn}: target class indices must be in [0, {num_classes}); got {bad}")
+    # bincount reads the values (a device sync) anyway, so the range is always checked here
+    out_of_range = (flat < 0) | (flat >= num_classes)
+    if flat.numel() and bool(out_of_range.any()):
+        raise ValueError(f"{fn}: target class indices must be in [0, {num_classes}); got {int(flat[out_of_range][0])}")
     return torch.bincount(flat, minlength=num_classes)
 
 
@@ -79,20 +81,21 @@ def class_weights(
     frequency normalised to sum 1 that practitioners pass as alpha.
 
     Args:
-        counts: non-negative counts of shape (C,), a tensor or a sequence
-            (see :func:`class_counts` to count a target tensor).
+        counts: non-negative counts of shape (C,): a tensor, a NumPy array or
+            a sequence (see :func:`class_counts` to count a target tensor).
         method: one of the four above. "effective_number" is the class-balanced
             weighting of Cui et al.; "median_frequency" that of Eigen and
             Fergus (median of the counts, the mean of the two middle ones for
             an even C, over each count).
-        beta: in [0, 1), for "effective_number"; the weights tend to
-            "inverse" as beta -> 1 and to uniform at beta = 0.
+        beta: in [0, 1), used (and checked) by "effective_number" only; the
+            weights tend to "inverse" as beta -> 1 and are uniform at beta = 0.
         normalize: "sum" (weights sum to 1), "mean" (weights average 1, i.e.
             sum to C, as Cui et al. normalise), or None (raw).
 
     Returns:
-        Float tensor of shape (C,): the counts' dtype if floating, else
-        torch's default dtype; on the counts' device.
+        Float tensor of shape (C,) on the counts' device: the counts' dtype
+        for a floating-point tensor, torch's default dtype (float32) for
+        integer tensors, arrays and sequences.
 
     Raises:
         TypeError: counts not a tensor or sequence of numbers.
@@ -118,21 +121,23 @@ def class_weights(
         raise ValueError(f"{fn}: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
     if normalize not in NORMALIZE:
         raise ValueError(f"{fn}: normalize must be 'sum', 'mean' or None; got {normalize!r}")
-    beta = check_number(fn, "beta", beta, low=0.0, high=1.0, high_open=True)
+    if method == "effective_number":
+        beta = check_number(fn, "beta", beta, low=0.0, high=1.0, high_open=True)
     if isinstance(counts, Tensor):
         if counts.dtype.is_complex or counts.dtype == torch.bool:
             raise TypeError(f"{fn}: counts must be a real tensor; got dtype {counts.dtype}")
         n = counts
-    elif isinstance(counts, Sequence) and not isinstance(counts, str) and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) for c in counts):
-        n = torch.as_tensor(counts, dtype=torch.float64)
+    elif isinstance(counts, np.ndarray) and counts.dtype.kind in "iuf":
+        n = torch.as_tensor(counts.astype(np.float64))
+    elif isinstance(counts, Sequence) and not isinstance(counts, str) and all(is_number(c) for c in counts):
+        n = torch.tensor([float(c) for c in counts], dtype=torch.float64)
     else:
-        raise TypeError(f"{fn}: counts must be a tensor or a sequence of numbers; got {describe(counts)}")
+        raise TypeError(f"{fn}: counts must be a tensor, an array or a sequence of numbers; got {describe(counts)}")
     dtype = n.dtype if n.dtype.is_floating_point and isinstance(counts, Tensor) else torch.get_default_dtype()
     if n.ndim != 1 or n.numel() == 0:
         raise ValueError(f"{fn}: counts must have shape (C,) with C >= 1; got {tuple(n.shape)}")
     n = n.to(torch.float64)
-    if values_checked(n) and not bool((torch.isfinite(n) & (n >= 0)).all()):
+    if not bool((torch.isfinite(n) & (n >= 0)).all()):  # computed once per run: always checked
         raise ValueError(f"{fn}: counts must be finite and non-negative; got {n.tolist()}")
     n = n.clamp_min(1.0)
     if method == "inverse":
