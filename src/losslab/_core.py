@@ -117,7 +117,8 @@ def sigmoid_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
         dense = (target.unsqueeze(1) == classes).to(dtype)
         valid = None if ignore_index is None else (target != ignore_index).unsqueeze(1).expand(input.shape)
         return dense, valid
-    indices = f" or {shape_str(index_shape)} (class indices, index {input.shape[1]} = background)" if index_shape else ""
+    indices = (f" or {shape_str(index_shape)} (class indices, index {input.shape[1]} = background)"
+               if index_shape else "")
     raise ValueError(
         f"{fn}: target must have the input's shape {shape_str(input.shape)} (dense labels){indices}; "
         f"got {shape_str(target.shape)}"
@@ -241,7 +242,8 @@ def softmax_elementwise(x: Tensor, target: SoftmaxTarget, *, input_kind: str = "
         if label_smoothing:
             w = None if class_weight is None else class_weight.view(class_shape)
             full = term(log_p, probs, w)
-            loss = (1.0 - label_smoothing) * full.gather(1, idx).squeeze(1) + (label_smoothing / num_classes) * full.sum(1)
+            smooth = (label_smoothing / num_classes) * full.sum(1)
+            loss = (1.0 - label_smoothing) * full.gather(1, idx).squeeze(1) + smooth
         else:
             w = None if class_weight is None else class_weight[target.indices]
             p_t = None if probs is None else probs.gather(1, idx).squeeze(1)

@@ -234,7 +234,7 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
     if raw == (alias.name if alias is not None else spec.name):
         return  # spelt as the name it resolves to
     resolved_input = alias.input if alias is not None else spec.input
-    for (prefix, qkey), (qspec, qalias) in _QUALIFIED.items():
+    for (prefix, qkey), (_, qalias) in _QUALIFIED.items():
         if qkey == key and qalias.qualified and qalias.name == raw and qalias.input != resolved_input:
             warnings.warn(
                 f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); {qalias.source}'s "
