@@ -177,7 +177,7 @@ def binary_cross_entropy(
             others, index C means background (negative for every class). This
             penalises every wrong class explicitly, unlike softmax
             cross-entropy.
-        weight: rescaling of each element's loss. A 1-D tensor of length C
+        weight: non-negative rescaling of each element's loss. A 1-D tensor of length C
             applies along the class dimension (dim 1); any other shape must
             broadcast to the input's shape.
         pos_weight: weight of the positive term, same broadcasting as
@@ -202,7 +202,7 @@ def binary_cross_entropy(
         TypeError: non-floating input, float class indices.
         ValueError: a target shape that fits neither form, labels or
             probabilities outside [0, 1], class indices outside [0, C], weights
-            that do not broadcast, an unknown reduction.
+            that do not broadcast or are negative, an unknown reduction.
 
     Example:
         >>> import torch, losslab
