@@ -14,7 +14,16 @@ import torch.nn.functional as F
 
 import losslab
 
-from .helpers import TOLERANCES, assert_close_np
+from .helpers import (
+    TOLERANCES,
+    assert_close_np,
+    assert_same,
+    class_indices,
+    gen,
+    logits,
+    soft_targets,
+    value_and_grad,
+)
 from .reference import REFERENCES
 
 F64 = torch.float64
@@ -23,45 +32,6 @@ REDUCTIONS = ("none", "mean", "sum")
 
 # ----------------------------------------------------------------------------
 # helpers
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def logits(*shape: int, seed: int = 0, scale: float = 3.0, dtype: torch.dtype = F64) -> torch.Tensor:
-    return (torch.randn(*shape, generator=gen(seed), dtype=F64) * scale).to(dtype)
-
-
-def class_indices(shape: tuple[int, ...], high: int, *, seed: int = 1, ignore_index: int | None = None,
-                  ignored: float = 0.0) -> torch.Tensor:
-    t = torch.randint(0, high, shape, generator=gen(seed))
-    if ignore_index is not None and ignored:
-        drop = torch.rand(shape, generator=gen(seed + 1000)) < ignored
-        drop.view(-1)[0] = True  # at least one ignored position
-        t = torch.where(drop, torch.full_like(t, ignore_index), t)
-    return t
-
-
-def soft_targets(*shape: int, seed: int = 2) -> torch.Tensor:
-    """Class probabilities over dim 1."""
-    return torch.softmax(torch.randn(*shape, generator=gen(seed), dtype=F64) * 2, dim=1)
-
-
-def value_and_grad(fn, x: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """fn(x, ...) and d/dx of a fixed, non-uniform weighting of its output (so "none" gradients are tested too)."""
-    x = x.detach().clone().requires_grad_(True)
-    out = fn(x, *args, **kwargs)
-    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
-    (out * upstream).sum().backward()
-    return out.detach(), x.grad
-
-
-def assert_same(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor],
-                dtype: torch.dtype = F64) -> None:
-    """Values and gradients close under the dtype's tolerance."""
-    torch.testing.assert_close(a[0], b[0], **TOLERANCES[dtype])
-    torch.testing.assert_close(a[1], b[1], **TOLERANCES[dtype])
 
 
 def as_numpy_kwargs(kwargs: dict) -> dict:

@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 import losslab
 
-from .helpers import TOLERANCES, assert_close_np
+from .helpers import (
+    TOLERANCES,
+    assert_close_np,
+    assert_same,
+    class_indices,
+    gen,
+    logits,
+    soft_targets,
+    value_and_grad,
+)
 from .reference import REFERENCES
 
 F64 = torch.float64
@@ -27,42 +36,6 @@ GAMMAS = (0.0, 0.25, 0.5, 0.99, 1.0, 2.0, 5.0)
 
 # ----------------------------------------------------------------------------
 # helpers
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def logits(*shape: int, seed: int = 0, scale: float = 3.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen(seed), dtype=F64) * scale
-
-
-def class_indices(shape: tuple[int, ...], high: int, *, seed: int = 1, ignore_index: int | None = None,
-                  ignored: float = 0.0) -> torch.Tensor:
-    t = torch.randint(0, high, shape, generator=gen(seed))
-    if ignore_index is not None and ignored:
-        drop = torch.rand(shape, generator=gen(seed + 1000)) < ignored
-        drop.view(-1)[0] = True
-        t = torch.where(drop, torch.full_like(t, ignore_index), t)
-    return t
-
-
-def soft_targets(*shape: int, seed: int = 2) -> torch.Tensor:
-    return torch.softmax(torch.randn(*shape, generator=gen(seed), dtype=F64) * 2, dim=1)
-
-
-def value_and_grad(fn, x: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """fn(x, ...) and d/dx of a fixed, non-uniform weighting of its output."""
-    x = x.detach().clone().requires_grad_(True)
-    out = fn(x, *args, **kwargs)
-    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
-    (out * upstream).sum().backward()
-    return out.detach(), x.grad
-
-
-def assert_same(a, b, dtype: torch.dtype = F64) -> None:
-    torch.testing.assert_close(a[0], b[0], **TOLERANCES[dtype])
-    torch.testing.assert_close(a[1], b[1], **TOLERANCES[dtype])
 
 
 def assert_equal(a, b) -> None:
