@@ -22,7 +22,6 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from torch import Tensor, nn
@@ -255,7 +254,3 @@ def names_table() -> list[dict[str, Any]]:
                          "defaults": dict(a.defaults), "lookup": prefix + a.name, "formula": spec.formula,
                          "note": a.note})
     return rows
-
-
-# Read-only view for introspection.
-SPECS = MappingProxyType(_SPECS)
