@@ -393,7 +393,7 @@ def test_register_new_loss_then_restore(isolated_registry):
 
 
 def test_registry_was_restored():
-    assert "throwaway_test_loss" not in registry.SPECS
+    assert "throwaway_test_loss" not in [s.name for s in registry.specs()]
     with pytest.raises(ValueError):
         losslab.get_loss("throwaway alias")
 
