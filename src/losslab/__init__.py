@@ -6,6 +6,20 @@ nn.Module twin taking the same keyword arguments, and is registered by name:
 """
 
 from ._checks import get_checks, set_checks
+from .boxes import (
+    CIoULoss,
+    DIoULoss,
+    EIoULoss,
+    GIoULoss,
+    IoULoss,
+    SIoULoss,
+    ciou_loss,
+    diou_loss,
+    eiou_loss,
+    giou_loss,
+    iou_loss,
+    siou_loss,
+)
 from .classification import (
     BalancedCrossEntropyLoss,
     BinaryCrossEntropyLoss,
@@ -16,8 +30,17 @@ from .classification import (
     cross_entropy,
     nll_loss,
 )
+from .detection import (
+    DistributionFocalLoss,
+    QualityFocalLoss,
+    VarifocalLoss,
+    distribution_focal_loss,
+    quality_focal_loss,
+    varifocal_loss,
+)
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
 from .registry import get_loss
+from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"
@@ -27,6 +50,11 @@ __all__ = [
     "sigmoid_focal_loss", "softmax_focal_loss",
     "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
+    "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
+    "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
+    "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",
+    "iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
+    "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss",
     "class_weights", "class_counts",
     "get_loss", "set_checks", "get_checks",
     "__version__",

@@ -155,30 +155,33 @@ def check_common(fn: str, **kwargs: Any) -> None:
         check_label_smoothing(fn, kwargs["label_smoothing"])
     if "ignore_index" in kwargs:
         check_ignore_index(fn, kwargs["ignore_index"])
+    if "avg_factor" in kwargs:
+        check_avg_factor(fn, kwargs["avg_factor"])
 
 
-def check_input(fn: str, input: Any, *, min_ndim: int = 0, what: str = "") -> None:
-    """``input`` is a floating-point tensor with at least ``min_ndim`` dimensions."""
+def check_input(fn: str, input: Any, *, min_ndim: int = 0, what: str = "", name: str = "input") -> None:
+    """``input`` is a floating-point tensor with at least ``min_ndim`` dimensions (``name``: its argument name)."""
     if not isinstance(input, Tensor):
-        raise TypeError(f"{fn}: input must be a torch.Tensor; got {describe(input)}")
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe(input)}")
     if not input.dtype.is_floating_point:
         raise TypeError(
-            f"{fn}: input must be a floating-point tensor (float16, bfloat16, float32 or float64); "
+            f"{fn}: {name} must be a floating-point tensor (float16, bfloat16, float32 or float64); "
             f"got dtype {input.dtype}"
         )
     if input.ndim < min_ndim:
-        raise ValueError(f"{fn}: input must have shape {what}; got {shape_str(input.shape)}")
+        raise ValueError(f"{fn}: {name} must have shape {what}; got {shape_str(input.shape)}")
 
 
-def check_target_tensor(fn: str, input: Tensor, target: Any) -> None:
+def check_target_tensor(fn: str, input: Tensor, target: Any, *, name: str = "target",
+                        input_name: str = "input") -> None:
     if not isinstance(target, Tensor):
-        raise TypeError(f"{fn}: target must be a torch.Tensor; got {describe(target)}")
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe(target)}")
     if target.device != input.device:
         raise ValueError(
-            f"{fn}: target must be on the input's device ({input.device}); got a tensor on {target.device}"
+            f"{fn}: {name} must be on the {input_name}'s device ({input.device}); got a tensor on {target.device}"
         )
     if target.dtype.is_complex:
-        raise TypeError(f"{fn}: target must be a real tensor; got dtype {target.dtype}")
+        raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {target.dtype}")
 
 
 def compute_dtype(input: Tensor) -> torch.dtype:
@@ -280,3 +283,46 @@ def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.
     value = value.to(dtype)
     check_non_negative(fn, name, value)
     return value
+
+
+def check_avg_factor(fn: str, avg_factor: Any, input: Tensor | None = None) -> Any:
+    """``avg_factor``: None, a finite number >= 0, or a one-element real tensor (on the input's device).
+
+    A tensor's value is checked where values are checked (see :func:`set_checks`).
+    """
+    if avg_factor is None:
+        return None
+    if is_number(avg_factor):
+        return check_number(fn, "avg_factor", avg_factor, low=0.0)
+    if isinstance(avg_factor, Tensor) and avg_factor.numel() == 1 and not avg_factor.dtype.is_complex:
+        if input is not None and avg_factor.device != input.device:
+            raise ValueError(f"{fn}: avg_factor must be on the input's device ({input.device}); "
+                             f"got a tensor on {avg_factor.device}")
+        if values_checked(avg_factor) and not bool(((avg_factor >= 0) & torch.isfinite(avg_factor)).all()):
+            raise ValueError(f"{fn}: avg_factor must be a finite number in [0, inf); got {avg_factor.item()!r}")
+        return avg_factor
+    raise TypeError(f"{fn}: avg_factor must be None, a number >= 0 or a one-element tensor; "
+                    f"got {describe(avg_factor)}")
+
+
+def broadcast_weight(fn: str, name: str, value: Any, shape: Sequence[int], input: Tensor, dtype: torch.dtype,
+                     what: str) -> Tensor:
+    """A non-negative weight that broadcasts to ``shape`` (``what`` names that shape in errors)."""
+    value = to_tensor(fn, name, value, input, dtype, "a tensor, a number or a sequence of numbers")
+    try:
+        fits = torch.broadcast_shapes(value.shape, tuple(shape)) == tuple(shape)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{fn}: {name} must broadcast to {what} {shape_str(shape)}; got {shape_str(value.shape)}")
+    value = value.to(dtype)
+    check_non_negative(fn, name, value)
+    return value
+
+
+def check_same_shape(fn: str, input: Tensor, target: Tensor, *, input_name: str = "input",
+                     what: str = "") -> None:
+    """``target`` has exactly the input's shape (no broadcasting)."""
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target must have the {input_name}'s shape {shape_str(input.shape)}{what}; "
+                         f"got {shape_str(target.shape)}")

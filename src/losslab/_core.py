@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ._checks import (
     along_class_dim,
+    check_avg_factor,
     check_class_indices,
     check_input,
     check_target_tensor,
@@ -49,17 +50,26 @@ from ._checks import (
 LOG_FLOOR = -100.0
 
 
-def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None) -> Tensor:
+def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None,
+           avg_factor: float | Tensor | None = None) -> Tensor:
     """Reduce per-element losses; "mean" divides by ``denominator`` (default: the element count).
 
-    A zero denominator (empty batch, every element ignored) gives 0, still
-    connected to the graph, instead of PyTorch's 0/0 = NaN.
+    ``avg_factor`` (the detection heads' normaliser, e.g. the number of
+    positive anchors) replaces the denominator of "mean"; "none" and "sum"
+    ignore it. A zero denominator or avg_factor (empty batch, every element
+    ignored, no positives) divides by 1: the result is the sum, 0 when nothing
+    contributes, still connected to the graph, instead of 0/0 = NaN.
     """
     if reduction == "none":
         return loss
     total = loss.sum()
     if reduction == "sum":
         return total
+    if avg_factor is not None:
+        if isinstance(avg_factor, Tensor):
+            factor = avg_factor.reshape(()).to(total.dtype)
+            return total / torch.where(factor > 0, factor, torch.ones_like(factor))
+        return total / (avg_factor if avg_factor > 0 else 1.0)
     if denominator is None:
         return total / max(loss.numel(), 1)
     return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
@@ -274,9 +284,11 @@ def index_weight_sum(target: SoftmaxTarget, class_weight: Tensor | None, like: T
 
 def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from_logits: bool,
                  ignore_index: int | None, alpha: float | None = None, gamma: float = 0.0,
-                 weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0) -> Tensor:
-    """A sigmoid-form loss; "mean" divides by the number of kept elements."""
+                 weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0,
+                 avg_factor: object = None) -> Tensor:
+    """A sigmoid-form loss; "mean" divides by the number of kept elements (or by ``avg_factor``)."""
     check_input(fn, input)
+    avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
     t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
     x = input.to(dtype)
@@ -286,7 +298,7 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
     pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
     loss = sigmoid_elementwise(x, t, valid, from_logits=from_logits, alpha=alpha, gamma=gamma,
                                weight=w, pos_weight=pw, label_smoothing=label_smoothing)
-    return reduce(loss, reduction, count(valid, loss)).to(input.dtype)
+    return reduce(loss, reduction, count(valid, loss), avg_factor).to(input.dtype)
 
 
 def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, input_kind: str,

@@ -6,7 +6,8 @@ the same defaults, visible to ``inspect.signature`` and ``help``), validates
 the hyperparameters at once (the common ones, the loss's own ``checks``, and
 weight tensors), registers tensor hyperparameters as
 buffers (so ``.to(device)`` moves them), and ``forward(input, target)`` is one
-call of the functional.
+call of the functional; keyword arguments of ``forward`` override the stored
+ones for that call (``loss_fn(pred, target, avg_factor=num_pos)``).
 """
 
 from __future__ import annotations
@@ -86,8 +87,20 @@ class LossModule(nn.Module):
             else:
                 setattr(self, name, value)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return type(self).function(input, target, **{n: getattr(self, n) for n in self._hyperparameters})
+    def forward(self, input: Tensor, target: Any, **overrides: Any) -> Tensor:
+        """The loss of ``input`` against ``target``.
+
+        Keyword arguments override the stored hyperparameters for this call only:
+        per-batch values such as ``avg_factor`` (the number of positive anchors) or
+        a ``weight`` tensor, as mmdetection's losses take them in ``forward``.
+        """
+        unknown = sorted(set(overrides) - set(self._hyperparameters))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.forward: unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; expected some of {', '.join(self._hyperparameters)}")
+        kwargs = {n: getattr(self, n) for n in self._hyperparameters}
+        kwargs.update(overrides)
+        return type(self).function(input, target, **kwargs)
 
     def extra_repr(self) -> str:
         parts = []

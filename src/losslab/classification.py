@@ -155,6 +155,7 @@ def binary_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     from_logits: bool = True,
+    avg_factor: float | Tensor | None = None,
 ) -> Tensor:
     r"""Sigmoid (binary) cross-entropy of every element, as ``binary_cross_entropy_with_logits``.
 
@@ -194,6 +195,10 @@ def binary_cross_entropy(
             PyTorch).
         from_logits: False when ``input`` holds probabilities (PyTorch's
             ``BCELoss``; logs floored at -100).
+        avg_factor: with "mean", divide the sum by this number (e.g. the
+            number of positive anchors, mmdetection's convention) instead of
+            by the element count; 0 divides by 1. A number or a one-element
+            tensor; "none" and "sum" ignore it.
 
     Returns:
         "none": the input's shape (ignored elements 0); otherwise a scalar.
@@ -215,9 +220,10 @@ def binary_cross_entropy(
     """
     fn = "binary_cross_entropy"
     check_common(fn, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-                 from_logits=from_logits)
+                 from_logits=from_logits, avg_factor=avg_factor)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits, ignore_index=ignore_index,
-                        weight=weight, pos_weight=pos_weight, label_smoothing=label_smoothing)
+                        weight=weight, pos_weight=pos_weight, label_smoothing=label_smoothing,
+                        avg_factor=avg_factor)
 
 
 def balanced_cross_entropy(

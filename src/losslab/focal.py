@@ -26,8 +26,10 @@ def sigmoid_focal_loss(
     alpha: float | None = 0.25,
     gamma: float = 2.0,
     ignore_index: int | None = None,
+    weight: Tensor | Sequence[float] | float | None = None,
     reduction: Reduction = "mean",
     from_logits: bool = True,
+    avg_factor: float | Tensor | None = None,
 ) -> Tensor:
     r"""Sigmoid focal loss of every element (RetinaNet), as ``torchvision.ops.sigmoid_focal_loss``.
 
@@ -52,9 +54,16 @@ def sigmoid_focal_loss(
             a negative value disables it (torchvision passes -1).
         gamma: focusing parameter >= 0; 0 gives alpha-balanced BCE.
         ignore_index: target value (dense) or class index (index form) to skip.
+        weight: non-negative rescaling of each element's loss: a 1-D tensor of
+            length C applies along dim 1, any other shape must broadcast to the
+            input's shape (for mmdetection's per-anchor weight of shape (N,),
+            pass ``weight[:, None]``).
         reduction: "none" | "mean" | "sum". torchvision defaults to "none";
             losslab to "mean", the mean over non-ignored elements.
         from_logits: False when ``input`` holds probabilities.
+        avg_factor: with "mean", divide the sum by this number (typically the
+            number of positive anchors, as mmdetection's heads do) instead of
+            by the element count; 0 divides by 1. "none" and "sum" ignore it.
 
     Returns:
         "none": the input's shape; otherwise a scalar (0 for an empty or
@@ -84,10 +93,11 @@ def sigmoid_focal_loss(
         tensor(0.0088, grad_fn=<RoundBackward1>)
     """
     fn = "sigmoid_focal_loss"
-    check_common(fn, gamma=gamma, ignore_index=ignore_index, reduction=reduction, from_logits=from_logits)
+    check_common(fn, gamma=gamma, ignore_index=ignore_index, reduction=reduction, from_logits=from_logits,
+                 avg_factor=avg_factor)
     alpha = _sigmoid_alpha(alpha)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
-                        ignore_index=ignore_index, alpha=alpha, gamma=gamma)
+                        ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight, avg_factor=avg_factor)
 
 
 def softmax_focal_loss(

@@ -116,6 +116,9 @@ class LossSpec:
     errors: Callable[[], list[ErrorCase]] = list
     aliases: tuple[Alias, ...] = ()
     input: str = "logits"
+    # False where the loss stops the gradient through part of its formula by design (CIoU's trade-off
+    # factor): the battery's gradcheck, which compares with finite differences, does not apply.
+    exact_gradient: bool = True
 
 
 _SPECS: dict[str, LossSpec] = {}
@@ -233,13 +236,19 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
     if raw == (alias.name if alias is not None else spec.name):
         return  # spelt as the name it resolves to
     resolved_input = alias.input if alias is not None else spec.input
+    resolved_defaults = dict(alias.defaults) if alias is not None else {}
     for (prefix, qkey), (_, qalias) in _QUALIFIED.items():
-        if qkey == key and qalias.qualified and qalias.name == raw and qalias.input != resolved_input:
-            warnings.warn(
-                f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); {qalias.source}'s "
-                f"{raw} "
-                f"expects {qalias.input}: ask for '{prefix}.{raw}' to get that", UserWarning, stacklevel=4)
-            return
+        if qkey != key or not qalias.qualified or qalias.name != raw:
+            continue
+        if qalias.input != resolved_input:
+            differs = f"expects {qalias.input}"
+        elif dict(qalias.defaults) != resolved_defaults:
+            differs = "presets " + ", ".join(f"{k}={v!r}" for k, v in qalias.defaults.items())
+        else:
+            continue
+        warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); {qalias.source}'s "
+                      f"{raw} {differs}: ask for '{prefix}.{raw}' to get that", UserWarning, stacklevel=4)
+        return
 
 
 def names_table() -> list[dict[str, Any]]:

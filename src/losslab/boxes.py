@@ -1,0 +1,521 @@
+"""The IoU family of box-regression losses: IoU, GIoU, DIoU, CIoU, EIoU and SIoU.
+
+Every loss takes matched boxes ``pred`` and ``target`` of shape (..., 4) and
+returns one loss per box. The geometry (formats, intersection, union,
+enclosing box, centres) lives in :mod:`losslab._boxes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from . import _samples as S
+from ._boxes import Pair, box_weight, check_box_format, check_boxes, check_target_boxes, corners
+from ._checks import check_avg_factor, check_common, check_number, compute_dtype
+from ._core import reduce
+from ._module import LossModule
+from .registry import Alias, Case, ErrorCase, LossSpec, register
+
+Reduction = Literal["none", "mean", "sum"]
+BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+Weight = Tensor | Sequence[float] | float | None
+
+__all__ = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
+           "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss"]
+
+# The parts every box loss's docstring shares, spliced in where "BOX_ARGS" and "BOX_NOTES" stand.
+_ARGS = """pred: predicted boxes (..., 4), any leading batch shape.
+        target: their matched ground-truth boxes, the same shape.
+        box_format: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or
+            "cxcywh" (cx, cy, w, h), for both.
+        eps: > 0, added to the denominators (IoU's union, the enclosing box's
+            area, the squared diagonal), as torchvision does.
+        weight: non-negative per-box weight that broadcasts to the boxes'
+            shape without the last dimension; a weight shaped like ``pred``
+            (..., 4) is first averaged over its 4 values (mmdetection).
+        reduction: "none" | "mean" | "sum"; "mean" is the mean over boxes, or
+            the sum divided by ``avg_factor``.
+        avg_factor: with "mean", divide the sum by this instead (e.g. the
+            number of positive anchors); 0 divides by 1. No boxes at all give
+            0, still connected to the graph."""
+
+_NOTES = """Returns:
+        "none": one loss per box, shape ``pred.shape[:-1]``; otherwise a scalar.
+
+    Raises:
+        TypeError: non-floating pred, a non-tensor target.
+        ValueError: a last dimension other than 4, shapes that differ, an
+            unknown box_format, eps <= 0, target boxes with x2 < x1 or
+            y2 < y1 or non-finite values (checked where values are checked).
+
+    Degenerate boxes never give NaN: widths and heights are max(x2 - x1, 0),
+    so an inverted predicted box has zero area (its corners still count for
+    the enclosing box and its centre for the centre distance); boxes of zero
+    width or height have IoU 0 with anything (identical zero-area boxes too:
+    their loss is that of IoU 0); where a denominator is at most eps (both
+    boxes of zero area) the ratio keeps its value but passes no gradient.
+    Identical well-formed boxes give 0. Half precision is computed in
+    float32."""
+
+
+def _boxdoc(f: Callable) -> Callable:
+    f.__doc__ = f.__doc__.replace("BOX_ARGS", _ARGS).replace("BOX_NOTES", _NOTES)
+    return f
+
+
+def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: float, weight: Weight,
+              reduction: str, avg_factor: object, loss_of: Callable[[Pair, float], Tensor]) -> Tensor:
+    """Validate, convert to corners in the compute dtype, compute ``loss_of(pair, eps)`` per box, weight, reduce."""
+    check_common(fn, reduction=reduction, avg_factor=avg_factor)
+    check_box_format(fn, box_format)
+    eps = check_number(fn, "eps", eps, low=0.0, low_open=True)
+    check_boxes(fn, pred, target)
+    avg_factor = check_avg_factor(fn, avg_factor, pred)
+    dtype = compute_dtype(pred)
+    g = corners(target.to(dtype), box_format)
+    check_target_boxes(fn, g, target, box_format)
+    loss = loss_of(Pair.of(corners(pred.to(dtype), box_format), g, eps), eps)
+    if weight is not None:
+        loss = loss * box_weight(fn, weight, pred, dtype)
+    return reduce(loss, reduction, None, avg_factor).to(pred.dtype)
+
+
+def _check_mode(mode: object) -> None:
+    if mode not in ("linear", "square", "log"):
+        raise ValueError(f"iou_loss: mode must be one of 'linear', 'square', 'log'; got {mode!r}")
+
+
+@_boxdoc
+def iou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    mode: Literal["linear", "square", "log"] = "linear",
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""IoU loss of matched boxes: 1 - IoU (or 1 - IoU^2, or -log IoU).
+
+    .. math::
+
+        \mathrm{IoU} = \frac{|P \cap G|}{|P \cup G| + \epsilon}, \qquad
+        \ell = 1 - \mathrm{IoU} \;\;(\text{linear}), \quad 1 - \mathrm{IoU}^2 \;\;(\text{square}),
+        \quad -\log \max(\mathrm{IoU}, \epsilon) \;\;(\text{log, UnitBox})
+
+    In [0, 1] (linear, square). Disjoint boxes all have IoU 0, so the loss is
+    flat there: its gradient is exactly zero and a prediction that misses its
+    target gets no signal at all. That is why :func:`giou_loss`,
+    :func:`diou_loss` and :func:`ciou_loss` exist: each adds a term that
+    still pulls disjoint boxes together.
+
+    Args:
+        BOX_ARGS
+        mode: "linear" (default), "square", or "log" (UnitBox's -ln IoU,
+            mmdetection's default; ``get_loss("mmdet.IoULoss")`` presets it).
+
+    BOX_NOTES
+
+    References:
+        Yu, Jiang, Wang, Cao, Huang. UnitBox: An Advanced Object Detection
+        Network. ACM MM 2016, arXiv:1608.01471.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+        >>> loss = losslab.iou_loss(pred, torch.tensor([[1.0, 0.0, 3.0, 2.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.6667, grad_fn=<RoundBackward1>)
+    """
+    fn = "iou_loss"
+    _check_mode(mode)
+
+    def loss_of(pair: Pair, eps: float) -> Tensor:
+        if mode == "log":
+            return -pair.iou.clamp_min(eps).log()
+        return 1.0 - (pair.iou * pair.iou if mode == "square" else pair.iou)
+
+    return _box_loss(fn, pred, target, box_format=box_format, eps=eps, weight=weight, reduction=reduction,
+                     avg_factor=avg_factor, loss_of=loss_of)
+
+
+@_boxdoc
+def giou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Generalized IoU loss, as ``torchvision.ops.generalized_box_iou_loss``.
+
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \frac{|C| - |P \cup G|}{|C| + \epsilon}
+
+    with C the smallest box enclosing P and G. In [0, 2); for disjoint boxes
+    the second term keeps a gradient that shrinks the enclosing box.
+
+    Args:
+        BOX_ARGS
+
+    BOX_NOTES
+
+    References:
+        Rezatofighi, Tsoi, Gwak, Sadeghian, Reid, Savarese. Generalized
+        Intersection over Union. CVPR 2019, arXiv:1902.09630.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 1.0, 1.0]], requires_grad=True)
+        >>> loss = losslab.giou_loss(pred, torch.tensor([[2.0, 0.0, 3.0, 1.0]]))  # disjoint
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(1.3333, grad_fn=<RoundBackward1>)
+    """
+    return _box_loss("giou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
+                     reduction=reduction, avg_factor=avg_factor,
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(e))
+
+
+@_boxdoc
+def diou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Distance IoU loss, as ``torchvision.ops.distance_box_iou_loss``.
+
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \frac{\rho^2(p, g)}{c^2 + \epsilon}
+
+    with :math:`\rho` the distance between the boxes' centres and c the
+    diagonal of the smallest enclosing box. In [0, 2); it pulls centres
+    together directly, also for disjoint boxes.
+
+    Args:
+        BOX_ARGS
+
+    BOX_NOTES
+
+    References:
+        Zheng, Wang, Liu, Li, Ye, Ren. Distance-IoU Loss: Faster and Better
+        Learning for Bounding Box Regression. AAAI 2020, arXiv:1911.08287.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+        >>> loss = losslab.diou_loss(pred, torch.tensor([[1.0, 1.0, 3.0, 3.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.9683, grad_fn=<RoundBackward1>)
+    """
+    return _box_loss("diou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
+                     reduction=reduction, avg_factor=avg_factor,
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.centre_penalty(e))
+
+
+def _aspect(w: Tensor, h: Tensor, eps: float) -> Tensor:
+    """atan(w / h) with both floored at eps: finite value and gradient for zero-size boxes."""
+    return torch.atan(w.clamp_min(eps) / h.clamp_min(eps))
+
+
+@_boxdoc
+def ciou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Complete IoU loss, as ``torchvision.ops.complete_box_iou_loss``: DIoU plus an aspect-ratio term.
+
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \frac{\rho^2}{c^2 + \epsilon} + a\, v, \qquad
+        v = \frac{4}{\pi^2}\left(\arctan\frac{w_g}{h_g} - \arctan\frac{w_p}{h_p}\right)^2, \qquad
+        a = \frac{v}{1 - \mathrm{IoU} + v + \epsilon}
+
+    a is treated as a constant in the gradient (no gradient flows through
+    it), as in the paper and torchvision. Widths and heights inside the
+    arctangents are floored at eps, so zero-size boxes give finite values
+    and gradients (torchvision's ratio is 0/0 there).
+
+    Published implementations differ here, and losslab follows torchvision:
+    mmdetection's ``CIoULoss`` sets a to 0 where IoU <= 0.5, adds eps to the
+    heights, and clamps the CIoU to [-1, 1], so its values differ from these
+    for boxes that overlap little.
+
+    Args:
+        BOX_ARGS
+
+    BOX_NOTES
+
+    References:
+        Zheng, Wang, Ren, Liu, Ye, Hu, Zuo. Enhancing Geometric Factors in
+        Model Learning and Inference for Object Detection and Instance
+        Segmentation. IEEE TCYB 2021, arXiv:2005.03572 (and arXiv:1911.08287).
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 4.0, 2.0]], requires_grad=True)
+        >>> loss = losslab.ciou_loss(pred, torch.tensor([[1.0, 0.0, 3.0, 3.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.6268, grad_fn=<RoundBackward1>)
+    """
+
+    def loss_of(pair: Pair, eps: float) -> Tensor:
+        v = (4.0 / math.pi**2) * (_aspect(pair.wg, pair.hg, eps) - _aspect(pair.wp, pair.hp, eps)) ** 2
+        with torch.no_grad():
+            a = v / (1.0 - pair.iou + v + eps)
+        return 1.0 - pair.iou + pair.centre_penalty(eps) + a * v
+
+    return _box_loss("ciou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+
+
+@_boxdoc
+def eiou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Efficient IoU loss: DIoU plus width and height differences over the enclosing box's.
+
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \frac{\rho^2}{c^2 + \epsilon}
+             + \frac{(w_p - w_g)^2}{c_w^2 + \epsilon} + \frac{(h_p - h_g)^2}{c_h^2 + \epsilon}
+
+    with :math:`c_w, c_h` the width and height of the smallest enclosing box.
+    Unlike CIoU's aspect-ratio term it penalises width and height directly.
+    (mmdetection's ``EIoULoss`` is another loss, the Extended IoU with a
+    smooth point, and is not an alias of this one.)
+
+    Args:
+        BOX_ARGS
+
+    BOX_NOTES
+
+    References:
+        Zhang, Ren, Zhang, Jia, Wang, Tan. Focal and Efficient IOU Loss for
+        Accurate Bounding Box Regression. Neurocomputing 2022, arXiv:2101.08158.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 4.0, 2.0]], requires_grad=True)
+        >>> loss = losslab.eiou_loss(pred, torch.tensor([[1.0, 0.0, 3.0, 3.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.9711, grad_fn=<RoundBackward1>)
+    """
+
+    def loss_of(pair: Pair, eps: float) -> Tensor:
+        dw, dh = pair.wp - pair.wg, pair.hp - pair.hg
+        return (1.0 - pair.iou + pair.centre_penalty(eps) + dw * dw / (pair.cw * pair.cw + eps)
+                + dh * dh / (pair.ch * pair.ch + eps))
+
+    return _box_loss("eiou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+
+
+@_boxdoc
+def siou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    box_format: BoxFormat = "xyxy",
+    eps: float = 1e-7,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""SCYLLA-IoU loss: IoU plus angle-aware distance and shape costs (YOLOv6, mmyolo).
+
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \tfrac12 (\Delta + \Omega), \qquad
+        \Delta = \sum_{t \in \{x, y\}} \left(1 - e^{-(2 - \Lambda)\,\rho_t}\right), \qquad
+        \Omega = \sum_{t \in \{w, h\}} \left(1 - e^{-\omega_t}\right)^4
+
+    with centre offsets :math:`d_x, d_y`, :math:`\rho_x = (d_x / (c_w + \epsilon))^2`,
+    :math:`\rho_y = (d_y / (c_h + \epsilon))^2`, :math:`\omega_w = |w_p - w_g| /
+    (\max(w_p, w_g) + \epsilon)` (likewise h), and the angle cost
+    :math:`\Lambda = \sin 2\alpha = 2 |d_x| |d_y| / (d_x^2 + d_y^2 + \epsilon)`,
+    :math:`\alpha` the angle of the line between the centres. The paper writes
+    :math:`\Lambda = 1 - 2\sin^2(\arcsin(\sin\alpha) - \pi/4)`, which is the
+    same quantity; the closed form has no arcsin, so its gradient is finite
+    when the centres coincide (Lambda = 0 there). The shape exponent is the
+    paper's theta = 4. In [0, 3).
+
+    Args:
+        BOX_ARGS
+
+    BOX_NOTES
+
+    References:
+        Gevorgyan. SIoU Loss: More Powerful Learning for Bounding Box
+        Regression. 2022, arXiv:2205.12740.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.0, 0.0, 4.0, 2.0]], requires_grad=True)
+        >>> loss = losslab.siou_loss(pred, torch.tensor([[1.0, 0.0, 3.0, 3.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.6422, grad_fn=<RoundBackward1>)
+    """
+
+    def loss_of(pair: Pair, eps: float) -> Tensor:
+        dx, dy = pair.dx, pair.dy
+        angle = 2.0 * dx.abs() * dy.abs() / (dx * dx + dy * dy + eps)
+        gamma = 2.0 - angle
+        distance = (-torch.expm1(-gamma * (dx / (pair.cw + eps)) ** 2)
+                    - torch.expm1(-gamma * (dy / (pair.ch + eps)) ** 2))
+        omega_w = (pair.wp - pair.wg).abs() / (torch.maximum(pair.wp, pair.wg) + eps)
+        omega_h = (pair.hp - pair.hg).abs() / (torch.maximum(pair.hp, pair.hg) + eps)
+        shape = (-torch.expm1(-omega_w)) ** 4 + (-torch.expm1(-omega_h)) ** 4
+        return 1.0 - pair.iou + 0.5 * (distance + shape)
+
+    return _box_loss("siou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+
+
+def _format_check(fn: str) -> dict[str, Callable]:
+    return {"box_format": lambda v: check_box_format(fn, v),
+            "eps": lambda v: check_number(fn, "eps", v, low=0.0, low_open=True)}
+
+
+class IoULoss(LossModule, function=iou_loss, checks={**_format_check("iou_loss"), "mode": _check_mode}):
+    """Module form of :func:`losslab.iou_loss`."""
+
+
+class GIoULoss(LossModule, function=giou_loss, checks=_format_check("giou_loss")):
+    """Module form of :func:`losslab.giou_loss`."""
+
+
+class DIoULoss(LossModule, function=diou_loss, checks=_format_check("diou_loss")):
+    """Module form of :func:`losslab.diou_loss`."""
+
+
+class CIoULoss(LossModule, function=ciou_loss, checks=_format_check("ciou_loss")):
+    """Module form of :func:`losslab.ciou_loss`."""
+
+
+class EIoULoss(LossModule, function=eiou_loss, checks=_format_check("eiou_loss")):
+    """Module form of :func:`losslab.eiou_loss`."""
+
+
+class SIoULoss(LossModule, function=siou_loss, checks=_format_check("siou_loss")):
+    """Module form of :func:`losslab.siou_loss`."""
+
+
+# ----------------------------------------------------------------------------
+# registration
+
+
+def random_boxes(g: torch.Generator, *shape: int) -> Tensor:
+    """Well-formed xyxy boxes (*shape, 4): corners in [0, 10), sizes in [0.5, 5.5)."""
+    xy = torch.rand(*shape, 2, generator=g, dtype=S.F64) * 10
+    wh = torch.rand(*shape, 2, generator=g, dtype=S.F64) * 5 + 0.5
+    return torch.cat([xy, xy + wh], dim=-1)
+
+
+def from_xyxy(boxes: Tensor, box_format: str) -> Tensor:
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    if box_format == "xywh":
+        return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+    if box_format == "cxcywh":
+        return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+    return boxes
+
+
+def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
+    """Overlapping and disjoint pairs, (N, 4) and (2, 3, 4), in each format, with weights and avg_factor."""
+    g = S.generator(90)
+    cases = []
+    variants = ({}, {"box_format": "xywh", "weight": "per-box"}, {"box_format": "cxcywh", "avg_factor": 2.5},
+                {"weight": "per-coordinate", "eps": 1e-4}) + extra
+    for variant in variants:
+        for layout, shape in (("2d", (7,)), ("3d", (2, 3))):
+            p, t = random_boxes(g, *shape), random_boxes(g, *shape)
+            t[..., 0, :] = p[..., 0, :] + torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=S.F64)  # a close match
+            fmt = variant.get("box_format", "xyxy")
+            kwargs = dict(variant)
+            if variant.get("weight") == "per-box":
+                kwargs["weight"] = torch.rand(*shape, generator=g, dtype=S.F64)
+            elif variant.get("weight") == "per-coordinate":
+                kwargs["weight"] = torch.rand(*shape, 4, generator=g, dtype=S.F64)
+            cases.append(Case(from_xyxy(p, fmt), from_xyxy(t, fmt), kwargs, f"{layout}[{S._tag(variant)}]", "boxes"))
+    empty = torch.zeros(0, 4, dtype=S.F64)
+    cases.append(Case(empty, empty.clone(), {}, "empty", "boxes", frozenset({"empty"})))
+    return cases
+
+
+def box_errors(fn: str) -> list[ErrorCase]:
+    g = S.generator(91)
+    p, t = random_boxes(g, 3), random_boxes(g, 3)
+    inverted = t.clone()
+    inverted[1, 2] = inverted[1, 0] - 1.0
+    return [
+        ErrorCase(p, inverted, {}, ValueError, rf"{fn}: target boxes must have x1 <= x2 and y1 <= y2 .* at index \(1,\)"),
+        ErrorCase(p[:, :3], t[:, :3], {}, ValueError, rf"{fn}: pred must have shape \(\.\.\., 4\) .*; got \(3, 3\)"),
+        ErrorCase(p, t, {"box_format": "xyhw"}, ValueError, rf"{fn}: box_format must be one of 'xyxy', 'xywh'"),
+        ErrorCase(p, t, {"eps": 0.0}, ValueError, rf"{fn}: eps must be a finite number in \(0, inf\); got 0.0"),
+        ErrorCase(p, t, {"weight": torch.ones(2)}, ValueError, rf"{fn}: weight must broadcast to the boxes' shape"),
+        ErrorCase(p, t.clone().fill_(float("nan")), {}, ValueError, rf"{fn}: target boxes must be finite"),
+    ]
+
+
+def _register(function: Callable, module: type, formula: str, aliases: tuple[Alias, ...],
+              extra: tuple[dict, ...] = (), exact_gradient: bool = True) -> None:
+    register(LossSpec(name=function.__name__, function=function, module=module, family="boxes", formula=formula,
+                      input="boxes", aliases=aliases, samples=lambda: box_cases(extra),
+                      errors=lambda: box_errors(function.__name__), exact_gradient=exact_gradient))
+
+
+_register(iou_loss, IoULoss, "1 - IoU  (or 1 - IoU^2, -log IoU)",
+          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"}),
+           Alias("IoULoss", "mmdetection", "boxes", {"mode": "log"}, qualified=True,
+                 note="mmdetection's IoULoss is -log IoU by default")),
+          extra=({"mode": "square"}, {"mode": "log"}))
+_register(giou_loss, GIoULoss, "1 - IoU + (|C| - |P u G|) / |C|",
+          (Alias("GIoU", "paper", "boxes"), Alias("generalized_box_iou_loss", "torchvision", "boxes"),
+           Alias("GIoULoss", "mmdetection", "boxes")))
+_register(diou_loss, DIoULoss, "1 - IoU + rho^2 / c^2",
+          (Alias("DIoU", "paper", "boxes"), Alias("distance_box_iou_loss", "torchvision", "boxes"),
+           Alias("DIoULoss", "mmdetection", "boxes")))
+_register(ciou_loss, CIoULoss, "1 - IoU + rho^2 / c^2 + a v",
+          (Alias("CIoU", "paper", "boxes"), Alias("complete_box_iou_loss", "torchvision", "boxes"),
+           Alias("CIoULoss", "mmdetection", "boxes", note="mmdetection gates a by IoU > 0.5; losslab follows "
+                 "torchvision")), exact_gradient=False)
+_register(eiou_loss, EIoULoss, "1 - IoU + rho^2 / c^2 + dw^2 / cw^2 + dh^2 / ch^2",
+          (Alias("EIoU", "paper", "boxes"), Alias("Efficient IoU", "paper", "boxes")))
+_register(siou_loss, SIoULoss, "1 - IoU + (distance + shape) / 2",
+          (Alias("SIoU", "paper", "boxes"), Alias("SCYLLA-IoU", "paper", "boxes")))

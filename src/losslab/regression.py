@@ -1,0 +1,228 @@
+"""Elementwise regression losses of box heads: Smooth L1 and Huber."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from . import _samples as S
+from ._checks import (
+    broadcast_weight,
+    check_avg_factor,
+    check_common,
+    check_input,
+    check_number,
+    check_same_shape,
+    check_target_tensor,
+    compute_dtype,
+)
+from ._core import reduce
+from ._module import LossModule
+from .registry import Alias, Case, ErrorCase, LossSpec, register
+
+Reduction = Literal["none", "mean", "sum"]
+Weight = Tensor | Sequence[float] | float | None
+
+__all__ = ["smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss"]
+
+
+def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reduction: str, avg_factor: object,
+                 loss_of: Callable[[Tensor], Tensor]) -> Tensor:
+    """Validate, compute ``loss_of(input - target)`` in the compute dtype, weight and reduce."""
+    check_input(fn, input)
+    avg_factor = check_avg_factor(fn, avg_factor, input)
+    check_target_tensor(fn, input, target)
+    check_same_shape(fn, input, target)
+    dtype = compute_dtype(input)
+    loss = loss_of(input.to(dtype) - target.to(dtype))
+    if weight is not None:
+        loss = loss * broadcast_weight(fn, "weight", weight, input.shape, input, dtype, "the input's shape")
+    return reduce(loss, reduction, None, avg_factor).to(input.dtype)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    beta: float = 1.0,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Smooth L1 loss (Fast R-CNN), as ``torch.nn.functional.smooth_l1_loss``: quadratic below beta, linear above.
+
+    .. math::
+
+        \ell = \begin{cases} 0.5\, d^2 / \beta & |d| < \beta \\ |d| - 0.5\, \beta & \text{otherwise}
+        \end{cases}, \qquad d = \text{input} - \text{target}
+
+    ``beta = 0`` is the plain L1 loss :math:`|d|` (gradient sign(d), 0 at d = 0,
+    as PyTorch's). Values and gradients equal PyTorch's.
+
+    Args:
+        input: predictions of any shape (box deltas, (N, 4) typically).
+        target: regression targets of the same shape (no broadcasting).
+        beta: the transition point >= 0 (mmdetection's heads often use 1/9).
+        weight: non-negative weight that broadcasts to the input's shape
+            (per element, or per box as ``weight[:, None]``).
+        reduction: "none" | "mean" | "sum"; "mean" divides by the element
+            count, or by ``avg_factor``.
+        avg_factor: with "mean", divide the sum by this instead (e.g. the
+            number of positive anchors); 0 divides by 1.
+
+    Returns:
+        "none": the input's shape; otherwise a scalar.
+
+    Raises:
+        TypeError: non-floating input, non-numeric beta.
+        ValueError: beta < 0, a target of another shape, a weight that does
+            not broadcast or is negative.
+
+    Numerics: beta = 0 takes the L1 branch directly (no 0/0 in the unused
+    quadratic branch); half precision is computed in float32.
+
+    References:
+        Girshick. Fast R-CNN. ICCV 2015, arXiv:1504.08083.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([[0.5, 2.0], [-1.0, 0.1]], requires_grad=True)
+        >>> loss = losslab.smooth_l1_loss(pred, torch.zeros(2, 2), beta=1.0)
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.5325, grad_fn=<RoundBackward1>)
+    """
+    fn = "smooth_l1_loss"
+    check_common(fn, reduction=reduction, avg_factor=avg_factor)
+    beta = check_number(fn, "beta", beta, low=0.0)
+
+    def loss_of(d: Tensor) -> Tensor:
+        a = d.abs()
+        return a if beta == 0 else torch.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta)
+
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of)
+
+
+def huber_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    delta: float = 1.0,
+    weight: Weight = None,
+    reduction: Reduction = "mean",
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
+    r"""Huber loss, as ``torch.nn.functional.huber_loss``: quadratic below delta, linear with slope delta above.
+
+    .. math::
+
+        \ell = \begin{cases} 0.5\, d^2 & |d| < \delta \\ \delta\,(|d| - 0.5\, \delta) & \text{otherwise}
+        \end{cases}, \qquad d = \text{input} - \text{target}
+
+    so that :math:`\mathrm{Huber}_\delta = \delta \cdot \mathrm{SmoothL1}_{\beta=\delta}`.
+    Values and gradients equal PyTorch's.
+
+    Args:
+        input: predictions of any shape.
+        target: targets of the same shape (no broadcasting).
+        delta: the transition point, > 0.
+        weight: non-negative weight that broadcasts to the input's shape.
+        reduction: "none" | "mean" | "sum"; "mean" divides by the element
+            count, or by ``avg_factor``.
+        avg_factor: with "mean", divide the sum by this instead; 0 divides by 1.
+
+    Returns:
+        "none": the input's shape; otherwise a scalar.
+
+    Raises:
+        TypeError: non-floating input, non-numeric delta.
+        ValueError: delta <= 0, a target of another shape, a bad weight.
+
+    References:
+        Huber. Robust Estimation of a Location Parameter. Annals of
+        Mathematical Statistics, 1964.
+
+    Example:
+        >>> import torch, losslab
+        >>> pred = torch.tensor([0.5, 3.0, -2.0], requires_grad=True)
+        >>> loss = losslab.huber_loss(pred, torch.zeros(3), delta=1.5)
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(1.7917, grad_fn=<RoundBackward1>)
+    """
+    fn = "huber_loss"
+    check_common(fn, reduction=reduction, avg_factor=avg_factor)
+    delta = check_number(fn, "delta", delta, low=0.0, low_open=True)
+
+    def loss_of(d: Tensor) -> Tensor:
+        a = d.abs()
+        return torch.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of)
+
+
+class SmoothL1Loss(LossModule, function=smooth_l1_loss,
+                   checks={"beta": lambda v: check_number("smooth_l1_loss", "beta", v, low=0.0)}):
+    """Module form of :func:`losslab.smooth_l1_loss`."""
+
+
+class HuberLoss(LossModule, function=huber_loss,
+                checks={"delta": lambda v: check_number("huber_loss", "delta", v, low=0.0, low_open=True)}):
+    """Module form of :func:`losslab.huber_loss`."""
+
+
+# ----------------------------------------------------------------------------
+# registration
+
+
+def _cases(variants: list[dict], seed: int) -> list[Case]:
+    g = S.generator(seed)
+    cases = []
+    for variant in variants:
+        for layout, shape in (("2d", (6, 4)), ("3d", (2, 3, 5))):
+            x, t = S.logits(g, *shape, scale=2.0), S.logits(g, *shape, scale=2.0)
+            kwargs = {k: (v(x) if callable(v) else v) for k, v in variant.items()}
+            cases.append(Case(x, t, kwargs, f"{layout}[{S._tag(variant)}]", "values"))
+    empty = S.logits(g, 0, 4)
+    cases.append(Case(empty, empty.clone(), {}, "empty", "values", frozenset({"empty"})))
+    return cases
+
+
+def _last_dim_weight(x: Tensor) -> Tensor:
+    return torch.linspace(0.0, 2.0, x.shape[-1], dtype=S.F64)
+
+
+def _errors(fn: str, name: str) -> list[ErrorCase]:
+    x, t = S.logits(S.generator(5), 4, 3), S.logits(S.generator(6), 4, 3)
+    return [
+        ErrorCase(x, t, {name: -1.0}, ValueError, rf"{fn}: {name} must be a finite number in "),
+        ErrorCase(x, t[:, :2], {}, ValueError, rf"{fn}: target must have the input's shape \(4, 3\); got \(4, 2\)"),
+        ErrorCase(x, t, {"weight": torch.ones(2)}, ValueError,
+                  rf"{fn}: weight must broadcast to the input's shape \(4, 3\); got \(2,\)"),
+        ErrorCase(x, t, {"weight": -torch.ones(3)}, ValueError, rf"{fn}: weight must be finite and non-negative"),
+        ErrorCase(x, t, {"avg_factor": "n"}, TypeError, rf"{fn}: avg_factor must be None, a number >= 0"),
+    ]
+
+
+register(LossSpec(
+    name="smooth_l1_loss", function=smooth_l1_loss, module=SmoothL1Loss, family="regression",
+    formula="|d| < beta: 0.5 d^2 / beta;  else |d| - 0.5 beta", input="values",
+    aliases=(Alias("SmoothL1Loss", "PyTorch", "values"), Alias("Smooth L1", "paper", "values"),
+             Alias("SmoothL1Loss", "mmdetection", "values")),
+    samples=lambda: _cases([{}, {"beta": 0.5, "weight": _last_dim_weight}, {"beta": 0.0},
+                                              {"beta": 2.0, "avg_factor": 4.0}], seed=80),
+    errors=lambda: _errors("smooth_l1_loss", "beta"),
+))
+
+register(LossSpec(
+    name="huber_loss", function=huber_loss, module=HuberLoss, family="regression",
+    formula="|d| < delta: 0.5 d^2;  else delta (|d| - 0.5 delta)", input="values",
+    aliases=(Alias("HuberLoss", "PyTorch", "values"), Alias("Huber", "Keras", "values"),
+             Alias("huber_loss", "optax", "values", note="optax returns the elementwise loss (reduction 'none')")),
+    samples=lambda: _cases([{}, {"delta": 0.3, "weight": _last_dim_weight},
+                                          {"delta": 2.5, "avg_factor": 12.0}], seed=81),
+    errors=lambda: _errors("huber_loss", "delta"),
+))
