@@ -7,8 +7,8 @@ float64, with stable primitives (``logaddexp``, max-shifted log-sum-exp).
 ``REFERENCES[name](input, target, **kwargs)`` takes exactly the keyword
 arguments of ``losslab.<name>`` (same names, same defaults) and returns the
 "none"-shaped array, or a 0-d array for "mean" and "sum". Tensor-valued
-keyword arguments (weight, pos_weight, alpha) may be NumPy arrays, lists or
-anything ``np.asarray`` accepts.
+keyword arguments (weight, pos_weight, alpha, avg_factor) may be NumPy arrays,
+lists or anything ``np.asarray`` accepts (avg_factor: one element).
 
 Conventions restated here:
 
@@ -21,12 +21,25 @@ Conventions restated here:
   over the C classes with index C = background (all zeros); ignored index
   positions drop all C elements; label smoothing is Keras' t (1 - eps) + eps / 2;
 * ``ignore_index`` positions contribute 0 and are left out of the mean's
-  denominator; a zero denominator (empty or all-ignored batch) gives 0;
+  denominator;
 * "mean" of cross_entropy / nll_loss with class indices divides by the sum of
   weight[target] over kept positions (PyTorch); every other mean is the plain
-  mean over kept elements/positions;
+  mean over kept elements/positions (boxes for the box losses);
+* ``avg_factor`` (detection losses, binary_cross_entropy, sigmoid_focal_loss):
+  "mean" divides the sum by avg_factor instead; "none" and "sum" ignore it;
+  a zero denominator (empty or all-ignored batch, avg_factor 0) divides by 1,
+  so the mean is the sum (0 when nothing contributes);
+* ``weight`` multiplies the per-element loss and never enters the denominator;
 * ``from_logits=False``: log of probabilities floored at -100 (PyTorch's
-  BCELoss), and the focal weight uses 1 - p computed from p directly.
+  BCELoss), and the focal weight uses 1 - p computed from p directly;
+* quality_focal_loss / varifocal_loss targets: dense (shaped like the input)
+  or a (labels, scores) pair, labels (N, d1, ..., dk) with C = background;
+* distribution_focal_loss: bins on the last axis, target = input.shape[:-1];
+* box losses: boxes (..., 4) converted to xyxy from box_format; widths and
+  heights max(x2 - x1, 0); IoU = I / (U + eps), enclosing box (cw, ch),
+  c2 = cw^2 + ch^2 + eps; one loss per box; a weight of pred's shape (..., 4)
+  is averaged over the last axis first, any other weight broadcasts to the
+  per-box shape.
 """
 
 from __future__ import annotations
@@ -73,7 +86,22 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
 
-def _reduce(loss: np.ndarray, reduction: str, denominator: float | None = None) -> np.ndarray:
+def _avg_factor(avg_factor) -> float | None:
+    """None, or the single number of a Python number, list or array with one element."""
+    if avg_factor is None:
+        return None
+    a = _f64(avg_factor)
+    if a.size != 1:
+        raise ValueError(f"reference: avg_factor must have one element; got shape {a.shape}")
+    return float(a.reshape(()))
+
+
+def _reduce(loss: np.ndarray, reduction: str, denominator: float | None = None, avg_factor=None) -> np.ndarray:
+    """Reduce: "none" -> loss, "sum" -> its sum, "mean" -> sum / D.
+
+    D = avg_factor if given, else ``denominator``, else the element count; "none" and
+    "sum" ignore avg_factor; D == 0 divides by 1 (the mean is then the sum).
+    """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reference: unknown reduction {reduction!r}")
     if reduction == "none":
@@ -81,8 +109,14 @@ def _reduce(loss: np.ndarray, reduction: str, denominator: float | None = None) 
     total = np.sum(loss, dtype=np.float64)
     if reduction == "sum":
         return np.asarray(total)
-    denom = float(loss.size) if denominator is None else float(denominator)
-    return np.asarray(total / denom if denom > 0 else 0.0)
+    factor = _avg_factor(avg_factor)
+    if factor is not None:
+        denom = factor
+    elif denominator is not None:
+        denom = float(denominator)
+    else:
+        denom = float(loss.size)
+    return np.asarray(total / (denom if denom != 0 else 1.0))
 
 
 def _class_last(x: np.ndarray) -> np.ndarray:
@@ -163,7 +197,8 @@ def _softmax_form(x, t, *, kind: str, class_weight, gamma: float, ignore_index, 
 
 
 def _sigmoid_form(x, t, *, from_logits: bool, alpha=None, gamma: float = 0.0, weight=None, pos_weight=None,
-                  ignore_index=None, label_smoothing: float = 0.0, reduction: str = "mean") -> np.ndarray:
+                  ignore_index=None, label_smoothing: float = 0.0, reduction: str = "mean",
+                  avg_factor=None) -> np.ndarray:
     """-w alpha_t (1 - p_t)^gamma [pos_weight t log p + (1 - t) log(1 - p)] per element, then the reduction."""
     x = _f64(x)
     t = np.asarray(t)
@@ -201,7 +236,7 @@ def _sigmoid_form(x, t, *, from_logits: bool, alpha=None, gamma: float = 0.0, we
     if weight is not None:
         loss = loss * _along_class_dim(weight, x)
     loss = np.where(valid, loss, 0.0)
-    return _reduce(loss, reduction, float(np.count_nonzero(valid)))
+    return _reduce(loss, reduction, float(np.count_nonzero(valid)), avg_factor)
 
 
 # ----------------------------------------------------------------------------
@@ -223,10 +258,11 @@ def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean")
 
 
 def binary_cross_entropy(input, target, *, weight=None, pos_weight=None, ignore_index=None, label_smoothing=0.0,
-                         reduction="mean", from_logits=True) -> np.ndarray:
-    """-w [pos_weight t log p + (1 - t) log(1 - p)], t smoothed towards 1/2; plain mean over kept elements."""
+                         reduction="mean", from_logits=True, avg_factor=None) -> np.ndarray:
+    """-w [pos_weight t log p + (1 - t) log(1 - p)], t smoothed towards 1/2; mean over kept elements or avg_factor."""
     return _sigmoid_form(input, target, from_logits=from_logits, weight=weight, pos_weight=pos_weight,
-                         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
+                         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+                         avg_factor=avg_factor)
 
 
 def _is_scalar(value) -> bool:
@@ -246,11 +282,11 @@ def balanced_cross_entropy(input, target, *, alpha, ignore_index=-100, label_smo
 
 
 def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, ignore_index=None, reduction="mean",
-                       from_logits=True) -> np.ndarray:
-    """alpha_t (1 - p_t)^gamma BCE(x, t) per element; alpha None or negative disables alpha_t."""
+                       from_logits=True, weight=None, avg_factor=None) -> np.ndarray:
+    """w alpha_t (1 - p_t)^gamma BCE(x, t) per element; alpha None or negative disables alpha_t."""
     a = None if alpha is None or float(alpha) < 0 else float(alpha)
-    return _sigmoid_form(input, target, from_logits=from_logits, alpha=a, gamma=float(gamma),
-                         ignore_index=ignore_index, reduction=reduction)
+    return _sigmoid_form(input, target, from_logits=from_logits, alpha=a, gamma=float(gamma), weight=weight,
+                         ignore_index=ignore_index, reduction=reduction, avg_factor=avg_factor)
 
 
 def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-100, label_smoothing=0.0,
@@ -261,6 +297,265 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
                          reduction=reduction, weighted_mean=False)
 
 
+# ----------------------------------------------------------------------------
+# detection losses: quality / varifocal / distribution focal losses
+
+
+def _broadcast_weight(loss: np.ndarray, weight) -> np.ndarray:
+    """loss * weight, the weight broadcast to the loss's shape (never the other way round)."""
+    if weight is None:
+        return loss
+    return loss * np.broadcast_to(_f64(weight), loss.shape)
+
+
+def _score_target(x: np.ndarray, target, ignore_index) -> tuple[np.ndarray, np.ndarray]:
+    """Dense y shaped like x, or y[n, c, ...] = scores[n, ...] where labels[n, ...] == c (C = background).
+
+    Returns (y, valid); ignored elements (dense: y == ignore_index; pair: all C elements of a position whose
+    label is ignore_index) have y = 0 and valid = False.
+    """
+    if isinstance(target, tuple):
+        if len(target) != 2:
+            raise ValueError("reference: a pair target is (labels, scores)")
+        if x.ndim < 2:
+            raise ValueError("reference: a (labels, scores) target needs an (N, C, ...) input")
+        labels, scores = np.asarray(target[0]), _f64(target[1])
+        position_shape = x.shape[:1] + x.shape[2:]
+        if labels.shape != position_shape or scores.shape != position_shape:
+            raise ValueError(f"reference: labels {labels.shape} and scores {scores.shape} must have shape "
+                             f"{position_shape} for input {x.shape}")
+        num_classes = x.shape[1]
+        idx = labels.astype(np.int64)
+        keep = np.ones(position_shape, dtype=bool) if ignore_index is None else idx != ignore_index
+        if np.any(keep & ((idx < 0) | (idx > num_classes))):
+            raise ValueError("reference: label out of range [0, C]")
+        classes = np.arange(num_classes).reshape((1, num_classes) + (1,) * (x.ndim - 2))
+        y = np.where(np.expand_dims(idx, 1) == classes, np.expand_dims(scores, 1), 0.0)
+        valid = np.broadcast_to(np.expand_dims(keep, 1), x.shape)
+        return np.where(valid, y, 0.0), valid
+    y = _f64(target)
+    if y.shape != x.shape:
+        raise ValueError(f"reference: dense target shape {y.shape} differs from input {x.shape}")
+    valid = np.ones(x.shape, dtype=bool) if ignore_index is None else y != ignore_index
+    return np.where(valid, y, 0.0), valid
+
+
+def quality_focal_loss(input, target, *, beta=2.0, ignore_index=None, weight=None, reduction="mean",
+                       avg_factor=None) -> np.ndarray:
+    """-|y - sigma|^beta [(1 - y) log(1 - sigma) + y log sigma] per element (Li et al. 2020)."""
+    x = _f64(input)
+    y, valid = _score_target(x, target, ignore_index)
+    log_s = -np.logaddexp(0.0, -x)  # log sigma
+    log_1ms = -np.logaddexp(0.0, x)  # log(1 - sigma)
+    sigma = np.exp(log_s)
+    modulator = np.power(np.abs(y - sigma), float(beta))  # 0^0 = 1
+    loss = -modulator * ((1.0 - y) * log_1ms + y * log_s)
+    if weight is not None:
+        loss = loss * _along_class_dim(weight, x)
+    loss = np.where(valid, loss, 0.0)
+    return _reduce(loss, reduction, float(np.count_nonzero(valid)), avg_factor)
+
+
+def varifocal_loss(input, target, *, alpha=0.75, gamma=2.0, iou_weighted=True, weight=None, reduction="mean",
+                   avg_factor=None) -> np.ndarray:
+    """q > 0: -qw [q log p + (1 - q) log(1 - p)]; q == 0: -alpha p^gamma log(1 - p) (Zhang et al. 2021)."""
+    x = _f64(input)
+    q, _ = _score_target(x, target, None)
+    log_p = -np.logaddexp(0.0, -x)
+    log_1mp = -np.logaddexp(0.0, x)
+    p = np.exp(log_p)
+    qw = q if iou_weighted else np.ones_like(q)
+    positive = -qw * (q * log_p + (1.0 - q) * log_1mp)
+    negative = -float(alpha) * np.power(p, float(gamma)) * log_1mp
+    loss = np.where(q > 0, positive, negative)
+    if weight is not None:
+        loss = loss * _along_class_dim(weight, x)
+    return _reduce(loss, reduction, None, avg_factor)
+
+
+def distribution_focal_loss(input, target, *, weight=None, reduction="mean", avg_factor=None) -> np.ndarray:
+    """-[(y_r - y) log S[y_l] + (y - y_l) log S[y_r]], S = softmax over the last axis, y_l = min(floor y, n - 2)."""
+    x = _f64(input)
+    y = _f64(target)
+    if x.ndim < 1 or x.shape[-1] < 2:
+        raise ValueError("reference: distribution_focal_loss needs (..., n_bins) logits with n_bins >= 2")
+    if y.shape != x.shape[:-1]:
+        raise ValueError(f"reference: target shape {y.shape} must be input.shape[:-1] = {x.shape[:-1]}")
+    n_bins = x.shape[-1]
+    if np.any((y < 0) | (y > n_bins - 1)):
+        raise ValueError("reference: target out of range [0, n_bins - 1]")
+    log_s = _log_softmax_last(x)
+    y_l = np.minimum(np.floor(y), n_bins - 2).astype(np.int64)
+    y_r = y_l + 1
+    log_s_l = np.take_along_axis(log_s, y_l[..., None], axis=-1)[..., 0]
+    log_s_r = np.take_along_axis(log_s, y_r[..., None], axis=-1)[..., 0]
+    loss = -((y_r - y) * log_s_l + (y - y_l) * log_s_r)
+    loss = _broadcast_weight(loss, weight)
+    return _reduce(loss, reduction, None, avg_factor)
+
+
+# ----------------------------------------------------------------------------
+# regression losses
+
+
+def _difference(input, target) -> np.ndarray:
+    x, t = _f64(input), _f64(target)
+    if x.shape != t.shape:
+        raise ValueError(f"reference: input {x.shape} and target {t.shape} must have the same shape")
+    return x - t
+
+
+def smooth_l1_loss(input, target, *, beta=1.0, weight=None, reduction="mean", avg_factor=None) -> np.ndarray:
+    """|d| < beta: 0.5 d^2 / beta, else |d| - 0.5 beta; beta = 0: |d| (torch.nn.functional.smooth_l1_loss)."""
+    beta = float(beta)
+    if beta < 0:
+        raise ValueError("reference: beta must be >= 0")
+    d = _difference(input, target)
+    ad = np.abs(d)
+    if beta == 0:
+        loss = ad
+    else:
+        loss = np.where(ad < beta, 0.5 * d * d / beta, ad - 0.5 * beta)
+    loss = _broadcast_weight(loss, weight)
+    return _reduce(loss, reduction, None, avg_factor)
+
+
+def huber_loss(input, target, *, delta=1.0, weight=None, reduction="mean", avg_factor=None) -> np.ndarray:
+    """|d| < delta: 0.5 d^2, else delta (|d| - 0.5 delta) (torch.nn.functional.huber_loss)."""
+    delta = float(delta)
+    if not delta > 0:
+        raise ValueError("reference: delta must be > 0")
+    d = _difference(input, target)
+    ad = np.abs(d)
+    loss = np.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta))
+    loss = _broadcast_weight(loss, weight)
+    return _reduce(loss, reduction, None, avg_factor)
+
+
+# ----------------------------------------------------------------------------
+# box losses
+
+
+def _to_xyxy(boxes: np.ndarray, box_format: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    a, b, c, d = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    if box_format == "xyxy":
+        return a, b, c, d
+    if box_format == "xywh":  # (x1, y1, w, h)
+        return a, b, a + c, b + d
+    if box_format == "cxcywh":  # (cx, cy, w, h)
+        return a - c / 2, b - d / 2, a + c / 2, b + d / 2
+    raise ValueError(f"reference: unknown box_format {box_format!r}")
+
+
+class _BoxGeometry:
+    """Every quantity of the box losses, per box, from pred and target in xyxy."""
+
+    def __init__(self, pred, target, box_format: str, eps: float):
+        p, g = _f64(pred), _f64(target)
+        if p.shape != g.shape or p.ndim < 1 or p.shape[-1] != 4:
+            raise ValueError(f"reference: pred {p.shape} and target {g.shape} must both be (..., 4)")
+        x1p, y1p, x2p, y2p = _to_xyxy(p, box_format)
+        x1g, y1g, x2g, y2g = _to_xyxy(g, box_format)
+        self.wp, self.hp = np.maximum(x2p - x1p, 0.0), np.maximum(y2p - y1p, 0.0)
+        self.wg, self.hg = np.maximum(x2g - x1g, 0.0), np.maximum(y2g - y1g, 0.0)
+        inter_w = np.maximum(np.minimum(x2p, x2g) - np.maximum(x1p, x1g), 0.0)
+        inter_h = np.maximum(np.minimum(y2p, y2g) - np.maximum(y1p, y1g), 0.0)
+        self.inter = inter_w * inter_h
+        self.union = self.wp * self.hp + self.wg * self.hg - self.inter
+        self.iou = self.inter / (self.union + eps)
+        self.cw = np.maximum(np.maximum(x2p, x2g) - np.minimum(x1p, x1g), 0.0)
+        self.ch = np.maximum(np.maximum(y2p, y2g) - np.minimum(y1p, y1g), 0.0)
+        self.enclosing = self.cw * self.ch
+        self.cxp, self.cyp = (x1p + x2p) / 2, (y1p + y2p) / 2
+        self.cxg, self.cyg = (x1g + x2g) / 2, (y1g + y2g) / 2
+        self.rho2 = (self.cxp - self.cxg) ** 2 + (self.cyp - self.cyg) ** 2
+        self.c2 = self.cw ** 2 + self.ch ** 2 + eps
+
+
+def _box_reduce(loss: np.ndarray, pred, weight, reduction: str, avg_factor) -> np.ndarray:
+    """Weight (pred's shape (..., 4): averaged over the last axis first) times the per-box loss, then reduce."""
+    if weight is not None:
+        w = _f64(weight)
+        if w.shape == np.shape(pred):
+            w = np.mean(w, axis=-1)
+        loss = loss * np.broadcast_to(w, loss.shape)
+    return _reduce(loss, reduction, None, avg_factor)
+
+
+def iou_loss(pred, target, *, mode="linear", box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+             avg_factor=None) -> np.ndarray:
+    """linear 1 - IoU, square 1 - IoU^2, log -log(max(IoU, eps))."""
+    eps = float(eps)
+    geo = _BoxGeometry(pred, target, box_format, eps)
+    if mode == "linear":
+        loss = 1.0 - geo.iou
+    elif mode == "square":
+        loss = 1.0 - geo.iou ** 2
+    elif mode == "log":
+        with np.errstate(divide="ignore"):
+            loss = -np.log(np.maximum(geo.iou, eps))
+    else:
+        raise ValueError(f"reference: unknown mode {mode!r}")
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
+def giou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+              avg_factor=None) -> np.ndarray:
+    """1 - IoU + (C - U) / (C + eps) (torchvision.ops.generalized_box_iou_loss)."""
+    eps = float(eps)
+    geo = _BoxGeometry(pred, target, box_format, eps)
+    loss = 1.0 - geo.iou + (geo.enclosing - geo.union) / (geo.enclosing + eps)
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
+def diou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+              avg_factor=None) -> np.ndarray:
+    """1 - IoU + rho2 / c2 (torchvision.ops.distance_box_iou_loss)."""
+    geo = _BoxGeometry(pred, target, box_format, float(eps))
+    loss = 1.0 - geo.iou + geo.rho2 / geo.c2
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
+def ciou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+              avg_factor=None) -> np.ndarray:
+    """diou + a v, v = 4/pi^2 (atan(w_g'/h_g') - atan(w_p'/h_p'))^2, a = v / (1 - IoU + v + eps)."""
+    eps = float(eps)
+    geo = _BoxGeometry(pred, target, box_format, eps)
+    wp, hp = np.maximum(geo.wp, eps), np.maximum(geo.hp, eps)
+    wg, hg = np.maximum(geo.wg, eps), np.maximum(geo.hg, eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = (4.0 / np.pi ** 2) * (np.arctan(wg / hg) - np.arctan(wp / hp)) ** 2
+    a = v / (1.0 - geo.iou + v + eps)
+    loss = 1.0 - geo.iou + geo.rho2 / geo.c2 + a * v
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
+def eiou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+              avg_factor=None) -> np.ndarray:
+    """1 - IoU + rho2 / c2 + (w_p - w_g)^2 / (cw^2 + eps) + (h_p - h_g)^2 / (ch^2 + eps) (Zhang et al. 2022)."""
+    eps = float(eps)
+    geo = _BoxGeometry(pred, target, box_format, eps)
+    loss = (1.0 - geo.iou + geo.rho2 / geo.c2 + (geo.wp - geo.wg) ** 2 / (geo.cw ** 2 + eps)
+            + (geo.hp - geo.hg) ** 2 / (geo.ch ** 2 + eps))
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
+def siou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reduction="mean",
+              avg_factor=None) -> np.ndarray:
+    """1 - IoU + (distance cost D + shape cost O) / 2, the angle cost in D's gamma (Gevorgyan 2022)."""
+    eps = float(eps)
+    geo = _BoxGeometry(pred, target, box_format, eps)
+    dx = geo.cxg - geo.cxp
+    dy = geo.cyg - geo.cyp
+    angle = 2.0 * np.abs(dx) * np.abs(dy) / (dx ** 2 + dy ** 2 + eps)
+    g = 2.0 - angle
+    distance = (1.0 - np.exp(-g * (dx / (geo.cw + eps)) ** 2)) + (1.0 - np.exp(-g * (dy / (geo.ch + eps)) ** 2))
+    shape = ((1.0 - np.exp(-np.abs(geo.wp - geo.wg) / (np.maximum(geo.wp, geo.wg) + eps))) ** 4
+             + (1.0 - np.exp(-np.abs(geo.hp - geo.hg) / (np.maximum(geo.hp, geo.hg) + eps))) ** 4)
+    loss = 1.0 - geo.iou + (distance + shape) / 2.0
+    return _box_reduce(loss, pred, weight, reduction, avg_factor)
+
+
 REFERENCES: dict[str, Callable[..., np.ndarray]] = {
     "cross_entropy": cross_entropy,
     "nll_loss": nll_loss,
@@ -268,6 +563,17 @@ REFERENCES: dict[str, Callable[..., np.ndarray]] = {
     "balanced_cross_entropy": balanced_cross_entropy,
     "sigmoid_focal_loss": sigmoid_focal_loss,
     "softmax_focal_loss": softmax_focal_loss,
+    "quality_focal_loss": quality_focal_loss,
+    "varifocal_loss": varifocal_loss,
+    "distribution_focal_loss": distribution_focal_loss,
+    "smooth_l1_loss": smooth_l1_loss,
+    "huber_loss": huber_loss,
+    "iou_loss": iou_loss,
+    "giou_loss": giou_loss,
+    "diou_loss": diou_loss,
+    "ciou_loss": ciou_loss,
+    "eiou_loss": eiou_loss,
+    "siou_loss": siou_loss,
 }
 
 

@@ -75,12 +75,15 @@ def test_alias(spec, alias):
     assert type(module) is spec.module, f"{name!r} gave {type(module).__name__}, not {spec.module.__name__}"
     _assert_hyperparameters(module, spec, {**kwargs, **alias.defaults})
     # The input semantics that the alias announces are the ones its presets give.
+    takes_from_logits = "from_logits" in inspect.signature(spec.function).parameters
     if alias.input == "probabilities":
         assert module.from_logits is False, name
     elif alias.input == "logits":
-        assert module.from_logits is True, name
-    else:
-        assert alias.input == "log-probabilities" and spec.name == "nll_loss", name
+        assert not takes_from_logits or module.from_logits is True, name
+    elif alias.input == "log-probabilities":
+        assert spec.name == "nll_loss", name
+    else:  # regression values or boxes: no logits involved
+        assert alias.input in ("values", "boxes") and alias.input == spec.input and not takes_from_logits, name
 
 
 @pytest.mark.parametrize(("spec", "alias"), [(s, a) for s, a in _spec_alias_pairs() if a.source in
@@ -114,7 +117,7 @@ def test_names_table_has_one_row_per_name_and_every_lookup_works():
         assert spec.name == row["canonical"], row
         assert (dict(alias.defaults) if alias else {}) == row["defaults"], row
         assert row["formula"] == spec.formula
-        assert row["input"] in ("logits", "probabilities", "log-probabilities")
+        assert row["input"] in ("logits", "probabilities", "log-probabilities", "values", "boxes")
 
 
 # The names the issue asks for, with the loss and input semantics each must carry.
@@ -551,3 +554,45 @@ def test_set_checks_rejects_non_bool(value):
     with pytest.raises(TypeError, match=r"set_checks: enabled must be True, False or None"):
         losslab.set_checks(value)
     assert losslab.get_checks() is True  # unchanged by the failed call
+
+
+DETECTION_NAMES = [
+    ("QFL", "quality_focal_loss"), ("QualityFocalLoss", "quality_focal_loss"),
+    ("mmdet.QualityFocalLoss", "quality_focal_loss"),
+    ("DFL", "distribution_focal_loss"), ("DistributionFocalLoss", "distribution_focal_loss"),
+    ("VFL", "varifocal_loss"), ("VarifocalLoss", "varifocal_loss"), ("varifocal loss", "varifocal_loss"),
+    ("SmoothL1Loss", "smooth_l1_loss"), ("torch.nn.SmoothL1Loss", "smooth_l1_loss"), ("smooth-l1", "smooth_l1_loss"),
+    ("HuberLoss", "huber_loss"), ("keras.losses.Huber", "huber_loss"), ("optax.huber_loss", "huber_loss"),
+    ("IoU", "iou_loss"), ("UnitBox", "iou_loss"), ("mmdet.IoULoss", "iou_loss"),
+    ("GIoU", "giou_loss"), ("GIoULoss", "giou_loss"), ("torchvision.ops.generalized_box_iou_loss", "giou_loss"),
+    ("DIoU", "diou_loss"), ("distance_box_iou_loss", "diou_loss"),
+    ("CIoU", "ciou_loss"), ("complete_box_iou_loss", "ciou_loss"), ("CIoULoss", "ciou_loss"),
+    ("EIoU", "eiou_loss"), ("SIoU", "siou_loss"), ("SCYLLA-IoU", "siou_loss"),
+]
+
+
+@pytest.mark.parametrize(("name", "canonical"), DETECTION_NAMES, ids=[n for n, _ in DETECTION_NAMES])
+def test_detection_names(name, canonical):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = losslab.get_loss(name)
+    assert type(module) is registry.get_spec(canonical).module
+
+
+def test_bare_iouloss_is_linear_and_warns_that_mmdetection_means_log():
+    with pytest.warns(UserWarning, match=r"get_loss: 'IoULoss' is losslab's iou_loss \(boxes in\); mmdetection's "
+                                         r"IoULoss presets mode='log': ask for 'mmdet.IoULoss'"):
+        assert losslab.get_loss("IoULoss").mode == "linear"
+    assert losslab.get_loss("mmdet.IoULoss").mode == "log"
+    assert losslab.get_loss("UnitBox").mode == "log"
+    assert losslab.get_loss("mmdet.IoULoss", mode="square").mode == "square"  # the caller overrides the preset
+
+
+def test_module_forward_overrides_per_call():
+    loss_fn = losslab.get_loss("GIoU")
+    pred = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+    target = torch.tensor([[1.0, 0.0, 3.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    assert torch.equal(loss_fn(pred, target, avg_factor=4.0), losslab.giou_loss(pred, target, avg_factor=4.0))
+    assert torch.equal(loss_fn(pred, target), losslab.giou_loss(pred, target))  # the override did not stick
+    with pytest.raises(TypeError, match=r"GIoULoss.forward: unexpected keyword argument\(s\) 'gamma'"):
+        loss_fn(pred, target, gamma=2.0)

@@ -43,7 +43,8 @@ def format_markdown(rows: list[dict]) -> str:
     out = ["| canonical | name | source | input | presets / note | formula |", "|---|---|---|---|---|---|"]
     for r in rows:
         extra = "; ".join(p for p in (_presets(r), r["note"]) if p)
-        out.append(f"| {r['canonical']} | {r['lookup']} | {r['source']} | {r['input']} | {extra} | `{r['formula']}` |")
+        cells = [r["canonical"], r["lookup"], r["source"], r["input"], extra, f"`{r['formula']}`"]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a pipe inside a cell is escaped
     return "\n".join(out)
 
 

@@ -189,9 +189,8 @@ def lookup(name: str) -> tuple[LossSpec, Alias | None]:
     if key in _BARE:
         _warn_if_framework_differs(parts[-1], key, _BARE[key])
         return _BARE[key]
-    known = {normalize(n): n for n in _display_names()}
-    close = difflib.get_close_matches(key, list(known), n=5, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(known[c]) for c in close)}?" if close else "."
+    close = _close_names(key)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
     raise ValueError(f"get_loss: unknown loss name {name!r}{hint} Run `losslab names` to list every name.")
 
 
@@ -225,9 +224,17 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
     return spec.module(**merged)
 
 
-def _display_names() -> list[str]:
-    """Every name as it is looked up: qualified aliases with their framework prefix."""
-    return [row["lookup"] for row in names_table()]
+def _close_names(key: str, n: int = 5) -> list[str]:
+    """Up to ``n`` names as they are looked up (qualified ones with their prefix) that resemble ``key``.
+
+    A qualified name is compared without its prefix, so "FocalLos" finds "kornia.FocalLoss".
+    """
+    scored: dict[str, float] = {}
+    for row in names_table():
+        ratio = difflib.SequenceMatcher(None, key, normalize(row["name"])).ratio()
+        if ratio >= 0.6:
+            scored[row["lookup"]] = max(ratio, scored.get(row["lookup"], 0.0))
+    return sorted(scored, key=lambda name: -scored[name])[:n]
 
 
 def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias | None]) -> None:
