@@ -75,9 +75,28 @@ def sigmoid_inputs(n: int):
     return x, labels, index_target, pos_weight
 
 
+def detection_family(x, labels, scores, target_boxes):
+    qfl = losslab.quality_focal_loss(x, (labels, scores), ignore_index=-1, avg_factor=3.0)
+    ciou = losslab.ciou_loss(target_boxes + 0.5 * x, target_boxes, box_format="cxcywh")  # x as box offsets too
+    return qfl, ciou
+
+
+def detection_inputs(n: int):
+    g = torch.Generator().manual_seed(200 + n)
+    x = torch.randn(n, C, generator=g) * 2
+    x[0] = torch.tensor([1e4, -1e4, 0.0, -30.0])  # saturated logits; a huge, inverted box
+    labels = torch.randint(0, C + 1, (n,), generator=g)
+    labels[1] = -1
+    scores = torch.rand(n, generator=g)
+    centres, sizes = torch.rand(n, 2, generator=g) * 10, torch.rand(n, 2, generator=g) * 4 + 0.5
+    sizes[2] = 0.0  # a point box
+    return x, labels, scores, torch.cat([centres, sizes], dim=1)
+
+
 FAMILIES = {
     "softmax": (softmax_family, softmax_inputs),
     "sigmoid": (sigmoid_family, sigmoid_inputs),
+    "detection": (detection_family, detection_inputs),
 }
 
 
@@ -89,7 +108,7 @@ def _values_and_grads(fn, inputs, *, mark_dynamic: bool):
         x.requires_grad_(True)
         if mark_dynamic:
             for tensor in (x, *rest):
-                if tensor.ndim >= 2:  # the batch tensors; per-class vectors keep their static length C
+                if tensor.shape[0] == x.shape[0]:  # the batch tensors; per-class vectors keep their length C
                     torch._dynamo.mark_dynamic(tensor, 0)
         out = fn(x, *rest)[which]
         out.backward()
@@ -153,6 +172,7 @@ def _valid_calls():
     sig_index[1, 1] = -1
     labels = torch.rand(5, C, 2, generator=g)
     per_class = torch.rand(C, generator=g) + 0.1
+    boxes = torch.cat([torch.rand(5, 2, generator=g), torch.rand(5, 2, generator=g) + 1.0], dim=1)  # xyxy
     return {
         "cross_entropy": lambda: losslab.cross_entropy(probs, index, weight=per_class, from_logits=False),
         "nll_loss": lambda: losslab.nll_loss(torch.log_softmax(x, 1), index, weight=per_class),
@@ -162,6 +182,14 @@ def _valid_calls():
         "sigmoid_focal_loss": lambda: losslab.sigmoid_focal_loss(x, sig_index, ignore_index=-1, gamma=0.5),
         "softmax_focal_loss": lambda: losslab.softmax_focal_loss(probs, index, alpha=per_class, gamma=0.5,
                                                                  from_logits=False),
+        "quality_focal_loss": lambda: losslab.quality_focal_loss(x, (sig_index, labels[:, 0]), ignore_index=-1,
+                                                                 weight=per_class, avg_factor=torch.tensor(4.0)),
+        "varifocal_loss": lambda: losslab.varifocal_loss(x, labels, avg_factor=torch.tensor(2.0)),
+        "distribution_focal_loss": lambda: losslab.distribution_focal_loss(x.transpose(1, 2), labels[:, 0] * 3),
+        "smooth_l1_loss": lambda: losslab.smooth_l1_loss(x, labels, beta=0.5, weight=labels),
+        "huber_loss": lambda: losslab.huber_loss(x, labels, avg_factor=3),
+        **{name: (lambda name=name: getattr(losslab, name)(boxes + x[:, :, 0], boxes, weight=labels[:, :, 0]))
+           for name in ("iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss")},
     }
 
 

@@ -58,11 +58,11 @@ def per_class(values: list[float]):
     return lambda x: torch.tensor([values[i % len(values)] for i in range(x.shape[1])], dtype=F64)
 
 
-def _resolve(variant: Mapping[str, Any], x: Tensor) -> dict[str, Any]:
+def resolve(variant: Mapping[str, Any], x: Tensor) -> dict[str, Any]:
     return {k: (v(x) if callable(v) else v) for k, v in variant.items()}
 
 
-def _tag(variant: Mapping[str, Any]) -> str:
+def tag(variant: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={'per-class' if callable(v) else v}" for k, v in variant.items())
 
 
@@ -80,11 +80,11 @@ def softmax_cases(variants: Iterable[Mapping[str, Any]], *, seed: int, domain: s
         for name, shape in [("2d-soft", (5, 4)), ("3d-soft", (2, 3, 4))]:
             layouts.append((name, convert(logits(g, *shape), domain), torch.softmax(logits(g, *shape), dim=1)))
     variants = list(variants)
-    cases = [Case(x, t, _resolve(v, x), f"{name}[{_tag(v)}]", domain) for v in variants for name, x, t in layouts]
+    cases = [Case(x, t, resolve(v, x), f"{name}[{tag(v)}]", domain) for v in variants for name, x, t in layouts]
     empty, ignored = convert(logits(g, 0, 4), domain), convert(logits(g, 5, 4), domain)
-    cases.append(Case(empty, torch.zeros(0, dtype=torch.long), _resolve(variants[0], empty), "empty",
+    cases.append(Case(empty, torch.zeros(0, dtype=torch.long), resolve(variants[0], empty), "empty",
                       domain, frozenset({"empty"})))
-    cases.append(Case(ignored, torch.full((5,), ignore_index), _resolve(variants[0], ignored), "all-ignored",
+    cases.append(Case(ignored, torch.full((5,), ignore_index), resolve(variants[0], ignored), "all-ignored",
                       domain, frozenset({"all_ignored"})))
     return cases
 
@@ -115,17 +115,17 @@ def sigmoid_cases(variants: Iterable[Mapping[str, Any]], *, seed: int, domain: s
         for name, x, t in layouts:
             if x.ndim < 2 and any(callable(v) for v in variant.values()):
                 continue  # per-class values need a class dimension
-            kwargs = _resolve(variant, x)
-            cases.append(Case(x, t, kwargs, f"{name}[{_tag(variant)}]", domain))
+            kwargs = resolve(variant, x)
+            cases.append(Case(x, t, kwargs, f"{name}[{tag(variant)}]", domain))
             marked = t.clone()
             marked[torch.rand(t.shape, generator=g) < 0.3] = ignore_index
             cases.append(Case(x, marked, {**kwargs, "ignore_index": ignore_index},
-                              f"{name}-ignored[{_tag(variant)}]", domain))
+                              f"{name}-ignored[{tag(variant)}]", domain))
     empty, ignored = inputs(0, 3), inputs(4, 3)
-    cases.append(Case(empty, torch.zeros(0, 3, dtype=F64), _resolve(variants[0], empty), "empty", domain,
+    cases.append(Case(empty, torch.zeros(0, 3, dtype=F64), resolve(variants[0], empty), "empty", domain,
                       frozenset({"empty"})))
     cases.append(Case(ignored, torch.full((4, 3), float(ignore_index), dtype=F64),
-                      {**_resolve(variants[0], ignored), "ignore_index": ignore_index}, "all-ignored", domain,
+                      {**resolve(variants[0], ignored), "ignore_index": ignore_index}, "all-ignored", domain,
                       frozenset({"all_ignored"})))
     return cases
 

@@ -472,7 +472,7 @@ def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
                 kwargs["weight"] = torch.rand(*shape, generator=g, dtype=S.F64)
             elif variant.get("weight") == "per-coordinate":
                 kwargs["weight"] = torch.rand(*shape, 4, generator=g, dtype=S.F64)
-            cases.append(Case(from_xyxy(p, fmt), from_xyxy(t, fmt), kwargs, f"{layout}[{S._tag(variant)}]", "boxes"))
+            cases.append(Case(from_xyxy(p, fmt), from_xyxy(t, fmt), kwargs, f"{layout}[{S.tag(variant)}]", "boxes"))
     empty = torch.zeros(0, 4, dtype=S.F64)
     cases.append(Case(empty, empty.clone(), {}, "empty", "boxes", frozenset({"empty"})))
     return cases

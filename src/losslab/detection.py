@@ -379,19 +379,19 @@ def quality_cases(variants: list[dict], *, seed: int, ignore: bool) -> list[Case
     cases = []
     for variant in variants:
         for name, x, t in layouts:
-            kwargs = S._resolve(variant, x)
-            cases.append(Case(x, t, kwargs, f"{name}[{S._tag(variant)}]"))
+            kwargs = S.resolve(variant, x)
+            cases.append(Case(x, t, kwargs, f"{name}[{S.tag(variant)}]"))
             if ignore:
                 labels = t[0] if isinstance(t, tuple) else t
                 drop = torch.rand(labels.shape, generator=g) < 0.3
                 marked = torch.where(drop, torch.full_like(labels, -1), labels)
                 cases.append(Case(x, (marked, t[1]) if isinstance(t, tuple) else marked,
-                                  {**kwargs, "ignore_index": -1}, f"{name}-ignored[{S._tag(variant)}]"))
-    cases.append(Case(S.logits(g, 0, 3), torch.zeros(0, 3, dtype=S.F64), S._resolve(variants[0], S.logits(g, 0, 3)),
+                                  {**kwargs, "ignore_index": -1}, f"{name}-ignored[{S.tag(variant)}]"))
+    cases.append(Case(S.logits(g, 0, 3), torch.zeros(0, 3, dtype=S.F64), S.resolve(variants[0], S.logits(g, 0, 3)),
                       "empty", tags=frozenset({"empty"})))
     if ignore:
         cases.append(Case(S.logits(g, 4, 3), (torch.full((4,), -1), torch.rand(4, generator=g, dtype=S.F64)),
-                          {**S._resolve(variants[0], S.logits(g, 4, 3)), "ignore_index": -1}, "all-ignored",
+                          {**S.resolve(variants[0], S.logits(g, 4, 3)), "ignore_index": -1}, "all-ignored",
                           tags=frozenset({"all_ignored"})))
     return cases
 
@@ -406,10 +406,10 @@ def _dfl_cases() -> list[Case]:
 
     cases = []
     for variant in ({}, {"weight": torch.rand(8, generator=g, dtype=S.F64)}, {"avg_factor": 3.0}):
-        cases.append(Case(S.logits(g, 8, 5), target((8,), 5), variant, f"2d[{S._tag(variant)}]"))
+        cases.append(Case(S.logits(g, 8, 5), target((8,), 5), variant, f"2d[{S.tag(variant)}]"))
         cases.append(Case(S.logits(g, 2, 4, 8), target((2, 4), 8), {k: v[:4] if k == "weight" else v
                                                                      for k, v in variant.items()},
-                          f"3d[{S._tag(variant)}]"))
+                          f"3d[{S.tag(variant)}]"))
     cases.append(Case(S.logits(g, 0, 5), torch.zeros(0, dtype=S.F64), {}, "empty", tags=frozenset({"empty"})))
     return cases
 

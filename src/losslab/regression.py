@@ -185,7 +185,7 @@ def _cases(variants: list[dict], seed: int) -> list[Case]:
         for layout, shape in (("2d", (6, 4)), ("3d", (2, 3, 5))):
             x, t = S.logits(g, *shape, scale=2.0), S.logits(g, *shape, scale=2.0)
             kwargs = {k: (v(x) if callable(v) else v) for k, v in variant.items()}
-            cases.append(Case(x, t, kwargs, f"{layout}[{S._tag(variant)}]", "values"))
+            cases.append(Case(x, t, kwargs, f"{layout}[{S.tag(variant)}]", "values"))
     empty = S.logits(g, 0, 4)
     cases.append(Case(empty, empty.clone(), {}, "empty", "values", frozenset({"empty"})))
     return cases
