@@ -80,8 +80,9 @@ class LossModule(nn.Module):
         for name, value in values.items():
             if _is_array_like(value):
                 value = torch.as_tensor(np.asarray(value, dtype=np.float64))  # cast to the compute dtype at use
-            if isinstance(value, Tensor) and name in self.WEIGHTS:
-                check_non_negative(fn, name, value)
+            if name in self.WEIGHTS and (isinstance(value, Tensor) or (is_number(value) and name != "alpha")):
+                # a scalar alpha may be negative (sigmoid_focal_loss: disabled); a scalar weight may not
+                check_non_negative(fn, name, torch.as_tensor(value, dtype=torch.float64))
             if isinstance(value, Tensor):
                 self.register_buffer(name, value)
             else:
