@@ -201,7 +201,7 @@ def varifocal_loss(
         input: logits of any shape; (N, C, d1, ..., dk) for the pair target.
         target: the IoU-aware score q in [0, 1], shaped like the input, or the
             ``(labels, scores)`` pair of :func:`quality_focal_loss` (label C is
-            background).
+            background), or integer labels alone (q = 1 at the labelled class).
         alpha: weight of the negatives' term, >= 0 (the paper's 0.75).
         gamma: focusing exponent of the negatives, >= 0.
         iou_weighted: weight positives by q (True) or by 1.
@@ -329,7 +329,7 @@ def distribution_focal_loss(
     if values_checked(y) and y.numel() and not bool(((y >= 0) & (y <= n_bins - 1)).all()):
         bad = y[~((y >= 0) & (y <= n_bins - 1))].flatten()[0]
         raise ValueError(f"{fn}: target must lie in [0, {n_bins - 1}] (n_bins - 1); got {float(bad)!r}")
-    left = y.detach().floor().clamp(0, n_bins - 2)
+    left = torch.nan_to_num(y.detach().floor(), nan=0.0).clamp(0, n_bins - 2)  # in range even when unchecked
     right_weight = y - left
     left_weight = (left + 1.0) - y
     index = left.long().unsqueeze(-1)
