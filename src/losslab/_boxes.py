@@ -52,6 +52,16 @@ def corners(boxes: Tensor, box_format: str) -> tuple[Tensor, Tensor, Tensor, Ten
     return a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d
 
 
+def from_xyxy(boxes: Tensor, box_format: str) -> Tensor:
+    """(..., 4) xyxy boxes in ``box_format`` (the inverse of :func:`corners`)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    if box_format == "xywh":
+        return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+    if box_format == "cxcywh":
+        return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+    return boxes
+
+
 def check_boxes(fn: str, pred: Any, target: Any) -> None:
     """pred is a floating (..., 4) tensor, target a real tensor of the same shape on the same device."""
     check_input(fn, pred, min_ndim=1, what="(..., 4)", name="pred")

@@ -31,6 +31,13 @@ def probabilities(g: torch.Generator, *shape: int) -> Tensor:
     return torch.rand(*shape, generator=g, dtype=F64) * 0.96 + 0.02
 
 
+def boxes(g: torch.Generator, *shape: int) -> Tensor:
+    """Well-formed xyxy boxes (*shape, 4): corners in [0, 10), sizes in [0.5, 5.5)."""
+    xy = torch.rand(*shape, 2, generator=g, dtype=F64) * 10
+    wh = torch.rand(*shape, 2, generator=g, dtype=F64) * 5 + 0.5
+    return torch.cat([xy, xy + wh], dim=-1)
+
+
 def indices(g: torch.Generator, shape: tuple[int, ...], high: int, *, ignore_index: int | None = None,
             ignored: float = 0.0) -> Tensor:
     """Random class indices in [0, high), with a fraction ``ignored`` set to ``ignore_index``."""

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import _samples as S
-from ._boxes import Pair, box_weight, check_box_format, check_boxes, check_target_boxes, corners
+from ._boxes import Pair, box_weight, check_box_format, check_boxes, check_target_boxes, corners, from_xyxy
 from ._checks import check_avg_factor, check_common, check_number, compute_dtype
 from ._core import reduce
 from ._module import LossModule
@@ -59,8 +59,8 @@ _NOTES = """Returns:
     width or height have IoU 0 with anything (identical zero-area boxes too:
     their loss is that of IoU 0); where a denominator is at most eps (both
     boxes of zero area) the ratio keeps its value but passes no gradient.
-    Identical well-formed boxes give 0. Half precision is computed in
-    float32."""
+    Identical well-formed boxes give 0 up to eps (the IoU is A / (A + eps)).
+    Half precision is computed in float32."""
 
 
 def _boxdoc(f: Callable) -> Callable:
@@ -261,6 +261,10 @@ def ciou_loss(
     arctangents are floored at eps, so zero-size boxes give finite values
     and gradients (torchvision's ratio is 0/0 there).
 
+    eps enters every denominator here; torchvision's ``complete_box_iou_loss``
+    passes its eps only to a (its IoU and DIoU parts keep 1e-7), so the two
+    agree at the default eps.
+
     Published implementations differ here, and losslab follows torchvision:
     mmdetection's ``CIoULoss`` sets a to 0 where IoU <= 0.5, adds eps to the
     heights, and clamps the CIoU to [-1, 1], so its values differ from these
@@ -374,6 +378,11 @@ def siou_loss(
     when the centres coincide (Lambda = 0 there). The shape exponent is the
     paper's theta = 4. In [0, 3).
 
+    Limit: the distance and shape costs divide by lengths (plus eps), so for
+    boxes smaller than about 1e-5 their gradient exceeds float16's range
+    (65504) and becomes inf when cast back to a float16 input; such boxes
+    need float32.
+
     Args:
         BOX_ARGS
 
@@ -440,22 +449,6 @@ class SIoULoss(LossModule, function=siou_loss, checks=_format_check("siou_loss")
 # registration
 
 
-def random_boxes(g: torch.Generator, *shape: int) -> Tensor:
-    """Well-formed xyxy boxes (*shape, 4): corners in [0, 10), sizes in [0.5, 5.5)."""
-    xy = torch.rand(*shape, 2, generator=g, dtype=S.F64) * 10
-    wh = torch.rand(*shape, 2, generator=g, dtype=S.F64) * 5 + 0.5
-    return torch.cat([xy, xy + wh], dim=-1)
-
-
-def from_xyxy(boxes: Tensor, box_format: str) -> Tensor:
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    if box_format == "xywh":
-        return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
-    if box_format == "cxcywh":
-        return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
-    return boxes
-
-
 def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
     """Overlapping and disjoint pairs, (N, 4) and (2, 3, 4), in each format, with weights and avg_factor."""
     g = S.generator(90)
@@ -464,7 +457,7 @@ def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
                 {"weight": "per-coordinate", "eps": 1e-4}) + extra
     for variant in variants:
         for layout, shape in (("2d", (7,)), ("3d", (2, 3))):
-            p, t = random_boxes(g, *shape), random_boxes(g, *shape)
+            p, t = S.boxes(g, *shape), S.boxes(g, *shape)
             t[..., 0, :] = p[..., 0, :] + torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=S.F64)  # a close match
             fmt = variant.get("box_format", "xyxy")
             kwargs = dict(variant)
@@ -480,11 +473,12 @@ def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
 
 def box_errors(fn: str) -> list[ErrorCase]:
     g = S.generator(91)
-    p, t = random_boxes(g, 3), random_boxes(g, 3)
+    p, t = S.boxes(g, 3), S.boxes(g, 3)
     inverted = t.clone()
     inverted[1, 2] = inverted[1, 0] - 1.0
     return [
-        ErrorCase(p, inverted, {}, ValueError, rf"{fn}: target boxes must have x1 <= x2 and y1 <= y2 .* at index \(1,\)"),
+        ErrorCase(p, inverted, {}, ValueError,
+                  rf"{fn}: target boxes must have x1 <= x2 and y1 <= y2 .* at index \(1,\)"),
         ErrorCase(p[:, :3], t[:, :3], {}, ValueError, rf"{fn}: pred must have shape \(\.\.\., 4\) .*; got \(3, 3\)"),
         ErrorCase(p, t, {"box_format": "xyhw"}, ValueError, rf"{fn}: box_format must be one of 'xyxy', 'xywh'"),
         ErrorCase(p, t, {"eps": 0.0}, ValueError, rf"{fn}: eps must be a finite number in \(0, inf\); got 0.0"),

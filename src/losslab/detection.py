@@ -439,7 +439,8 @@ register(LossSpec(
     samples=lambda: quality_cases([{}, {"beta": 0.5, "weight": S.per_class([0.5, 2.0, 1.0, 1.5])},
                                    {"beta": 0.0, "avg_factor": 3.5}], seed=60, ignore=True),
     errors=lambda: _pair_errors("quality_focal_loss") + [
-        ErrorCase(_X, _Q, {"beta": -1.0}, ValueError, r"quality_focal_loss: beta must be a finite number in \[0, inf\)"),
+        ErrorCase(_X, _Q, {"beta": -1.0}, ValueError,
+                  r"quality_focal_loss: beta must be a finite number in \[0, inf\)"),
     ],
 ))
 
@@ -469,7 +470,8 @@ register(LossSpec(
         ErrorCase(S.logits(S.generator(4), 3, 5), torch.tensor([0.5, -0.1, 1.0], dtype=S.F64), {}, ValueError,
                   r"distribution_focal_loss: target must lie in \[0, 4\] \(n_bins - 1\); got -0.1"),
         ErrorCase(S.logits(S.generator(4), 3, 1), torch.zeros(3, dtype=S.F64), {}, ValueError,
-                  r"distribution_focal_loss: input must have at least 2 bins in its last dimension; got shape \(3, 1\)"),
+                  r"distribution_focal_loss: input must have at least 2 bins in its last dimension; "
+                  r"got shape \(3, 1\)"),
         ErrorCase(S.logits(S.generator(4), 3, 5), torch.zeros(3, 5, dtype=S.F64), {}, ValueError,
                   r"distribution_focal_loss: target must have shape \(3,\) \(the input's shape without its last"),
         ErrorCase(S.logits(S.generator(4), 3, 5), torch.zeros(3, dtype=S.F64), {"weight": torch.ones(4)}, ValueError,
