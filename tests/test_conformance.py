@@ -153,7 +153,7 @@ def test_empty_batch_gives_zero_connected_to_the_graph(spec, case, reduction):
     assert out.item() == 0.0
     assert grad.shape == case.input.shape
     none = _call(spec, case.input, case.target, case.kwargs, reduction="none")
-    assert none.numel() == 0
+    assert torch.equal(none, torch.zeros_like(none))  # no elements, or per-class losses of 0 (overlap losses)
 
 
 @_special("all_ignored")

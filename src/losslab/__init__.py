@@ -41,6 +41,7 @@ from .detection import (
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
 from .registry import get_loss
 from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
+from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",
     "iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
     "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss",
+    "dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss",
     "class_weights", "class_counts",
     "get_loss", "set_checks", "get_checks",
     "__version__",

@@ -1,0 +1,432 @@
+"""Overlap losses of segmentation: soft Dice, Jaccard (soft IoU) and Tversky (and focal Tversky).
+
+Each is computed from per-class soft counts of an (N, C, *spatial) prediction
+p and target t: the intersection sum(p t), and sum(p), sum(t) (or the soft
+false positives and negatives). The three modes say how p and t are formed:
+
+* "binary": one foreground channel, sigmoid;
+* "multiclass": C exclusive classes, softmax over dim 1, one-hot targets;
+* "multilabel": C independent channels, sigmoid per channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from . import _samples as S
+from ._checks import check_bool, check_number
+from ._module import LossModule
+from ._overlap import check_mode, log_or_linear, overlap_loss, ratio, sums
+from .registry import Alias, Case, ErrorCase, LossSpec, register
+
+Reduction = Literal["none", "mean", "sum"]
+Mode = Literal["binary", "multiclass", "multilabel"]
+
+__all__ = ["dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss"]
+
+
+# Argument descriptions every overlap loss shares, spliced in where "OVERLAP_ARGS" stands.
+_ARGS = """mode: "binary" (input (N, 1, *) or (N, *), target of the same shape,
+            sigmoid), "multiclass" (input (N, C, *), target class indices
+            (N, *), softmax over dim 1, one-hot target) or "multilabel"
+            (input and target (N, C, *), sigmoid per channel). Soft targets
+            in [0, 1] are accepted in "binary" and "multilabel".
+        from_logits: False when ``input`` holds probabilities (softmax
+            probabilities over dim 1 in "multiclass").
+        smooth: >= 0, added to numerator and denominator (see above).
+        eps: > 0, the smallest denominator (no division by zero when smooth
+            is 0); also the floor of the score under ``log_loss``.
+        weight: non-negative per-class weights of length C; the loss is the
+            weighted average over classes (and images), sum(w_c L_c) / sum(w_c).
+        ignore_index: target value to leave out: in "multiclass" a class index
+            (the whole position), in "binary" / "multilabel" a target value
+            (that element). Ignored elements leave every sum, prediction and
+            target alike. None disables it.
+        include_background: False drops class 0 (channel 0) after the softmax,
+            in "multiclass" and "multilabel"; no effect in "binary".
+        per_image: False sums over the whole batch and all positions of a
+            class (one score per class); True sums over each image's
+            positions (one score per image and class), then averages."""
+
+_RETURNS = """Returns:
+        "none": the weighted per-class losses, shape (C',) (per_image=False)
+        or (N, C') (per_image=True), C' the classes kept; "mean" their
+        weighted average; "sum" their sum.
+
+    Raises:
+        TypeError: non-floating input, float class indices in "multiclass".
+        ValueError: an unknown mode, target shapes that do not fit the mode,
+            class indices outside [0, C), targets or probabilities outside
+            [0, 1], a weight not of length C or negative, smooth < 0,
+            eps <= 0.
+
+    Empty masks: a class absent from the target with an (almost) empty
+    prediction scores (almost) 1, loss (almost) 0, because smooth sits in
+    numerator and denominator (with smooth = 0, an exactly empty prediction
+    scores 1 by definition, 0/0 -> 1); a false positive on an empty target
+    is still penalised, 1 - smooth / (sum(p) + smooth). Libraries that drop
+    absent classes (segmentation_models_pytorch) miss that penalty; those
+    that put eps only in the denominator (kornia) give loss 1 to a perfect
+    empty prediction. Empty batches and all-ignored targets give 0 with zero
+    gradients. Half precision is computed in float32."""
+
+
+def _doc(f: Callable) -> Callable:
+    f.__doc__ = f.__doc__.replace("OVERLAP_ARGS", _ARGS).replace("OVERLAP_RETURNS", _RETURNS)
+    return f
+
+
+@_doc
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    eps: float = 1e-7,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    per_image: bool = False,
+    squared: bool = False,
+    log_loss: bool = False,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Soft Dice loss: 1 - Dice (or -log Dice) per class, averaged over classes (and images).
+
+    .. math::
+
+        \mathrm{Dice}_c = \frac{2 \sum p_c t_c + s}{\sum p_c + \sum t_c + s}, \qquad
+        \ell_c = 1 - \mathrm{Dice}_c
+
+    with s = ``smooth``; ``squared=True`` uses :math:`\sum p_c^2 + \sum t_c^2`
+    in the denominator (V-Net), ``log_loss=True`` :math:`-\log \mathrm{Dice}_c`.
+    In [0, 1]; 0 for a perfect hard prediction.
+
+    Smoothing convention: s is added once to the numerator 2 TP and once to
+    the denominator, the common form (Milletari et al., smp, MONAI's
+    smooth_nr = smooth_dr). :func:`tversky_loss` adds s to TP instead, so with
+    s > 0 it equals this loss only with s halved (exactly so at s = 0).
+
+    Args:
+        OVERLAP_ARGS
+        squared: True for sums of squares in the denominator.
+        log_loss: True for -log(Dice) (floored at eps) instead of 1 - Dice.
+        reduction: "none" | "mean" | "sum" over the per-class losses.
+
+    OVERLAP_RETURNS
+
+    References:
+        Milletari, Navab, Ahmadi. V-Net: Fully Convolutional Neural Networks
+        for Volumetric Medical Image Segmentation. 3DV 2016, arXiv:1606.04797.
+        Sudre et al. Generalised Dice Overlap as a Deep Learning Loss Function
+        for Highly Unbalanced Segmentations. DLMIA 2017, arXiv:1707.03237.
+
+    Example:
+        >>> import torch, losslab
+        >>> logits = torch.tensor([[[2.0, -1.0, 0.5, -3.0]]], requires_grad=True)  # (N=1, 1, 4)
+        >>> mask = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])
+        >>> loss = losslab.dice_loss(logits, mask, mode="binary")
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.1687, grad_fn=<RoundBackward1>)
+    """
+    fn = "dice_loss"
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    check_bool(fn, "squared", squared)
+    check_bool(fn, "log_loss", log_loss)
+    total = sums(per_image)
+
+    def score_loss(p: Tensor, t: Tensor) -> Tensor:
+        den = total(p * p) + total(t * t) if squared else total(p) + total(t)
+        return log_or_linear(ratio(2.0 * total(p * t) + smooth, den + smooth, eps), log_loss, eps)
+
+    return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         reduction=reduction, score_loss=score_loss)
+
+
+@_doc
+def jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    eps: float = 1e-7,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    per_image: bool = False,
+    squared: bool = False,
+    log_loss: bool = False,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Soft Jaccard (IoU) loss of masks: 1 - soft IoU per class, averaged over classes (and images).
+
+    .. math::
+
+        J_c = \frac{\sum p_c t_c + s}{\sum p_c + \sum t_c - \sum p_c t_c + s}, \qquad \ell_c = 1 - J_c
+
+    (``squared=True``: sums of squares for :math:`\sum p_c, \sum t_c`;
+    ``log_loss=True``: :math:`-\log J_c`). In [0, 1]; 0 for a perfect hard
+    prediction. It equals :func:`tversky_loss` with alpha = beta = 1 for any
+    smooth. For boxes, see :func:`iou_loss`.
+
+    Args:
+        OVERLAP_ARGS
+        squared: True for sums of squares in the union.
+        log_loss: True for -log(J) (floored at eps) instead of 1 - J.
+        reduction: "none" | "mean" | "sum" over the per-class losses.
+
+    OVERLAP_RETURNS
+
+    References:
+        Rahman, Wang. Optimizing Intersection-Over-Union in Deep Neural
+        Networks for Image Segmentation. ISVC 2016.
+
+    Example:
+        >>> import torch, losslab
+        >>> logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+        >>> labels = torch.randint(0, 3, (2, 4, 4))
+        >>> loss = losslab.jaccard_loss(logits, labels, mode="multiclass")
+        >>> loss.backward()
+        >>> bool(0 <= loss <= 1)
+        True
+    """
+    fn = "jaccard_loss"
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    check_bool(fn, "squared", squared)
+    check_bool(fn, "log_loss", log_loss)
+    total = sums(per_image)
+
+    def score_loss(p: Tensor, t: Tensor) -> Tensor:
+        inter = total(p * t)
+        sizes = total(p * p) + total(t * t) if squared else total(p) + total(t)
+        return log_or_linear(ratio(inter + smooth, sizes - inter + smooth, eps), log_loss, eps)
+
+    return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         reduction=reduction, score_loss=score_loss)
+
+
+@_doc
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    smooth: float = 1.0,
+    eps: float = 1e-7,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    per_image: bool = False,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Tversky loss, and the focal Tversky loss for gamma != 1: false positives and negatives weighted apart.
+
+    .. math::
+
+        \mathrm{TI}_c = \frac{TP_c + s}{TP_c + \alpha\, FP_c + \beta\, FN_c + s}, \qquad
+        \ell_c = (1 - \mathrm{TI}_c)^{\gamma}
+
+    with soft counts :math:`TP = \sum p t`, :math:`FP = \sum p (1 - t)`,
+    :math:`FN = \sum (1 - p) t`. beta > alpha favours recall (small
+    structures). alpha = beta = 0.5 with gamma = 1 and s = 0 is
+    :func:`dice_loss`; alpha = beta = 1 is :func:`jaccard_loss` (any s).
+    Smoothing convention: s is added to TP, so Tversky(0.5, 0.5) with smooth s
+    equals Dice with smooth 2 s.
+
+    gamma is the exponent itself: Abraham and Khan write (1 - TI)^(1/g) and
+    recommend g = 4/3, which is gamma = 0.75 here. For gamma < 1 the power is
+    taken of 1 - TI floored at the smallest normal number, so the gradient is
+    finite at a perfect prediction.
+
+    Args:
+        OVERLAP_ARGS
+        alpha: weight of false positives, >= 0.
+        beta: weight of false negatives, >= 0.
+        gamma: focal exponent > 0 (1: the plain Tversky loss).
+        reduction: "none" | "mean" | "sum" over the per-class losses.
+
+    OVERLAP_RETURNS
+
+    References:
+        Salehi, Erdogmus, Gholipour. Tversky Loss Function for Image
+        Segmentation Using 3D Fully Convolutional Deep Networks. MLMI 2017,
+        arXiv:1706.05721.
+        Abraham, Khan. A Novel Focal Tversky Loss Function with Improved
+        Attention U-Net for Lesion Segmentation. ISBI 2019, arXiv:1810.07842.
+
+    Example:
+        >>> import torch, losslab
+        >>> logits = torch.tensor([[[2.0, -1.0, 0.5, -3.0]]], requires_grad=True)
+        >>> mask = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])
+        >>> loss = losslab.tversky_loss(logits, mask, mode="binary", alpha=0.3, beta=0.7)
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.1503, grad_fn=<RoundBackward1>)
+    """
+    fn = "tversky_loss"
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    beta = check_number(fn, "beta", beta, low=0.0)
+    gamma = check_number(fn, "gamma", gamma, low=0.0, low_open=True)
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    total = sums(per_image)
+
+    def score_loss(p: Tensor, t: Tensor) -> Tensor:
+        tp, fp, fn_ = total(p * t), total(p * (1.0 - t)), total((1.0 - p) * t)
+        one_minus = 1.0 - ratio(tp + smooth, tp + alpha * fp + beta * fn_ + smooth, eps)
+        return one_minus if gamma == 1.0 else one_minus.clamp_min(torch.finfo(one_minus.dtype).tiny).pow(gamma)
+
+    return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         reduction=reduction, score_loss=score_loss)
+
+
+def _checks(fn: str, **extra: Callable) -> dict[str, Callable]:
+    return {"mode": lambda v: check_mode(fn, v),
+            "smooth": lambda v: check_number(fn, "smooth", v, low=0.0),
+            "eps": lambda v: check_number(fn, "eps", v, low=0.0, low_open=True),
+            **{name: (lambda v, name=name: check_bool(fn, name, v))
+               for name in ("include_background", "per_image") + tuple(extra.pop("bools", ()))},
+            **extra}
+
+
+class DiceLoss(LossModule, function=dice_loss, checks=_checks("dice_loss", bools=("squared", "log_loss"))):
+    """Module form of :func:`losslab.dice_loss`."""
+
+
+class JaccardLoss(LossModule, function=jaccard_loss, checks=_checks("jaccard_loss", bools=("squared", "log_loss"))):
+    """Module form of :func:`losslab.jaccard_loss`."""
+
+
+class TverskyLoss(LossModule, function=tversky_loss, checks=_checks(
+        "tversky_loss", alpha=lambda v: check_number("tversky_loss", "alpha", v, low=0.0),
+        beta=lambda v: check_number("tversky_loss", "beta", v, low=0.0),
+        gamma=lambda v: check_number("tversky_loss", "gamma", v, low=0.0, low_open=True))):
+    """Module form of :func:`losslab.tversky_loss`."""
+
+
+# ----------------------------------------------------------------------------
+# registration
+
+
+def segmentation_cases(variants: list[dict], *, seed: int, domain: str = "logits") -> list[Case]:
+    """Binary (with and without the channel dim), multiclass (2-D images, a 3-D volume), multilabel; ignore_index."""
+    g = S.generator(seed)
+
+    def inputs(*shape: int) -> Tensor:
+        x = S.logits(g, *shape)
+        if domain != "probabilities":
+            return x
+        return torch.sigmoid(x) * 0.96 + 0.02 if shape[1] in (1, 5) else S.convert(x, "probabilities")
+
+    def mask(*shape: int, soft: bool = False) -> Tensor:
+        values = torch.rand(*shape, generator=g, dtype=S.F64)
+        return values if soft else (values < 0.4).double()
+
+    layouts = [
+        ("binary", inputs(2, 1, 4, 4), mask(2, 1, 4, 4)),
+        ("binary-nchw-free", inputs(3, 5), mask(3, 5, soft=True)),  # (N, *) without the channel dim
+        ("multiclass", inputs(2, 3, 4, 4), S.indices(g, (2, 4, 4), 3)),
+        ("multiclass-3d", inputs(1, 4, 2, 3, 3), S.indices(g, (1, 2, 3, 3), 4)),
+        ("multilabel", inputs(2, 3, 6), mask(2, 3, 6, soft=True)),
+    ]
+    cases = []
+    for variant in variants:
+        for name, x, t in layouts:
+            mode = name.split("-")[0]
+            kwargs = {"mode": mode, **S.resolve(variant, x if mode != "binary" else x[:, :1])}
+            if "weight" in kwargs and mode == "binary":
+                kwargs["weight"] = kwargs["weight"][:1]
+            cases.append(Case(x, t, kwargs, f"{name}[{S.tag(variant)}]", domain))
+            ignore = -100 if mode == "multiclass" else -1
+            marked = t.clone()
+            marked[torch.rand(t.shape, generator=g) < 0.25] = ignore
+            cases.append(Case(x, marked, {**kwargs, "ignore_index": ignore}, f"{name}-ignored[{S.tag(variant)}]",
+                              domain))
+    first = S.resolve(variants[0], inputs(1, 3, 2))
+    cases.append(Case(inputs(0, 3, 4), torch.zeros(0, 4, dtype=torch.long), {"mode": "multiclass", **first},
+                      "empty", domain, frozenset({"empty"})))
+    cases.append(Case(inputs(2, 3, 4), torch.full((2, 4), -100), {"mode": "multiclass", "ignore_index": -100, **first},
+                      "all-ignored", domain, frozenset({"all_ignored"})))
+    return cases
+
+
+def segmentation_errors(fn: str) -> list[ErrorCase]:
+    g = S.generator(7)
+    x, labels, masks = S.logits(g, 2, 3, 4), S.indices(g, (2, 4), 3), (torch.rand(2, 3, 4, generator=g) < 0.5).double()
+    return [
+        ErrorCase(x, labels, {}, TypeError, rf"{fn}\(\) missing 1 required keyword-only argument: 'mode'"),
+        ErrorCase(x, labels, {"mode": "multi-class"}, ValueError, rf"{fn}: mode must be one of 'binary', 'multiclass'"),
+        ErrorCase(x, masks, {"mode": "multiclass"}, ValueError,
+                  rf"{fn}: target must have shape \(2, 4\) \(class indices, the input's shape without dim 1\)"),
+        ErrorCase(x, labels.double(), {"mode": "multiclass"}, TypeError,
+                  rf"{fn}: target must hold integer class indices in mode 'multiclass'"),
+        ErrorCase(x, labels, {"mode": "multilabel"}, ValueError, rf"{fn}: target must have the input's shape"),
+        ErrorCase(x, masks * 2, {"mode": "multilabel"}, ValueError, rf"{fn}: target must lie in \[0, 1\]"),
+        ErrorCase(x, labels + 1, {"mode": "multiclass"}, ValueError,
+                  rf"{fn}: target class indices must be in \[0, 3\)"),
+        ErrorCase(x, labels, {"mode": "multiclass", "weight": [1.0, 2.0]}, ValueError,
+                  rf"{fn}: weight must have shape \(3,\)"),
+        ErrorCase(x, labels, {"mode": "multiclass", "smooth": -1.0}, ValueError,
+                  rf"{fn}: smooth must be a finite number in \[0, inf\)"),
+        ErrorCase(x, labels, {"mode": "multiclass", "eps": 0}, ValueError,
+                  rf"{fn}: eps must be a finite number in \(0"),
+    ]
+
+
+_VARIANTS = [{}, {"smooth": 0.0, "per_image": True}, {"weight": S.per_class([0.5, 2.0, 1.0, 0.0]),
+                                                       "include_background": False},
+             {"smooth": 0.5, "eps": 1e-3, "per_image": True, "weight": S.per_class([1.0, 3.0, 0.5, 2.0])}]
+
+register(LossSpec(
+    name="dice_loss", function=dice_loss, module=DiceLoss, family="segmentation",
+    formula="1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s) per class",
+    aliases=(Alias("Soft Dice", "paper"), Alias("Dice", "paper"), Alias("Soft Dice Loss", "paper"),
+             Alias("DiceLoss", "segmentation_models_pytorch", defaults={"smooth": 0.0}, qualified=True,
+                   note="smp drops classes absent from the target; losslab penalises false positives there"),
+             Alias("Generalized Dice", "paper", note="pass class_weights(..., method='inverse') as weight")),
+    samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True}, {"log_loss": True, "smooth": 0.0}], seed=110)
+                     + segmentation_cases([{"from_logits": False}], seed=111, domain="probabilities")),
+    errors=lambda: segmentation_errors("dice_loss"),
+))
+
+register(LossSpec(
+    name="jaccard_loss", function=jaccard_loss, module=JaccardLoss, family="segmentation",
+    formula="1 - (sum(p t) + s) / (sum(p) + sum(t) - sum(p t) + s) per class",
+    aliases=(Alias("Soft Jaccard", "paper"), Alias("Jaccard", "paper"), Alias("Soft IoU", "paper"),
+             Alias("Soft IoU Loss", "paper", note="for boxes, 'IoU loss' is iou_loss"),
+             Alias("JaccardLoss", "segmentation_models_pytorch", defaults={"smooth": 0.0}, qualified=True,
+                   note="smp drops classes absent from the target; losslab penalises false positives there")),
+    samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True, "log_loss": True}], seed=112)
+                     + segmentation_cases([{"from_logits": False}], seed=113, domain="probabilities")),
+    errors=lambda: segmentation_errors("jaccard_loss"),
+))
+
+register(LossSpec(
+    name="tversky_loss", function=tversky_loss, module=TverskyLoss, family="segmentation",
+    formula="(1 - (TP + s) / (TP + alpha FP + beta FN + s))^gamma per class",
+    aliases=(Alias("Tversky", "paper"), Alias("Tversky Loss", "paper"),
+             Alias("Focal Tversky", "paper", defaults={"gamma": 0.75}, note="Abraham and Khan's 1/gamma = 0.75"),
+             Alias("Focal Tversky Loss", "paper", defaults={"gamma": 0.75})),
+    samples=lambda: (segmentation_cases(_VARIANTS + [{"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75, "beta": 1.0},
+                                                     {"alpha": 1.0, "beta": 1.0, "gamma": 2.0}], seed=114)
+                     + segmentation_cases([{"from_logits": False, "alpha": 0.7}], seed=115, domain="probabilities")),
+    errors=lambda: segmentation_errors("tversky_loss") + [
+        ErrorCase(S.logits(S.generator(1), 2, 3), torch.tensor([0, 2]), {"mode": "multiclass", "gamma": 0.0},
+                  ValueError, r"tversky_loss: gamma must be a finite number in \(0, inf\)"),
+    ],
+))
