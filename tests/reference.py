@@ -40,6 +40,14 @@ Conventions restated here:
   c2 = cw^2 + ch^2 + eps; one loss per box; a weight of pred's shape (..., 4)
   is averaged over the last axis first, any other weight broadcasts to the
   per-box shape.
+* segmentation losses (dice, jaccard, tversky; dice_ce, dice_focal): p and t
+  are (N, C, d1, ..., dk): binary sigmoid(x) with the channel axis inserted
+  when missing, multiclass softmax(x) over axis 1 and the one-hot of the
+  indices, multilabel sigmoid(x); ignored elements (multiclass: positions)
+  drop out of every sum; per-class sums over N and space (or space only,
+  per_image); scores are ratio(num, den) = num / max(den, eps), 0/0 -> 1;
+  "mean" divides the weighted per-class losses by the sum of the weights
+  over the entries (the entry count without weight).
 """
 
 from __future__ import annotations
@@ -556,6 +564,208 @@ def siou_loss(pred, target, *, box_format="xyxy", eps=1e-7, weight=None, reducti
     return _box_reduce(loss, pred, weight, reduction, avg_factor)
 
 
+# ----------------------------------------------------------------------------
+# segmentation losses: Dice / Jaccard / Tversky and the compound Dice + CE / focal losses
+
+
+SEGMENTATION_MODES = ("binary", "multiclass", "multilabel")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), written with exp(-|x|) so that nothing overflows."""
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+
+
+def _softmax_axis1(x: np.ndarray) -> np.ndarray:
+    """softmax over the class axis 1, max-shifted."""
+    e = np.exp(x - np.max(x, axis=1, keepdims=True))
+    return e / np.sum(e, axis=1, keepdims=True)
+
+
+def _seg_channel_first(input, target, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """input and target as arrays; "binary": (N, *) -> (N, 1, *) for both when input.ndim < 2 or input.shape[1] != 1."""
+    if mode not in SEGMENTATION_MODES:
+        raise ValueError(f"reference: unknown mode {mode!r}")
+    x = _f64(input)
+    y = np.asarray(target)
+    if mode != "binary":
+        return x, y
+    if x.ndim < 1:
+        raise ValueError("reference: a binary input needs a batch axis")
+    if y.shape != x.shape:
+        raise ValueError(f"reference: binary target shape {y.shape} differs from input {x.shape}")
+    if x.ndim < 2 or x.shape[1] != 1:
+        x, y = x[:, None], y[:, None]
+    return x, y
+
+
+def _seg_inputs(input, target, mode: str, from_logits: bool,
+                ignore_index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, t, keep), each (N, C, *spatial): probabilities, targets, 1.0 where the element is kept and 0.0 where not.
+
+    binary/multilabel: p = sigmoid(x) (or x), t = target, elements with target == ignore_index removed;
+    multiclass: p = softmax(x, axis=1) (or x), t = one-hot of the indices on axis 1, positions with
+    target == ignore_index removed for every class. Removed elements have p = t = 0.
+    """
+    x, y = _seg_channel_first(input, target, mode)
+    if mode == "multiclass":
+        if x.ndim < 2 or x.shape[1] < 1:
+            raise ValueError("reference: a multiclass input must be (N, C, ...) with C >= 1")
+        num_classes = x.shape[1]
+        if y.shape != x.shape[:1] + x.shape[2:]:
+            raise ValueError(f"reference: multiclass target shape {y.shape} must be {x.shape[:1] + x.shape[2:]}")
+        idx = y.astype(np.int64)
+        kept_position = np.ones(idx.shape, dtype=bool) if ignore_index is None else idx != ignore_index
+        if np.any(kept_position & ((idx < 0) | (idx >= num_classes))):
+            raise ValueError("reference: class index out of range")
+        safe = np.where(kept_position, idx, 0)
+        t = np.moveaxis(np.eye(num_classes)[safe], -1, 1)  # (N, *, C) -> (N, C, *)
+        keep = np.broadcast_to(kept_position[:, None], x.shape)
+        p = _softmax_axis1(x) if from_logits else x
+    else:
+        if x.ndim < 2:
+            raise ValueError("reference: a multilabel input must be (N, C, ...)")
+        t = _f64(y)
+        if t.shape != x.shape:
+            raise ValueError(f"reference: target shape {t.shape} differs from input {x.shape}")
+        keep = np.ones(x.shape, dtype=bool) if ignore_index is None else t != ignore_index
+        p = _sigmoid(x) if from_logits else x
+    p = np.where(keep, p, 0.0)
+    t = np.where(keep, t, 0.0)
+    return p, t, keep.astype(np.float64)
+
+
+def _seg_sum(a: np.ndarray, per_image: bool) -> np.ndarray:
+    """Per-class sums: over axis 0 and the spatial axes -> (C,), or (per_image) over the spatial axes -> (N, C)."""
+    spatial = tuple(range(2, a.ndim))
+    if per_image:
+        return np.sum(a, axis=spatial)
+    return np.sum(a, axis=(0,) + spatial)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, eps: float) -> np.ndarray:
+    """num / max(den, eps) where den > 0, else 1.0 (0/0: empty against empty is a perfect match)."""
+    safe_den = np.where(den > 0, np.maximum(den, eps), 1.0)
+    return np.where(den > 0, num / safe_den, 1.0)
+
+
+def _score_loss(score: np.ndarray, log_loss: bool, eps: float) -> np.ndarray:
+    """1 - score, or -log(max(score, eps))."""
+    if log_loss:
+        with np.errstate(divide="ignore"):
+            return -np.log(np.maximum(score, eps))
+    return 1.0 - score
+
+
+def _seg_reduce(loss: np.ndarray, mode: str, weight, include_background: bool, reduction: str) -> np.ndarray:
+    """Drop class 0 (multiclass/multilabel without background), w_c * loss_c, then reduce.
+
+    "mean" divides by the sum of the weights over the entries of the "none" array (the entry count without
+    weight); 0 divides by 1.
+    """
+    num_classes = loss.shape[-1]
+    w = np.ones(num_classes) if weight is None else _f64(weight)
+    if w.shape != (num_classes,):
+        raise ValueError(f"reference: weight must have shape ({num_classes},); got {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("reference: weight must be non-negative")
+    if not include_background and mode != "binary":
+        loss, w = loss[..., 1:], w[1:]
+    w_entries = np.broadcast_to(w, loss.shape)
+    return _reduce(w_entries * loss, reduction, float(np.sum(w_entries)))
+
+
+def dice_loss(input, target, *, mode, from_logits=True, smooth=1.0, eps=1e-7, weight=None, ignore_index=None,
+              include_background=True, per_image=False, squared=False, log_loss=False,
+              reduction="mean") -> np.ndarray:
+    """1 - ratio(2 I + smooth, P + T + smooth) per class, I = sum p t, P = sum p (or p^2), T = sum t (or t^2)."""
+    p, t, _ = _seg_inputs(input, target, mode, from_logits, ignore_index)
+    intersection = _seg_sum(p * t, per_image)
+    if squared:
+        p_sum, t_sum = _seg_sum(p * p, per_image), _seg_sum(t * t, per_image)
+    else:
+        p_sum, t_sum = _seg_sum(p, per_image), _seg_sum(t, per_image)
+    smooth, eps = float(smooth), float(eps)
+    score = _ratio(2.0 * intersection + smooth, p_sum + t_sum + smooth, eps)
+    return _seg_reduce(_score_loss(score, log_loss, eps), mode, weight, include_background, reduction)
+
+
+def jaccard_loss(input, target, *, mode, from_logits=True, smooth=1.0, eps=1e-7, weight=None, ignore_index=None,
+                 include_background=True, per_image=False, squared=False, log_loss=False,
+                 reduction="mean") -> np.ndarray:
+    """1 - ratio(I + smooth, P + T - I + smooth) per class, the sums of dice_loss."""
+    p, t, _ = _seg_inputs(input, target, mode, from_logits, ignore_index)
+    intersection = _seg_sum(p * t, per_image)
+    if squared:
+        p_sum, t_sum = _seg_sum(p * p, per_image), _seg_sum(t * t, per_image)
+    else:
+        p_sum, t_sum = _seg_sum(p, per_image), _seg_sum(t, per_image)
+    smooth, eps = float(smooth), float(eps)
+    score = _ratio(intersection + smooth, p_sum + t_sum - intersection + smooth, eps)
+    return _seg_reduce(_score_loss(score, log_loss, eps), mode, weight, include_background, reduction)
+
+
+def tversky_loss(input, target, *, mode, from_logits=True, alpha=0.5, beta=0.5, gamma=1.0, smooth=1.0, eps=1e-7,
+                 weight=None, ignore_index=None, include_background=True, per_image=False,
+                 reduction="mean") -> np.ndarray:
+    """(1 - ratio(TP + smooth, TP + alpha FP + beta FN + smooth)) ** gamma per class (alpha: FP, beta: FN)."""
+    p, t, keep = _seg_inputs(input, target, mode, from_logits, ignore_index)
+    tp = _seg_sum(keep * p * t, per_image)
+    fp = _seg_sum(keep * p * (1.0 - t), per_image)
+    fn = _seg_sum(keep * (1.0 - p) * t, per_image)
+    smooth = float(smooth)
+    score = _ratio(tp + smooth, tp + float(alpha) * fp + float(beta) * fn + smooth, float(eps))
+    loss = np.power(1.0 - score, float(gamma))
+    return _seg_reduce(loss, mode, weight, include_background, reduction)
+
+
+def _compound_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reference: the compound segmentation losses support 'mean' and 'sum'; got {reduction!r}")
+
+
+def dice_ce_loss(input, target, *, mode, from_logits=True, smooth=1.0, eps=1e-7, weight=None, ignore_index=None,
+                 include_background=True, per_image=False, squared=False, log_loss=False, label_smoothing=0.0,
+                 lambda_dice=1.0, lambda_ce=1.0, reduction="mean") -> np.ndarray:
+    """lambda_dice dice_loss + lambda_ce CE: cross_entropy (multiclass), binary_cross_entropy (binary/multilabel)."""
+    _compound_reduction(reduction)
+    dice = dice_loss(input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                     ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                     squared=squared, log_loss=log_loss, reduction=reduction)
+    x, y = _seg_channel_first(input, target, mode)
+    if mode == "multiclass":
+        ce = cross_entropy(x, y, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing, from_logits=from_logits)
+    else:
+        ce = binary_cross_entropy(x, y, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                  reduction=reduction, from_logits=from_logits)
+    return np.asarray(float(lambda_dice) * dice + float(lambda_ce) * ce)
+
+
+def dice_focal_loss(input, target, *, mode, from_logits=True, smooth=1.0, eps=1e-7, weight=None, ignore_index=None,
+                    include_background=True, per_image=False, squared=False, log_loss=False, gamma=2.0, alpha=None,
+                    lambda_dice=1.0, lambda_focal=1.0, reduction="mean") -> np.ndarray:
+    """lambda_dice dice_loss + lambda_focal focal: softmax_focal_loss (multiclass, alpha_c = weight_c alpha),
+    sigmoid_focal_loss (binary/multilabel, weight along axis 1)."""
+    _compound_reduction(reduction)
+    dice = dice_loss(input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                     ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                     squared=squared, log_loss=log_loss, reduction=reduction)
+    x, y = _seg_channel_first(input, target, mode)
+    if mode == "multiclass":
+        if weight is not None:
+            focal_alpha = _f64(weight) * (1.0 if alpha is None else _f64(alpha))
+        else:
+            focal_alpha = alpha
+        focal = softmax_focal_loss(x, y, alpha=focal_alpha, gamma=gamma, ignore_index=ignore_index,
+                                   reduction=reduction, from_logits=from_logits)
+    else:
+        focal = sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction,
+                                   from_logits=from_logits, weight=weight)
+    return np.asarray(float(lambda_dice) * dice + float(lambda_focal) * focal)
+
+
 REFERENCES: dict[str, Callable[..., np.ndarray]] = {
     "cross_entropy": cross_entropy,
     "nll_loss": nll_loss,
@@ -574,6 +784,11 @@ REFERENCES: dict[str, Callable[..., np.ndarray]] = {
     "ciou_loss": ciou_loss,
     "eiou_loss": eiou_loss,
     "siou_loss": siou_loss,
+    "dice_loss": dice_loss,
+    "jaccard_loss": jaccard_loss,
+    "tversky_loss": tversky_loss,
+    "dice_ce_loss": dice_ce_loss,
+    "dice_focal_loss": dice_focal_loss,
 }
 
 

@@ -34,9 +34,11 @@ def _functional_defaults(spec: LossSpec) -> dict:
 
 
 def _required(spec: LossSpec) -> dict:
-    """Values for required hyperparameters (balanced_cross_entropy's alpha)."""
+    """Values for required hyperparameters (balanced_cross_entropy's alpha, the segmentation losses' mode):
+    those of the loss's first sample case."""
     params = inspect.signature(spec.function).parameters.values()
-    return {p.name: 0.25 for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
+    first = spec.samples()[0].kwargs
+    return {p.name: first[p.name] for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
 
 
 def _assert_hyperparameters(module: torch.nn.Module, spec: LossSpec, expected_overrides: dict) -> None:

@@ -42,6 +42,7 @@ from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softm
 from .registry import get_loss
 from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
+from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
     "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss",
     "dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss",
+    "dice_ce_loss", "dice_focal_loss", "DiceCELoss", "DiceFocalLoss", "combine", "CombinedLoss",
     "class_weights", "class_counts",
     "get_loss", "set_checks", "get_checks",
     "__version__",

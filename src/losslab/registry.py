@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,8 @@ class LossSpec:
     # False where the loss stops the gradient through part of its formula by design (CIoU's trade-off
     # factor): the battery's gradcheck, which compares with finite differences, does not apply.
     exact_gradient: bool = True
+    # The reductions it supports: a sum of terms of different shapes (dice_ce_loss) has no "none".
+    reductions: tuple[str, ...] = ("none", "mean", "sum")
 
 
 _SPECS: dict[str, LossSpec] = {}
@@ -199,7 +201,7 @@ def get_spec(name: str) -> LossSpec:
     return lookup(name)[0]
 
 
-def get_loss(name: str, **kwargs: Any) -> nn.Module:
+def get_loss(name: str | Mapping[str, Any] | Sequence[Any], **kwargs: Any) -> nn.Module:
     """The nn.Module of the loss called ``name``, built with ``kwargs``.
 
     ``name`` is a canonical name or any alias; lookup ignores case, spaces,
@@ -207,8 +209,16 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
     ``get_loss("BCELoss")`` expects probabilities, ``get_loss("BCEWithLogitsLoss")``
     logits. Keyword arguments override what the alias presets.
 
+    ``name`` may also be a plain config, as read from YAML, TOML or JSON:
+
+    * ``{"name": "dice_loss", "mode": "binary"}``: one loss and its arguments;
+    * a list of such dicts, each with an optional ``"loss_weight"`` (default 1)
+      and ``"label"``, or ``{"combine": [...]}``: a
+      :class:`losslab.CombinedLoss`, the weighted sum of the terms.
+
     Raises:
-        ValueError: for an unknown name, with the closest known names.
+        ValueError: for an unknown name, with the closest known names, or a
+            malformed config.
 
     Example:
         >>> import torch, losslab
@@ -218,6 +228,10 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
         >>> loss_fn(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0])).round(decimals=4)
         tensor(0.1643)
     """
+    if not isinstance(name, str) and isinstance(name, (Mapping, Sequence)):
+        from .combined import from_config  # combined builds on the registry
+
+        return from_config(name, **kwargs)
     spec, alias = lookup(name)
     merged = dict(alias.defaults) if alias is not None else {}
     merged.update(kwargs)

@@ -136,7 +136,15 @@ def dice_loss(
         >>> loss.round(decimals=4)
         tensor(0.1687, grad_fn=<RoundBackward1>)
     """
-    fn = "dice_loss"
+    return dice_pipeline("dice_loss", input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
+                         weight=weight, ignore_index=ignore_index, include_background=include_background,
+                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction)
+
+
+def dice_pipeline(fn: str, input: Tensor, target: Tensor, *, mode: str, from_logits: bool, smooth: float,
+                  eps: float, weight: object, ignore_index: int | None, include_background: bool, per_image: bool,
+                  squared: bool, log_loss: bool, reduction: str) -> Tensor:
+    """:func:`dice_loss` under the name ``fn`` (errors name it): shared with the Dice combinations."""
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     check_bool(fn, "squared", squared)
     check_bool(fn, "log_loss", log_loss)
@@ -147,8 +155,8 @@ def dice_loss(
         return log_or_linear(ratio(2.0 * total(p * t) + smooth, den + smooth, eps), log_loss, eps)
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
-                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                         reduction=reduction, score_loss=score_loss)
+                        ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                        reduction=reduction, score_loss=score_loss)
 
 
 @_doc
@@ -212,8 +220,8 @@ def jaccard_loss(
         return log_or_linear(ratio(inter + smooth, sizes - inter + smooth, eps), log_loss, eps)
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
-                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                         reduction=reduction, score_loss=score_loss)
+                        ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                        reduction=reduction, score_loss=score_loss)
 
 
 @_doc
@@ -291,8 +299,8 @@ def tversky_loss(
         return one_minus if gamma == 1.0 else one_minus.clamp_min(torch.finfo(one_minus.dtype).tiny).pow(gamma)
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
-                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                         reduction=reduction, score_loss=score_loss)
+                        ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                        reduction=reduction, score_loss=score_loss)
 
 
 def _checks(fn: str, **extra: Callable) -> dict[str, Callable]:
