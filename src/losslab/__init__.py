@@ -30,6 +30,7 @@ from .classification import (
     cross_entropy,
     nll_loss,
 )
+from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -42,7 +43,6 @@ from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softm
 from .registry import get_loss
 from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
-from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"

@@ -60,7 +60,7 @@ def _label(loss: LossLike, module: nn.Module) -> str:
 
 
 class CombinedLoss(nn.Module):
-    r"""A weighted sum of losses of the same ``(input, target)``: :math:`\sum_i w_i\, \ell_i(\text{input}, \text{target})`.
+    r"""A weighted sum of losses of one ``(input, target)``: :math:`\sum_i w_i\, \ell_i(\text{input}, \text{target})`.
 
     Build it with :func:`combine`, or from a config with ``get_loss``. Each term
     is an nn.Module (a losslab module or any other), a registered name, a
@@ -113,7 +113,7 @@ class CombinedLoss(nn.Module):
                 raise ValueError(f"{fn}: weights name unknown terms {unknown}; the terms are {labels}")
             weights = {label: weights.get(label, 1.0) for label in labels}
         elif isinstance(weights, Sequence) and len(weights) == len(labels):
-            weights = dict(zip(labels, weights))
+            weights = dict(zip(labels, weights, strict=True))
         else:
             raise ValueError(f"{fn}: weights must be a mapping of labels or a sequence of {len(labels)} numbers; "
                              f"got {describe(weights)}")
