@@ -5,7 +5,29 @@ nn.Module twin taking the same keyword arguments, and is registered by name:
 ``losslab.get_loss("BCEWithLogitsLoss")``. ``losslab names`` lists them.
 """
 
+# ruff: noqa: I001
+# Imports in registration order: `losslab names` lists the losses in it (classification first).
 from ._checks import get_checks, set_checks
+from .classification import (
+    BalancedCrossEntropyLoss,
+    BinaryCrossEntropyLoss,
+    CrossEntropyLoss,
+    NLLLoss,
+    balanced_cross_entropy,
+    binary_cross_entropy,
+    cross_entropy,
+    nll_loss,
+)
+from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from .detection import (
+    DistributionFocalLoss,
+    QualityFocalLoss,
+    VarifocalLoss,
+    distribution_focal_loss,
+    quality_focal_loss,
+    varifocal_loss,
+)
+from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
 from .boxes import (
     CIoULoss,
     DIoULoss,
@@ -20,29 +42,9 @@ from .boxes import (
     iou_loss,
     siou_loss,
 )
-from .classification import (
-    BalancedCrossEntropyLoss,
-    BinaryCrossEntropyLoss,
-    CrossEntropyLoss,
-    NLLLoss,
-    balanced_cross_entropy,
-    binary_cross_entropy,
-    cross_entropy,
-    nll_loss,
-)
-from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
-from .detection import (
-    DistributionFocalLoss,
-    QualityFocalLoss,
-    VarifocalLoss,
-    distribution_focal_loss,
-    quality_focal_loss,
-    varifocal_loss,
-)
-from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
-from .registry import get_loss
-from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
+from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
+from .registry import get_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"
