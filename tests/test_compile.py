@@ -190,6 +190,13 @@ def _valid_calls():
         "huber_loss": lambda: losslab.huber_loss(x, labels, avg_factor=3),
         **{name: (lambda name=name: getattr(losslab, name)(boxes + x[:, :, 0], boxes, weight=labels[:, :, 0]))
            for name in ("iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss")},
+        "dice_loss": lambda: losslab.dice_loss(x, index, mode="multiclass", ignore_index=-100, weight=per_class),
+        "jaccard_loss": lambda: losslab.jaccard_loss(probs, labels, mode="multilabel", from_logits=False,
+                                                     per_image=True),
+        "tversky_loss": lambda: losslab.tversky_loss(x[:, :1], labels[:, :1], mode="binary", gamma=0.75),
+        "dice_ce_loss": lambda: losslab.dice_ce_loss(x, index, mode="multiclass", ignore_index=-100,
+                                                     weight=per_class),
+        "dice_focal_loss": lambda: losslab.dice_focal_loss(x, labels, mode="multilabel", alpha=0.25),
     }
 
 

@@ -598,3 +598,39 @@ def test_module_forward_overrides_per_call():
     assert torch.equal(loss_fn(pred, target), losslab.giou_loss(pred, target))  # the override did not stick
     with pytest.raises(TypeError, match=r"GIoULoss.forward: unexpected keyword argument\(s\) 'gamma'"):
         loss_fn(pred, target, gamma=2.0)
+
+
+SEGMENTATION_NAMES = [
+    ("Soft Dice", "dice_loss", {}), ("dice", "dice_loss", {}), ("DiceLoss", "dice_loss", {}),
+    ("smp.DiceLoss", "dice_loss", {"smooth": 0.0}),
+    ("segmentation_models_pytorch.DiceLoss", "dice_loss", {"smooth": 0.0}),
+    ("Jaccard", "jaccard_loss", {}), ("Soft IoU", "jaccard_loss", {}), ("soft-iou-loss", "jaccard_loss", {}),
+    ("smp.JaccardLoss", "jaccard_loss", {"smooth": 0.0}),
+    ("Tversky", "tversky_loss", {}), ("Focal Tversky", "tversky_loss", {"gamma": 0.75}),
+    ("dice_ce", "dice_ce_loss", {}), ("DiceCELoss", "dice_ce_loss", {}), ("monai.DiceCELoss", "dice_ce_loss", {}),
+    ("dice_focal", "dice_focal_loss", {}), ("DiceFocalLoss", "dice_focal_loss", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "canonical", "presets"), SEGMENTATION_NAMES,
+                         ids=[n for n, _, _ in SEGMENTATION_NAMES])
+def test_segmentation_names(name, canonical, presets):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bare "DiceLoss" warns that smp presets smooth=0
+        module = losslab.get_loss(name, mode="multiclass")
+    assert type(module) is registry.get_spec(canonical).module
+    assert module.mode == "multiclass"
+    for key, value in presets.items():
+        assert getattr(module, key) == value
+
+
+def test_iou_loss_names_the_box_loss_and_soft_iou_the_mask_loss():
+    assert type(losslab.get_loss("IoU")) is losslab.IoULoss
+    assert type(losslab.get_loss("Soft IoU", mode="binary")) is losslab.JaccardLoss
+
+
+def test_bare_diceloss_warns_that_smp_presets_no_smoothing():
+    with pytest.warns(UserWarning, match=r"get_loss: 'DiceLoss' is losslab's dice_loss \(logits in\); "
+                                         r"segmentation_models_pytorch's DiceLoss presets smooth=0.0: "
+                                         r"ask for 'smp.DiceLoss'"):
+        assert losslab.get_loss("DiceLoss", mode="binary").smooth == 1.0
