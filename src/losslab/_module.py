@@ -73,9 +73,9 @@ class LossModule(nn.Module):
             raise TypeError(f"{cls.__name__}: missing required keyword argument(s) {', '.join(map(repr, missing))}")
         values = {n: kwargs.get(n, p.default) for n, p in params.items()}
         fn = cls.function.__name__
-        check_common(fn, **values)
-        for name, check in cls._checks.items():
+        for name, check in cls._checks.items():  # the loss's own checks first: they may narrow the common ones
             check(values[name])
+        check_common(fn, **values)
         self._hyperparameters = tuple(values)
         for name, value in values.items():
             if _is_array_like(value):

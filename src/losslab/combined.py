@@ -52,9 +52,9 @@ def _as_module(fn: str, loss: LossLike) -> nn.Module:
 
 def _label(loss: LossLike, module: nn.Module) -> str:
     if isinstance(loss, str):
-        return loss
+        return loss.replace(":", ".").split(".")[-1]  # "torch.nn.BCEWithLogitsLoss" -> "BCEWithLogitsLoss"
     if isinstance(loss, Mapping):
-        return str(loss.get("name", "loss"))
+        return _label(str(loss.get("name", "loss")), module)
     function = getattr(type(module), "function", None) or getattr(module, "function", None)
     return getattr(function, "__name__", type(module).__name__)
 
@@ -105,6 +105,10 @@ class CombinedLoss(nn.Module):
         if not items:
             raise ValueError(f"{fn}: losses must hold at least one loss; got none")
         labels = [label for label, _ in items]
+        for label in labels:
+            if not label or "." in label or hasattr(nn.ModuleDict, label):
+                raise ValueError(f"{fn}: {label!r} cannot label a term: labels must be non-empty, without '.', "
+                                 f"and not a module attribute name")
         if weights is None:
             weights = dict.fromkeys(labels, 1.0)
         elif isinstance(weights, Mapping):
@@ -165,6 +169,8 @@ def from_config(config: Mapping[str, Any] | Sequence[Any], **kwargs: Any) -> nn.
             raise ValueError(f"{fn}: a 'combine' config takes no other keys or keyword arguments; "
                              f"got {extra + sorted(kwargs)}")
         config = config["combine"]
+        if isinstance(config, Mapping):
+            config = [config]  # a combination of one term
     if isinstance(config, Mapping):
         if "name" not in config:
             raise ValueError(f"{fn}: a loss config needs a 'name'; got keys {sorted(config)}")
