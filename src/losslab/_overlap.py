@@ -57,7 +57,7 @@ def probabilities_and_targets(fn: str, input: Tensor, target: Tensor, *, mode: s
         if from_logits:
             p = torch.softmax(x, dim=1)
         else:
-            check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
+            check_unit_interval(fn, "input (probabilities, from_logits=False)", x, valid)
             p = x
     else:
         if target.shape != input.shape:
@@ -71,7 +71,7 @@ def probabilities_and_targets(fn: str, input: Tensor, target: Tensor, *, mode: s
         if from_logits:
             p = torch.sigmoid(x)
         else:
-            check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
+            check_unit_interval(fn, "input (probabilities, from_logits=False)", x, valid)  # ignored: anything
             p = x
     if valid is not None:
         p = torch.where(valid, p, torch.zeros_like(p))

@@ -257,9 +257,10 @@ def tversky_loss(
     equals Dice with smooth 2 s.
 
     gamma is the exponent itself: Abraham and Khan write (1 - TI)^(1/g) and
-    recommend g = 4/3, which is gamma = 0.75 here. For gamma < 1 the power is
-    taken of 1 - TI floored at the smallest normal number, so the gradient is
-    finite at a perfect prediction.
+    recommend g = 4/3, which is gamma = 0.75 here. The loss is exactly 0 at a
+    perfect prediction, with gradient 0 there; elsewhere the power is taken of
+    1 - TI floored at the smallest normal number, so the gradient stays finite
+    for gamma < 1.
 
     Args:
         OVERLAP_ARGS
@@ -296,7 +297,10 @@ def tversky_loss(
     def score_loss(p: Tensor, t: Tensor) -> Tensor:
         tp, fp, fn_ = total(p * t), total(p * (1.0 - t)), total((1.0 - p) * t)
         one_minus = 1.0 - ratio(tp + smooth, tp + alpha * fp + beta * fn_ + smooth, eps)
-        return one_minus if gamma == 1.0 else one_minus.clamp_min(torch.finfo(one_minus.dtype).tiny).pow(gamma)
+        if gamma == 1.0:
+            return one_minus
+        powered = one_minus.clamp_min(torch.finfo(one_minus.dtype).tiny).pow(gamma)
+        return torch.where(one_minus > 0, powered, torch.zeros_like(powered))  # exactly 0 at a perfect prediction
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
