@@ -124,8 +124,9 @@ def dice_loss(
     References:
         Milletari, Navab, Ahmadi. V-Net: Fully Convolutional Neural Networks
         for Volumetric Medical Image Segmentation. 3DV 2016, arXiv:1606.04797.
-        Sudre et al. Generalised Dice Overlap as a Deep Learning Loss Function
-        for Highly Unbalanced Segmentations. DLMIA 2017, arXiv:1707.03237.
+        (Sudre et al.'s generalised Dice, arXiv:1707.03237, weights the sums
+        inside one ratio; ``weight`` here averages per-class losses, which is
+        not the same loss.)
 
     Example:
         >>> import torch, losslab
@@ -409,8 +410,7 @@ register(LossSpec(
     formula="1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s) per class",
     aliases=(Alias("Soft Dice", "paper"), Alias("Dice", "paper"), Alias("Soft Dice Loss", "paper"),
              Alias("DiceLoss", "segmentation_models_pytorch", defaults={"smooth": 0.0}, qualified=True,
-                   note="smp drops classes absent from the target; losslab penalises false positives there"),
-             Alias("Generalized Dice", "paper", note="pass class_weights(..., method='inverse') as weight")),
+                   note="smp drops classes absent from the target; losslab penalises false positives there")),
     samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True}, {"log_loss": True, "smooth": 0.0}], seed=110)
                      + segmentation_cases([{"from_logits": False}], seed=111, domain="probabilities")),
     errors=lambda: segmentation_errors("dice_loss"),
