@@ -8,6 +8,7 @@ nn.Module twin taking the same keyword arguments, and is registered by name:
 # ruff: noqa: I001
 # Imports in registration order: `losslab names` lists the losses in it (classification first).
 from ._checks import get_checks, set_checks
+from ._fused import get_fused, set_fused
 from .classification import (
     BalancedCrossEntropyLoss,
     BinaryCrossEntropyLoss,
@@ -62,6 +63,6 @@ __all__ = [
     "dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss",
     "dice_ce_loss", "dice_focal_loss", "DiceCELoss", "DiceFocalLoss", "combine", "CombinedLoss",
     "class_weights", "class_counts",
-    "get_loss", "set_checks", "get_checks",
+    "get_loss", "set_checks", "get_checks", "set_fused", "get_fused",
     "__version__",
 ]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _fused
 from ._checks import (
     along_class_dim,
     check_avg_factor,
@@ -95,6 +96,30 @@ def focal_weight(one_minus_pt: Tensor, gamma: float) -> Tensor:
 # sigmoid form
 
 
+def sigmoid_index(fn: str, input: Tensor, target: Tensor,
+                  ignore_index: int | None) -> tuple[Tensor, Tensor | None] | None:
+    """For an index-form target: the class indices and the mask of kept positions; None for a dense target."""
+    check_target_tensor(fn, input, target)
+    if target.shape == input.shape:
+        return None
+    index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else None
+    if index_shape is not None and target.shape == index_shape:
+        if target.dtype.is_floating_point or target.dtype == torch.bool:
+            raise TypeError(
+                f"{fn}: a target of shape {shape_str(target.shape)} holds class indices and must have an "
+                f"integer dtype; got {target.dtype} (dense labels must have the input's shape "
+                f"{shape_str(input.shape)})"
+            )
+        check_class_indices(fn, target, input.shape[1], ignore_index, background=True)
+        return target, None if ignore_index is None else target != ignore_index
+    indices = (f" or {shape_str(index_shape)} (class indices, index {input.shape[1]} = background)"
+               if index_shape else "")
+    raise ValueError(
+        f"{fn}: target must have the input's shape {shape_str(input.shape)} (dense labels){indices}; "
+        f"got {shape_str(target.shape)}"
+    )
+
+
 def sigmoid_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | None,
                    dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
     """Dense float targets shaped like the input, and the mask of kept elements (None: all kept).
@@ -105,34 +130,19 @@ def sigmoid_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     binary problem, index C is background (negative for every class) and
     ``ignore_index`` drops the whole position.
     """
-    check_target_tensor(fn, input, target)
-    if target.shape == input.shape:
+    index = sigmoid_index(fn, input, target, ignore_index)
+    if index is None:
         valid = None if ignore_index is None else target != ignore_index
         dense = target.to(dtype)
         check_unit_interval(fn, "target", dense, valid)
         if valid is not None:
             dense = torch.where(valid, dense, torch.zeros_like(dense))
         return dense, valid
-    index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else None
-    if index_shape is not None and target.shape == index_shape:
-        if target.dtype.is_floating_point or target.dtype == torch.bool:
-            raise TypeError(
-                f"{fn}: a target of shape {shape_str(target.shape)} holds class indices and must have an "
-                f"integer dtype; got {target.dtype} (dense labels must have the input's shape "
-                f"{shape_str(input.shape)})"
-            )
-        num_classes = input.shape[1]
-        check_class_indices(fn, target, num_classes, ignore_index, background=True)
-        classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
-        dense = (target.unsqueeze(1) == classes).to(dtype)
-        valid = None if ignore_index is None else (target != ignore_index).unsqueeze(1).expand(input.shape)
-        return dense, valid
-    indices = (f" or {shape_str(index_shape)} (class indices, index {input.shape[1]} = background)"
-               if index_shape else "")
-    raise ValueError(
-        f"{fn}: target must have the input's shape {shape_str(input.shape)} (dense labels){indices}; "
-        f"got {shape_str(target.shape)}"
-    )
+    indices, kept = index
+    num_classes = input.shape[1]
+    classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
+    dense = (indices.unsqueeze(1) == classes).to(dtype)
+    return dense, None if kept is None else kept.unsqueeze(1).expand(input.shape)
 
 
 def sigmoid_elementwise(x: Tensor, t: Tensor, valid: Tensor | None, *, from_logits: bool,
@@ -290,12 +300,29 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
+    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
+    pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
+    if from_logits and _fused.applies(input, target, w, pw, avg_factor):
+        index = sigmoid_index(fn, input, target, ignore_index)
+        shared = (alpha, gamma, label_smoothing)
+        spread = _fused.spread
+        if index is None:
+            valid = None if ignore_index is None else target != ignore_index
+            check_unit_interval(fn, "target", target.to(dtype), valid)
+            kept = None if valid is None else valid.sum()
+            args = (target, valid, spread(w, input), spread(pw, input))
+            sweep = _fused.sigmoid_dense_sweep
+        else:
+            indices, kept_positions = index
+            kept = None if kept_positions is None else kept_positions.sum() * input.shape[1]
+            args = (indices, kept_positions, spread(w, input), spread(pw, input))
+            sweep = _fused.sigmoid_index_sweep
+        denominator = avg_factor if avg_factor is not None else (kept if kept is not None else input.numel())
+        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator)
     t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
     x = input.to(dtype)
     if not from_logits:
         check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
-    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
     loss = sigmoid_elementwise(x, t, valid, from_logits=from_logits, alpha=alpha, gamma=gamma,
                                weight=w, pos_weight=pw, label_smoothing=label_smoothing)
     return reduce(loss, reduction, count(valid, loss), avg_factor).to(input.dtype)
@@ -322,6 +349,8 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if class_weight is not None:
         name = "weight" if weighted_mean else "alpha"
         w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
+    if input_kind == "logits" and _fused.applies(input, target, w):
+        return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype)
     loss = softmax_elementwise(x, tgt, input_kind=input_kind, class_weight=w, gamma=gamma,
                                label_smoothing=label_smoothing)
     if tgt.indices is None:
@@ -331,3 +360,30 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     else:
         denominator = count(tgt.valid, loss)
     return reduce(loss, reduction, denominator).to(input.dtype)
+
+
+def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None, gamma: float,
+                   label_smoothing: float, weighted_mean: bool, reduction: str, dtype: torch.dtype) -> Tensor:
+    """softmax_loss through the fused sweep (same conventions, same denominators)."""
+    num_classes = input.shape[1]
+    if tgt.indices is not None:
+        if weighted_mean:
+            denominator = index_weight_sum(tgt, w, input.new_empty(0, dtype=dtype))
+        else:
+            denominator = count(tgt.valid, input.new_empty(0, dtype=dtype))
+        if denominator is None:
+            denominator = tgt.indices.numel()
+        if not label_smoothing:
+            return _fused.fused(fn, input, _fused.softmax_index_sweep, (tgt.indices, tgt.valid), (w, gamma),
+                                reduction, denominator, per_position=True)
+        classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
+        q = (tgt.indices.unsqueeze(1) == classes).to(dtype) * (1.0 - label_smoothing) + label_smoothing / num_classes
+        if tgt.valid is not None:
+            q = torch.where(tgt.valid.unsqueeze(1), q, torch.zeros_like(q))
+    else:
+        q = tgt.probs
+        if label_smoothing:
+            q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
+        denominator = max(q.numel() // max(num_classes, 1), 1) if q.numel() else 0
+    return _fused.fused(fn, input, _fused.softmax_dense_sweep, (q,), (w, gamma), reduction, denominator,
+                        per_position=True)

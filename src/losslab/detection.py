@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _fused
 from . import _samples as S
 from ._checks import (
     along_class_dim,
@@ -159,14 +160,19 @@ def quality_focal_loss(
     avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
     y, valid = quality_target(fn, input, target, ignore_index, dtype)
+    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
+    if _fused.applies(input, y, w, avg_factor):
+        kept = count(valid, y) if avg_factor is None else avg_factor
+        return _fused.fused(fn, input, _fused.quality_sweep, (y, valid, _fused.spread(w, input)), (beta,), reduction,
+                            input.numel() if kept is None else kept)
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     loss = -(y * log_p + (1.0 - y) * log_1mp)
     if beta:
         distance = (y * torch.sigmoid(-x) - (1.0 - y) * torch.sigmoid(x)).abs()
         loss = loss * focal_weight(distance, beta)
-    if weight is not None:
-        loss = loss * along_class_dim(fn, "weight", weight, input, dtype)
+    if w is not None:
+        loss = loss * w
     if valid is not None:
         loss = torch.where(valid, loss, torch.zeros_like(loss))
     return reduce(loss, reduction, count(valid, loss), avg_factor).to(input.dtype)
@@ -245,6 +251,11 @@ def varifocal_loss(
     avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
     q, _ = quality_target(fn, input, target, None, dtype)
+    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
+    if _fused.applies(input, q, w, avg_factor):
+        return _fused.fused(fn, input, _fused.varifocal_sweep, (q, _fused.spread(w, input)),
+                            (alpha, gamma, iou_weighted), reduction,
+                            input.numel() if avg_factor is None else avg_factor)
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     positive = -(q * log_p + (1.0 - q) * log_1mp)
@@ -252,8 +263,8 @@ def varifocal_loss(
         positive = q * positive
     negative = -alpha * focal_weight(torch.sigmoid(x), gamma) * log_1mp
     loss = torch.where(q > 0, positive, negative)
-    if weight is not None:
-        loss = loss * along_class_dim(fn, "weight", weight, input, dtype)
+    if w is not None:
+        loss = loss * w
     return reduce(loss, reduction, None, avg_factor).to(input.dtype)
 
 

@@ -1,0 +1,361 @@
+"""Fused forward-backward: each loss and its gradient in one sweep over the logits, on CPU.
+
+The composite implementation (:mod:`losslab._core`) is a chain of tensor
+operations: autograd keeps its intermediates (six to eight tensors of the
+logits' size for a focal loss) and runs a dozen elementwise passes backward.
+Here a *sweep* computes the per-element loss and its analytic derivative
+together; a custom autograd Function returns the loss, saves only the
+derivative (already scaled by the reduction), and hands it back in backward,
+multiplied by the incoming gradient only when that is not 1.
+
+The sweep runs either compiled (torch.compile with dynamic shapes: inductor
+writes one vectorised C++ loop, cached on disk) or eagerly in cache-sized
+chunks of rows, which bounds the temporaries. :func:`set_fused` chooses:
+
+* "auto" (default): the fused path wherever it applies (logits in, on CPU,
+  with only the input requiring a gradient, outside torch.compile tracing),
+  compiled for inputs of at least ``COMPILE_MIN_NUMEL`` elements and eager
+  below (compiling pays only on large inputs);
+* "compiled" / "eager": that sweep wherever the fused path applies;
+* "off": always the composite implementation.
+
+With ``LOSSLAB_COMPILE=0``, or where compiling fails (no C++ compiler), the
+compiled sweep falls back to the eager one with one warning.
+
+The fused path has no second derivative: backward under ``create_graph=True``
+raises and says to call ``set_fused("off")``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MODES = ("auto", "compiled", "eager", "off")
+COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
+CHUNK_NUMEL = 1 << 16  # the eager sweep works on chunks of about this many elements (256 KiB of float32)
+
+_mode = "auto"
+_compiled: dict[Callable, Callable] = {}
+_compile_failed = False
+
+
+def set_fused(mode: str) -> str:
+    """Choose the implementation of the fused losses; returns the previous mode.
+
+    Args:
+        mode: "auto" (default), "compiled", "eager" or "off" (the composite
+            implementation everywhere; use it for ``create_graph=True``).
+
+    Example:
+        >>> import losslab
+        >>> previous = losslab.set_fused("eager")
+        >>> _ = losslab.set_fused(previous)
+    """
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"set_fused: mode must be one of 'auto', 'compiled', 'eager', 'off'; got {mode!r}")
+    previous, _mode = _mode, mode
+    return previous
+
+
+def get_fused() -> str:
+    """The current mode of :func:`set_fused`."""
+    return _mode
+
+
+def applies(input: Tensor, *others: Any) -> bool:
+    """Whether the fused path computes this call: logits on CPU, only ``input`` needing a gradient."""
+    if _mode == "off" or torch.compiler.is_compiling() or not torch.is_grad_enabled():
+        return False
+    if not input.requires_grad or input.device.type != "cpu" or input.numel() == 0:
+        return False
+    return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
+
+
+def _compile_wanted(numel: int) -> bool:
+    global _compile_failed
+    if _mode == "eager" or _compile_failed:
+        return False
+    if _mode == "auto" and numel < COMPILE_MIN_NUMEL:
+        return False
+    if os.environ.get("LOSSLAB_COMPILE", "1") == "0":
+        _compile_failed = True
+        warnings.warn("losslab: LOSSLAB_COMPILE=0, the fused losses run their eager sweep", RuntimeWarning,
+                      stacklevel=4)
+        return False
+    return True
+
+
+def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
+    """``sweep(*args)`` compiled (dynamic shapes), or None after one warning where compiling fails."""
+    global _compile_failed
+    compiled = _compiled.get(sweep)
+    if compiled is None:
+        compiled = _compiled[sweep] = torch.compile(sweep, dynamic=True, fullgraph=True)
+    try:
+        return compiled(*args)
+    except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
+        _compile_failed = True
+        warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
+                      f"falling back to the eager sweep", RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _rows(x: Tensor) -> int:
+    per_row = max(1, x[0].numel()) if x.shape[0] else 1
+    return max(1, CHUNK_NUMEL // per_row)
+
+
+def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
+         reduce: bool, loss_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """The loss (summed, or per element / position) and the gradient of the whole batch.
+
+    ``batched`` tensors are split along dim 0 with the input (after broadcasting to the input's
+    leading shape where they broadcast); ``shared`` arguments go to every call unchanged.
+    """
+    if _compile_wanted(x.numel()):
+        out = _run_compiled(sweep, x, *batched, *shared, reduce)
+        if out is not None:
+            return out
+    rows = _rows(x)
+    if rows >= x.shape[0]:
+        return sweep(x, *batched, *shared, reduce)
+    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    parts = []
+    for start in range(0, x.shape[0], rows):
+        stop = min(start + rows, x.shape[0])
+        chunk = [None if t is None else t[start:stop] for t in batched]
+        part_loss, grad[start:stop] = sweep(x[start:stop], *chunk, *shared, reduce)
+        parts.append(part_loss)
+    if reduce:  # chunk sums added in float64: as accurate as one sum, whatever the number of chunks
+        return torch.stack([part.double() for part in parts]).sum().to(parts[0].dtype), grad
+    return torch.cat(parts).reshape(loss_shape), grad
+
+
+def spread(t: Tensor | None, x: Tensor) -> Tensor | None:
+    """A tensor broadcast over the input's shape (a view), so that it can be split along dim 0 with it."""
+    if t is None:
+        return None
+    return t.broadcast_to(x.shape) if t.shape != x.shape else t
+
+
+def _scale(denominator: Tensor | float | None, like: Tensor) -> Tensor:
+    """1 / denominator as a 0-d tensor of the compute dtype; a zero denominator divides by 1."""
+    d = torch.as_tensor(denominator, dtype=torch.float64).reshape(())
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    return torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.ones_like(d)).to(dtype)
+
+
+class _FusedLoss(torch.autograd.Function):
+    """Returns a precomputed loss; backward hands back the precomputed gradient."""
+
+    @staticmethod
+    def forward(ctx, input: Tensor, compute: Callable[[], tuple[Tensor, Tensor]], per_position: bool,
+                fn: str) -> Tensor:
+        loss, grad = compute()
+        ctx.save_for_backward(grad)
+        ctx.per_position, ctx.fn = per_position, fn
+        return loss.to(input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(f"{ctx.fn}: the fused path has no second derivative (create_graph=True); "
+                               f"call losslab.set_fused('off') to differentiate the loss twice")
+        (grad,) = ctx.saved_tensors
+        if grad_out.ndim == 0:
+            if grad_out.device.type == "cpu" and float(grad_out) == 1.0:
+                return grad, None, None, None  # the usual loss.backward(): no pass at all
+            return grad * grad_out.to(grad.dtype), None, None, None
+        upstream = grad_out.unsqueeze(1) if ctx.per_position else grad_out
+        return grad * upstream.to(grad.dtype), None, None, None
+
+
+def fused(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
+          reduction: str, denominator: Tensor | float | None, per_position: bool = False) -> Tensor:
+    """The loss of ``input`` through ``sweep``, with its gradient attached (see the module docstring).
+
+    ``batched`` tensors have the input's dim 0 (broadcast with :func:`spread` where needed): the
+    eager sweep splits them with it.
+    """
+    reduce = reduction != "none"
+    scale = _scale(denominator if reduction == "mean" else 1.0, input)
+    loss_shape = tuple(input.shape[:1]) + tuple(input.shape[2:]) if per_position else tuple(input.shape)
+
+    def compute() -> tuple[Tensor, Tensor]:
+        return _run(sweep, input.detach(), batched, (scale, *shared), reduce, loss_shape)
+
+    return _FusedLoss.apply(input, compute, per_position, fn)
+
+
+# ----------------------------------------------------------------------------
+# the sweeps: per-element loss l and dl/dx, in float32 (or float64) inside, gradient in the input's dtype
+
+
+def _tiny(t: Tensor) -> float:
+    return torch.finfo(t.dtype).tiny
+
+
+def _finish(l: Tensor, g: Tensor, valid: Tensor | None, scale: Tensor, reduce: bool,
+            out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    if valid is not None:
+        l = torch.where(valid, l, torch.zeros_like(l))
+        g = torch.where(valid, g, torch.zeros_like(g))
+    g = (g * scale.to(g.dtype)).to(out_dtype)
+    return ((l.sum() * scale.to(l.dtype)) if reduce else l), g
+
+
+def _compute(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alpha: float | None, gamma: float,
+                  smoothing: float) -> tuple[Tensor, Tensor]:
+    """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x."""
+    if smoothing:
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)  # p and 1 - p, each accurate
+    pos = t if pw is None else t * pw
+    loss = -(pos * F.logsigmoid(x) + (1.0 - t) * F.logsigmoid(-x))
+    grad = (1.0 - t) * p - pos * q
+    if gamma:
+        m = p * (1.0 - t) + q * t  # 1 - p_t
+        tiny = _tiny(m)
+        mc = m.clamp_min(tiny)
+        factor = mc.pow(gamma)
+        dfactor = torch.where(m > tiny, gamma * mc.pow(gamma - 1.0) * (p * q * (1.0 - 2.0 * t)),
+                              torch.zeros_like(m))
+        loss, grad = factor * loss, dfactor * loss + factor * grad
+    if alpha is not None:
+        a = alpha * t + (1.0 - alpha) * (1.0 - t)
+        loss, grad = a * loss, a * grad
+    if w is not None:
+        loss, grad = w * loss, w * grad
+    return loss, grad
+
+
+def sigmoid_dense_sweep(x: Tensor, t: Tensor, valid: Tensor | None, w: Tensor | None, pw: Tensor | None,
+                        scale: Tensor, alpha: float | None, gamma: float, smoothing: float,
+                        reduce: bool) -> tuple[Tensor, Tensor]:
+    xc = _compute(x)
+    tc = t.to(xc.dtype)
+    if valid is not None:
+        tc = torch.where(valid, tc, torch.zeros_like(tc))
+    loss, grad = sigmoid_terms(xc, tc, None if w is None else w.to(xc.dtype), None if pw is None else pw.to(xc.dtype),
+                               alpha, gamma, smoothing)
+    return _finish(loss, grad, valid, scale, reduce, x.dtype)
+
+
+def sigmoid_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, w: Tensor | None, pw: Tensor | None,
+                        scale: Tensor, alpha: float | None, gamma: float, smoothing: float,
+                        reduce: bool) -> tuple[Tensor, Tensor]:
+    xc = _compute(x)
+    classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
+    t = (index.unsqueeze(1) == classes).to(xc.dtype)
+    valid = None if kept is None else kept.unsqueeze(1)
+    loss, grad = sigmoid_terms(xc, t, None if w is None else w.to(xc.dtype), None if pw is None else pw.to(xc.dtype),
+                               alpha, gamma, smoothing)
+    return _finish(loss, grad, valid, scale, reduce, x.dtype)
+
+
+def _focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p, from log p (floored like the composite)."""
+    one_minus = -torch.expm1(lp)
+    tiny = _tiny(one_minus)
+    mc = one_minus.clamp_min(tiny)
+    factor = mc.pow(gamma)
+    slope = torch.where(one_minus > tiny, gamma * mc.pow(gamma - 1.0) * torch.exp(lp) * lp, torch.zeros_like(lp))
+    return factor, factor - slope
+
+
+def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Tensor, class_weight: Tensor | None,
+                        gamma: float, reduce: bool) -> tuple[Tensor, Tensor]:
+    """-w_y (1 - p_y)^gamma log p_y per position; d/dx_c = (p_c - [c = y]) w_y G(p_y)."""
+    xc = _compute(x)
+    log_p = torch.log_softmax(xc, dim=1)
+    classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
+    onehot = index.unsqueeze(1) == classes
+    lp = log_p.gather(1, index.unsqueeze(1)).squeeze(1)
+    if gamma:
+        factor, coef = _focal_factor(lp, gamma)
+        loss = -factor * lp
+    else:
+        loss, coef = -lp, torch.ones_like(lp)
+    if class_weight is not None:
+        wy = class_weight.to(xc.dtype)[index]
+        loss, coef = loss * wy, coef * wy
+    if kept is not None:
+        loss = torch.where(kept, loss, torch.zeros_like(loss))
+        coef = torch.where(kept, coef, torch.zeros_like(coef))
+    grad = (torch.exp(log_p) - onehot.to(xc.dtype)) * coef.unsqueeze(1)
+    return _finish(loss, grad, None, scale, reduce, x.dtype)
+
+
+def softmax_dense_sweep(x: Tensor, q: Tensor, scale: Tensor, class_weight: Tensor | None, gamma: float,
+                        reduce: bool) -> tuple[Tensor, Tensor]:
+    """-sum_c q_c w_c (1 - p_c)^gamma log p_c per position; d/dx_j = p_j sum_c h_c - h_j, h_c = q_c w_c G(p_c)."""
+    xc = _compute(x)
+    log_p = torch.log_softmax(xc, dim=1)
+    qc = q.to(xc.dtype)
+    if class_weight is not None:
+        qc = qc * class_weight.to(xc.dtype).view((1, -1) + (1,) * (x.ndim - 2))
+    if gamma:
+        factor, g = _focal_factor(log_p, gamma)
+        terms, h = -qc * factor * log_p, qc * g
+    else:
+        terms, h = -qc * log_p, qc
+    grad = torch.exp(log_p) * h.sum(1, keepdim=True) - h
+    return _finish(terms.sum(1), grad, None, scale, reduce, x.dtype)
+
+
+def quality_sweep(x: Tensor, y: Tensor, valid: Tensor | None, w: Tensor | None, scale: Tensor, beta: float,
+                  reduce: bool) -> tuple[Tensor, Tensor]:
+    """-|y - s|^beta BCE(x, y) per element, and its derivative."""
+    xc = _compute(x)
+    yc = y.to(xc.dtype)
+    p, q = torch.sigmoid(xc), torch.sigmoid(-xc)
+    loss = -(yc * F.logsigmoid(xc) + (1.0 - yc) * F.logsigmoid(-xc))
+    grad = (1.0 - yc) * p - yc * q
+    if beta:
+        d = yc * q - (1.0 - yc) * p  # y - sigma, exact for hard labels
+        ad = d.abs()
+        tiny = _tiny(ad)
+        adc = ad.clamp_min(tiny)
+        factor = adc.pow(beta)
+        dfactor = torch.where(ad > tiny, -beta * adc.pow(beta - 1.0) * torch.sign(d) * p * q, torch.zeros_like(ad))
+        loss, grad = factor * loss, dfactor * loss + factor * grad
+    if w is not None:
+        loss, grad = w.to(xc.dtype) * loss, w.to(xc.dtype) * grad
+    return _finish(loss, grad, valid, scale, reduce, x.dtype)
+
+
+def varifocal_sweep(x: Tensor, q: Tensor, w: Tensor | None, scale: Tensor, alpha: float, gamma: float,
+                    iou_weighted: bool, reduce: bool) -> tuple[Tensor, Tensor]:
+    """q > 0: -q BCE(x, q) (q-weighted); q = 0: -alpha p^gamma log(1 - p); and the derivative."""
+    xc = _compute(x)
+    qc = q.to(xc.dtype)
+    p, r = torch.sigmoid(xc), torch.sigmoid(-xc)
+    softplus = -F.logsigmoid(-xc)  # -log(1 - p)
+    pos_loss = -(qc * F.logsigmoid(xc)) + (1.0 - qc) * softplus
+    pos_grad = (1.0 - qc) * p - qc * r
+    if iou_weighted:
+        pos_loss, pos_grad = qc * pos_loss, qc * pos_grad
+    tiny = _tiny(p)
+    pc = p.clamp_min(tiny)
+    factor = pc.pow(gamma)
+    dfactor = torch.where(p > tiny, gamma * factor * r, torch.zeros_like(p))  # d p^gamma / dx = gamma p^gamma (1 - p)
+    neg_loss = alpha * factor * softplus
+    neg_grad = alpha * (dfactor * softplus + factor * p)
+    positive = qc > 0
+    loss = torch.where(positive, pos_loss, neg_loss)
+    grad = torch.where(positive, pos_grad, neg_grad)
+    if w is not None:
+        loss, grad = w.to(xc.dtype) * loss, w.to(xc.dtype) * grad
+    return _finish(loss, grad, None, scale, reduce, x.dtype)
