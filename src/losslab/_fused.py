@@ -203,13 +203,14 @@ def _tiny(t: Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
 
-def _finish(l: Tensor, g: Tensor, valid: Tensor | None, scale: Tensor, reduce: bool,
+def _finish(loss: Tensor, grad: Tensor, valid: Tensor | None, scale: Tensor, reduce: bool,
             out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Mask, scale by the reduction, and sum (or not); the gradient in the input's dtype."""
     if valid is not None:
-        l = torch.where(valid, l, torch.zeros_like(l))
-        g = torch.where(valid, g, torch.zeros_like(g))
-    g = (g * scale.to(g.dtype)).to(out_dtype)
-    return ((l.sum() * scale.to(l.dtype)) if reduce else l), g
+        loss = torch.where(valid, loss, torch.zeros_like(loss))
+        grad = torch.where(valid, grad, torch.zeros_like(grad))
+    grad = (grad * scale.to(grad.dtype)).to(out_dtype)
+    return ((loss.sum() * scale.to(loss.dtype)) if reduce else loss), grad
 
 
 def _compute(x: Tensor) -> Tensor:
