@@ -195,10 +195,12 @@ def check_class_indices(fn: str, target: Tensor, num_classes: int, ignore_index:
     if not values_checked(target) or target.numel() == 0:
         return
     high = num_classes + 1 if background else num_classes
-    bad = (target < 0) | (target >= high)
-    if ignore_index is not None:
-        bad &= target != ignore_index
-    if bool(bad.any()):
+    kept = target if ignore_index is None else torch.where(target == ignore_index, 0, target)
+    low_value, high_value = torch.aminmax(kept)  # one pass; the offending value is looked for only on failure
+    if int(low_value) < 0 or int(high_value) >= high:
+        bad = (target < 0) | (target >= high)
+        if ignore_index is not None:
+            bad &= target != ignore_index
         example = int(target[bad].flatten()[0])
         allowed = f"[0, {high})" + (f" (index {num_classes} is background)" if background else "")
         if ignore_index is not None:
@@ -210,10 +212,12 @@ def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None 
     """Values check: every (unmasked) element lies in [0, 1]."""
     if not values_checked(tensor) or tensor.numel() == 0:
         return
-    bad = ~((tensor >= 0) & (tensor <= 1))  # NaN counts as bad
-    if mask is not None:
-        bad &= mask
-    if bool(bad.any()):
+    kept = tensor if mask is None else torch.where(mask, tensor, 0.5)
+    low, high = torch.aminmax(kept)  # one pass; NaN propagates and fails both comparisons
+    if not (float(low) >= 0 and float(high) <= 1):
+        bad = ~((tensor >= 0) & (tensor <= 1))
+        if mask is not None:
+            bad &= mask
         example = float(tensor[bad].flatten()[0])
         raise ValueError(f"{fn}: {name} must lie in [0, 1]; got a value of {example!r}")
 

@@ -349,7 +349,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if class_weight is not None:
         name = "weight" if weighted_mean else "alpha"
         w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
-    if input_kind == "logits" and _fused.applies(input, target, w):
+    if input_kind == "logits" and _fused.applies(input, target, w) and _fused.compiles(input):
         return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype)
     loss = softmax_elementwise(x, tgt, input_kind=input_kind, class_weight=w, gamma=gamma,
                                label_smoothing=label_smoothing)

@@ -19,6 +19,11 @@ chunks of rows, which bounds the temporaries. :func:`set_fused` chooses:
 * "compiled" / "eager": that sweep wherever the fused path applies;
 * "off": always the composite implementation.
 
+The softmax family has no eager sweep: its composite form is already two of
+torch's fused kernels (log_softmax, then a gather), which an eager sweep of
+separate elementwise operations does not beat; where the compiled sweep is
+not used, the softmax losses run the composite.
+
 With ``LOSSLAB_COMPILE=0``, or where compiling fails (no C++ compiler), the
 compiled sweep falls back to the eager one with one warning.
 
@@ -34,12 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 MODES = ("auto", "compiled", "eager", "off")
 COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
-CHUNK_NUMEL = 1 << 16  # the eager sweep works on chunks of about this many elements (256 KiB of float32)
+CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
 
 _mode = "auto"
 _compiled: dict[Callable, Callable] = {}
@@ -77,6 +81,11 @@ def applies(input: Tensor, *others: Any) -> bool:
     if not input.requires_grad or input.device.type != "cpu" or input.numel() == 0:
         return False
     return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
+
+
+def compiles(input: Tensor) -> bool:
+    """Whether the fused path would run the compiled sweep for this input (see :func:`set_fused`)."""
+    return _compile_wanted(input.numel())
 
 
 def _compile_wanted(numel: int) -> bool:
@@ -217,22 +226,33 @@ def _compute(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """sigma(x), sigma(-x), log sigma(x), log sigma(-x) from one exp and one log1p, each accurate."""
+    e = torch.exp(-x.abs())
+    r = 1.0 / (1.0 + e)
+    nonneg = x >= 0
+    p = torch.where(nonneg, r, e * r)
+    q = torch.where(nonneg, e * r, r)
+    a = torch.log1p(e)
+    return p, q, torch.clamp(x, max=0.0) - a, -torch.clamp(x, min=0.0) - a
+
+
 def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alpha: float | None, gamma: float,
                   smoothing: float) -> tuple[Tensor, Tensor]:
     """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x."""
     if smoothing:
         t = t * (1.0 - smoothing) + 0.5 * smoothing
-    p, q = torch.sigmoid(x), torch.sigmoid(-x)  # p and 1 - p, each accurate
+    p, q, log_p, log_q = sigmoid_parts(x)  # p and 1 - p
     pos = t if pw is None else t * pw
-    loss = -(pos * F.logsigmoid(x) + (1.0 - t) * F.logsigmoid(-x))
+    loss = -(pos * log_p + (1.0 - t) * log_q)
     grad = (1.0 - t) * p - pos * q
     if gamma:
         m = p * (1.0 - t) + q * t  # 1 - p_t
         tiny = _tiny(m)
         mc = m.clamp_min(tiny)
         factor = mc.pow(gamma)
-        dfactor = torch.where(m > tiny, gamma * mc.pow(gamma - 1.0) * (p * q * (1.0 - 2.0 * t)),
-                              torch.zeros_like(m))
+        # d m^gamma / dx = gamma m^(gamma - 1) dm/dx, with m^(gamma - 1) = m^gamma / m (one power, not two)
+        dfactor = torch.where(m > tiny, (gamma * factor / mc) * (p * q * (1.0 - 2.0 * t)), torch.zeros_like(m))
         loss, grad = factor * loss, dfactor * loss + factor * grad
     if alpha is not None:
         a = alpha * t + (1.0 - alpha) * (1.0 - t)
@@ -272,7 +292,7 @@ def _focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     tiny = _tiny(one_minus)
     mc = one_minus.clamp_min(tiny)
     factor = mc.pow(gamma)
-    slope = torch.where(one_minus > tiny, gamma * mc.pow(gamma - 1.0) * torch.exp(lp) * lp, torch.zeros_like(lp))
+    slope = torch.where(one_minus > tiny, (gamma * factor / mc) * torch.exp(lp) * lp, torch.zeros_like(lp))
     return factor, factor - slope
 
 
@@ -321,8 +341,8 @@ def quality_sweep(x: Tensor, y: Tensor, valid: Tensor | None, w: Tensor | None, 
     """-|y - s|^beta BCE(x, y) per element, and its derivative."""
     xc = _compute(x)
     yc = y.to(xc.dtype)
-    p, q = torch.sigmoid(xc), torch.sigmoid(-xc)
-    loss = -(yc * F.logsigmoid(xc) + (1.0 - yc) * F.logsigmoid(-xc))
+    p, q, log_p, log_q = sigmoid_parts(xc)
+    loss = -(yc * log_p + (1.0 - yc) * log_q)
     grad = (1.0 - yc) * p - yc * q
     if beta:
         d = yc * q - (1.0 - yc) * p  # y - sigma, exact for hard labels
@@ -330,7 +350,7 @@ def quality_sweep(x: Tensor, y: Tensor, valid: Tensor | None, w: Tensor | None, 
         tiny = _tiny(ad)
         adc = ad.clamp_min(tiny)
         factor = adc.pow(beta)
-        dfactor = torch.where(ad > tiny, -beta * adc.pow(beta - 1.0) * torch.sign(d) * p * q, torch.zeros_like(ad))
+        dfactor = torch.where(ad > tiny, (-beta * factor / adc) * torch.sign(d) * p * q, torch.zeros_like(ad))
         loss, grad = factor * loss, dfactor * loss + factor * grad
     if w is not None:
         loss, grad = w.to(xc.dtype) * loss, w.to(xc.dtype) * grad
@@ -342,9 +362,9 @@ def varifocal_sweep(x: Tensor, q: Tensor, w: Tensor | None, scale: Tensor, alpha
     """q > 0: -q BCE(x, q) (q-weighted); q = 0: -alpha p^gamma log(1 - p); and the derivative."""
     xc = _compute(x)
     qc = q.to(xc.dtype)
-    p, r = torch.sigmoid(xc), torch.sigmoid(-xc)
-    softplus = -F.logsigmoid(-xc)  # -log(1 - p)
-    pos_loss = -(qc * F.logsigmoid(xc)) + (1.0 - qc) * softplus
+    p, r, log_p, log_r = sigmoid_parts(xc)
+    softplus = -log_r  # -log(1 - p)
+    pos_loss = -(qc * log_p) + (1.0 - qc) * softplus
     pos_grad = (1.0 - qc) * p - qc * r
     if iou_weighted:
         pos_loss, pos_grad = qc * pos_loss, qc * pos_grad
