@@ -195,7 +195,7 @@ def check_class_indices(fn: str, target: Tensor, num_classes: int, ignore_index:
     if not values_checked(target) or target.numel() == 0:
         return
     high = num_classes + 1 if background else num_classes
-    kept = target if ignore_index is None else torch.where(target == ignore_index, 0, target)
+    kept = target.detach() if ignore_index is None else torch.where(target == ignore_index, 0, target.detach())
     low_value, high_value = torch.aminmax(kept)  # one pass; the offending value is looked for only on failure
     if int(low_value) < 0 or int(high_value) >= high:
         bad = (target < 0) | (target >= high)
@@ -212,7 +212,7 @@ def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None 
     """Values check: every (unmasked) element lies in [0, 1]."""
     if not values_checked(tensor) or tensor.numel() == 0:
         return
-    kept = tensor if mask is None else torch.where(mask, tensor, 0.5)
+    kept = tensor.detach() if mask is None else torch.where(mask, tensor.detach(), 0.5)
     low, high = torch.aminmax(kept)  # one pass; NaN propagates and fails both comparisons
     if not (float(low) >= 0 and float(high) <= 1):
         bad = ~((tensor >= 0) & (tensor <= 1))
