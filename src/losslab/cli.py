@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_argument("query", nargs="?", help="show only losses with a name, source or input containing this")
     names.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     names.set_defaults(handler=cmd_names)
+    bench = sub.add_parser("bench", help="time losslab's fused, eager and composite paths against their peers",
+                           description="Forward + backward time, peak memory and compile cost of losslab's paths "
+                                       "and of torch, torchvision-style formulas, kornia and MONAI, in one run.")
+    from .bench import add_arguments, command
+
+    add_arguments(bench)
+    bench.set_defaults(handler=command)
     return parser
 
 

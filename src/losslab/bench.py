@@ -1,0 +1,307 @@
+"""`losslab bench`: losslab's fused, eager and composite paths against their peers, in one run, on the same inputs.
+
+For every loss and shape it measures forward + backward (median and
+interquartile range over torch.utils.benchmark's blocked runs, with a fixed
+number of threads), the ratio to torch's native loss (binary cross-entropy
+with logits for the sigmoid losses, cross_entropy for the softmax ones) and
+to the formula as torchvision / fvcore / mmdetection write it, the peak extra
+memory during forward + backward in units of the logits' size (from torch's
+profiler, allocations only, the gradient included), and the one-time cost of
+the first call of the compiled path (a compile, or a load from inductor's
+on-disk cache). kornia and MONAI join where installed (``pip install
+losslab[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import losslab
+
+ALPHA, GAMMA = 0.25, 2.0
+
+
+@dataclass
+class Case:
+    loss: str
+    workload: str
+    shape: tuple[int, ...]
+    target: str  # "dense", "index" (softmax), "index-bg" (sigmoid, C = background), "pair", "quality"
+
+
+CASES = [
+    Case("sigmoid_focal_loss", "detection, dense targets", (100_000, 80), "dense"),
+    Case("sigmoid_focal_loss", "detection, class indices", (100_000, 80), "index-bg"),
+    Case("binary_cross_entropy", "detection, dense targets", (100_000, 80), "dense"),
+    Case("quality_focal_loss", "detection, (labels, scores)", (100_000, 80), "pair"),
+    Case("varifocal_loss", "detection, IoU targets", (100_000, 80), "quality"),
+    Case("softmax_focal_loss", "detection", (100_000, 80), "index"),
+    Case("cross_entropy", "detection", (100_000, 80), "index"),
+    Case("softmax_focal_loss", "segmentation", (8, 19, 128, 128), "index"),
+    Case("cross_entropy", "segmentation", (8, 19, 128, 128), "index"),
+    Case("softmax_focal_loss", "classification", (4096, 1000), "index"),
+    Case("cross_entropy", "classification", (4096, 1000), "index"),
+    Case("sigmoid_focal_loss", "small", (256, 10), "dense"),
+    Case("cross_entropy", "small", (256, 10), "index"),
+]
+
+
+def make_inputs(case: Case, shape: tuple[int, ...], seed: int = 0) -> tuple[Tensor, object]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g) * 2
+    n, c, rest = shape[0], shape[1], shape[2:]
+    if case.target == "dense":
+        return x, (torch.rand(*shape, generator=g) < 0.01).float()
+    if case.target == "index":
+        return x, torch.randint(0, c, (n, *rest), generator=g)
+    labels = torch.where(torch.rand(n, *rest, generator=g) < 0.05, torch.randint(0, c, (n, *rest), generator=g),
+                         torch.full((n, *rest), c))  # 5% positives, the rest background
+    if case.target == "index-bg":
+        return x, labels
+    scores = torch.rand(n, *rest, generator=g)
+    if case.target == "pair":
+        return x, (labels, scores)
+    dense = torch.zeros(*shape)
+    positive = labels < c
+    dense[positive.nonzero(as_tuple=True)[0], labels[positive]] = scores[positive]
+    return x, dense
+
+
+# ----------------------------------------------------------------------------
+# the peers, written as they are published (formulas) or called from their libraries
+
+
+def _tv_sigmoid_focal(x: Tensor, t: Tensor) -> Tensor:
+    """torchvision.ops.sigmoid_focal_loss's formula, reduction "mean"."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** GAMMA)
+    return ((ALPHA * t + (1 - ALPHA) * (1 - t)) * loss).mean()
+
+
+def _one_hot_bg(labels: Tensor, c: int) -> Tensor:
+    return F.one_hot(labels, c + 1)[..., :c].float()
+
+
+def _fvcore_softmax_focal(x: Tensor, t: Tensor) -> Tensor:
+    """The usual softmax focal formula (kornia / fvcore style): gather log p_t, weight by (1 - p_t)^gamma."""
+    log_p = F.log_softmax(x, dim=1)
+    log_pt = log_p.gather(1, t.unsqueeze(1)).squeeze(1)
+    return (-((1 - log_pt.exp()) ** GAMMA) * log_pt).mean()
+
+
+def _mmdet_qfl(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """mmdetection's quality_focal_loss, summed over classes, divided by the number of positives."""
+    labels, scores = target
+    c = x.shape[1]
+    sigma = x.sigmoid()
+    loss = F.binary_cross_entropy_with_logits(x, torch.zeros_like(x), reduction="none") * sigma.pow(2)
+    pos = (labels < c).nonzero(as_tuple=True)[0]
+    pos_label = labels[pos]
+    scale = scores[pos] - sigma[pos, pos_label]
+    loss = loss.clone()
+    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(x[pos, pos_label], scores[pos],
+                                                               reduction="none") * scale.abs().pow(2)
+    return loss.sum() / x.numel()
+
+
+def _mmdet_vfl(x: Tensor, q: Tensor) -> Tensor:
+    p = x.sigmoid()
+    weight = q * (q > 0).float() + 0.75 * (p - q).abs().pow(GAMMA) * (q <= 0).float()
+    return (F.binary_cross_entropy_with_logits(x, q, reduction="none") * weight).mean()
+
+
+def _losslab(name: str, mode: str) -> Callable:
+    function = getattr(losslab, name)
+
+    def call(x: Tensor, t: object) -> Tensor:
+        return function(x, t)  # the defaults: those of the peers' formulas above
+
+    call.mode = mode  # type: ignore[attr-defined]
+    return call
+
+
+def implementations(case: Case) -> dict[str, Callable]:
+    impls: dict[str, Callable] = {f"losslab {m}": _losslab(case.loss, m) for m in ("compiled", "eager", "off")}
+    sigmoid = case.loss in ("sigmoid_focal_loss", "binary_cross_entropy", "quality_focal_loss", "varifocal_loss")
+    if sigmoid and case.target in ("dense", "quality"):
+        impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(x, t)
+    elif sigmoid:
+        impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(
+            x, _one_hot_bg(t[0] if isinstance(t, tuple) else t, x.shape[1]))
+    else:
+        impls["torch native (cross_entropy)"] = lambda x, t: F.cross_entropy(x, t)
+    if case.loss == "sigmoid_focal_loss":
+        impls["torchvision formula"] = (_tv_sigmoid_focal if case.target == "dense" else
+                                        lambda x, t: _tv_sigmoid_focal(x, _one_hot_bg(t, x.shape[1])))
+    elif case.loss == "softmax_focal_loss":
+        impls["fvcore/kornia formula"] = _fvcore_softmax_focal
+    elif case.loss == "quality_focal_loss":
+        impls["mmdetection formula"] = _mmdet_qfl
+    elif case.loss == "varifocal_loss":
+        impls["mmdetection formula"] = _mmdet_vfl
+    impls.update(_library_peers(case))
+    return impls
+
+
+def _library_peers(case: Case) -> dict[str, Callable]:
+    peers: dict[str, Callable] = {}
+    try:
+        import kornia.losses as K
+    except ImportError:
+        K = None
+    if K is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+        peers["kornia"] = lambda x, t: K.binary_focal_loss_with_logits(x, t, alpha=ALPHA, gamma=GAMMA,
+                                                                       reduction="mean")
+    if K is not None and case.loss == "softmax_focal_loss":
+        peers["kornia"] = lambda x, t: K.focal_loss(x, t, alpha=1.0, gamma=GAMMA, reduction="mean")
+    try:
+        from monai.losses import FocalLoss
+    except ImportError:
+        FocalLoss = None
+    if FocalLoss is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+        monai_sigmoid = FocalLoss(gamma=GAMMA, alpha=ALPHA, reduction="mean")
+        peers["MONAI"] = lambda x, t: monai_sigmoid(x, t)
+    if FocalLoss is not None and case.loss == "softmax_focal_loss":
+        monai_softmax = FocalLoss(gamma=GAMMA, use_softmax=True, to_onehot_y=True, reduction="mean")
+        peers["MONAI"] = lambda x, t: monai_softmax(x, t.unsqueeze(1))
+    return peers
+
+
+# ----------------------------------------------------------------------------
+# measuring
+
+
+def _forward_backward(fn: Callable, x: Tensor, t: object) -> None:
+    leaf = x.detach().requires_grad_(True)
+    fn(leaf, t).backward()
+
+
+def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
+    """Peak bytes allocated during one forward + backward (gradient included), over the logits' bytes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    leaf = x.detach().requires_grad_(True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(leaf, t).backward()
+    changes = []
+    for event in prof.events():
+        change = event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        if change:
+            changes.append((event.time_range.start, change))
+    current = peak = 0
+    for _, change in sorted(changes):
+        current += change
+        peak = max(peak, current)
+    return peak / (x.numel() * x.element_size())
+
+
+def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
+            threads: int) -> dict:
+    from torch.utils import benchmark
+
+    x, t = make_inputs(case, shape)
+    mode = getattr(fn, "mode", None)
+    previous = losslab.set_fused(mode) if mode else None
+    try:
+        first = None
+        if mode == "compiled":
+            torch._dynamo.reset()
+            start = time.perf_counter()
+            _forward_backward(fn, x, t)
+            first = time.perf_counter() - start
+        _forward_backward(fn, x, t)  # warm up
+        timer = benchmark.Timer("f(fn, x, t)", globals={"f": _forward_backward, "fn": fn, "x": x, "t": t},
+                                num_threads=threads)
+        m = timer.blocked_autorange(min_run_time=min_time)
+        memory = peak_memory(fn, x, t)
+    finally:
+        if previous is not None:
+            losslab.set_fused(previous)
+    return {"loss": case.loss, "workload": case.workload, "shape": list(shape), "implementation": name,
+            "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3, "runs": len(m.times),
+            "peak_memory_x_logits": memory, "first_call_s": first}
+
+
+def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: str | None,
+        progress: Callable[[str], None] = print) -> list[dict]:
+    torch.set_num_threads(threads)
+    rows = []
+    for case in cases:
+        if only and only not in case.loss and only not in case.workload:
+            continue
+        shape = tuple(max(2, s // 50) if i == 0 else s for i, s in enumerate(case.shape)) if quick else case.shape
+        impls = implementations(case)
+        if quick:
+            impls.pop("losslab compiled")  # compiling takes seconds
+        case_rows = []
+        for name, fn in impls.items():
+            progress(f"{case.loss} {case.workload} {shape}: {name}")
+            case_rows.append(measure(case, shape, name, fn, min_time=min_time, threads=threads))
+        native = next(r["median_ms"] for r in case_rows if r["implementation"].startswith("torch native"))
+        formula = next((r["median_ms"] for r in case_rows if "formula" in r["implementation"]), None)
+        for r in case_rows:
+            r["vs_native"] = r["median_ms"] / native
+            r["vs_formula"] = None if formula is None else r["median_ms"] / formula
+        rows += case_rows
+    return rows
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| loss | workload | shape | implementation | median ms (IQR) | vs native | vs formula | "
+           "peak memory (x logits) | first call s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        formula = "" if r["vs_formula"] is None else f"{r['vs_formula']:.2f}x"
+        first = "" if r["first_call_s"] is None else f"{r['first_call_s']:.1f}"
+        out.append(f"| {r['loss']} | {r['workload']} | {'x'.join(map(str, r['shape']))} | {r['implementation']} | "
+                   f"{r['median_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['vs_native']:.2f}x | {formula} | "
+                   f"{r['peak_memory_x_logits']:.1f} | {first} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="losslab bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="bench-results", help="folder for results.json and results.md")
+    parser.add_argument("--quick", action="store_true", help="batch sizes / 50, no compiled path (a smoke run)")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--only", help="only losses or workloads containing this text")
+
+
+def command(args: argparse.Namespace) -> int:
+    rows = run(CASES, quick=args.quick, min_time=args.min_time, threads=args.threads, only=args.only,
+               progress=lambda line: print(line, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    (out / "results.md").write_text(f"Machine: {machine()}\n\n{table}\n")
+    (out / "results.json").write_text(json.dumps({"machine": machine(), "losslab": losslab.__version__,
+                                                  "rows": rows}, indent=2))
+    print(table)
+    print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
