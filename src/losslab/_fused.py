@@ -28,7 +28,10 @@ With ``LOSSLAB_COMPILE=0``, or where compiling fails (no C++ compiler), the
 compiled sweep falls back to the eager one with one warning.
 
 The fused path has no second derivative: backward under ``create_graph=True``
-raises and says to call ``set_fused("off")``.
+raises and says to call ``set_fused("off")``. Under torch.func transforms
+(grad, vmap, jacrev) the composite runs. When the incoming gradient is 1 the
+saved gradient itself is handed back (no copy): writing into it in place
+while the graph is retained is reported by autograd at the next backward.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def applies(input: Tensor, *others: Any) -> bool:
     """Whether the fused path computes this call: logits on CPU, only ``input`` needing a gradient."""
     if _mode == "off" or torch.compiler.is_compiling() or not torch.is_grad_enabled():
         return False
-    if not input.requires_grad or input.device.type != "cpu" or input.numel() == 0:
+    if torch._C._are_functorch_transforms_active():  # torch.func.grad / vmap need the composite's formulas
+        return False
+    if not input.requires_grad or input.device.type != "cpu" or input.ndim == 0 or input.numel() == 0:
         return False
     return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
 
@@ -105,11 +110,14 @@ def _compile_wanted(numel: int) -> bool:
 def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
     """``sweep(*args)`` compiled (dynamic shapes), or None after one warning where compiling fails."""
     global _compile_failed
-    compiled = _compiled.get(sweep)
-    if compiled is None:
-        compiled = _compiled[sweep] = torch.compile(sweep, dynamic=True, fullgraph=True)
     try:
-        return compiled(*args)
+        compiled = _compiled.get(sweep)
+        if compiled is None:
+            compiled = _compiled[sweep] = torch.compile(sweep, dynamic=True, fullgraph=True)
+        # Shapes are dynamic, hyperparameters are not: with floats traced as symbols, inductor's caches
+        # have handed a graph compiled for one gamma to a call with another.
+        with torch._dynamo.config.patch(specialize_float=True):
+            return compiled(*args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
         _compile_failed = True
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
