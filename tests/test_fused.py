@@ -1106,11 +1106,24 @@ def test_set_fused_returns_the_previous_mode_and_rejects_others():
 def test_which_sweep_each_mode_chooses(monkeypatch):
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
     monkeypatch.setattr(_fused, "_compile_failed", False)
-    small, large = torch.empty(10), torch.empty(_fused.COMPILE_MIN_NUMEL)
-    expected = {"auto": (False, True), "compiled": (True, True), "eager": (False, False)}
-    for mode, (for_small, for_large) in expected.items():
+    small = torch.empty(10, requires_grad=True)
+    large = torch.empty(_fused.COMPILE_MIN_NUMEL, requires_grad=True)
+    expected = {  # (small, large) for a loss whose eager sweep pays, then for one whose does not
+        "auto": ((None, "compiled"), (None, "compiled")),
+        "compiled": (("compiled", "compiled"), ("compiled", "compiled")),
+        "eager": (("eager", "eager"), ("eager", "eager")),
+        "off": ((None, None), (None, None)),
+    }
+    for mode, (pays, does_not) in expected.items():
         losslab.set_fused(mode)
-        assert (_fused.compiles(small), _fused.compiles(large)) == (for_small, for_large), mode
+        assert (_fused.route(small, eager_pays=True), _fused.route(large, eager_pays=True)) == pays, mode
+        assert (_fused.route(small, eager_pays=False), _fused.route(large, eager_pays=False)) == does_not, mode
+    monkeypatch.setattr(_fused, "_compile_failed", True)  # no compiler: the eager sweep where it pays
+    losslab.set_fused("auto")
+    assert (_fused.route(small, eager_pays=True), _fused.route(large, eager_pays=True)) == (None, "eager")
+    assert (_fused.route(small, eager_pays=False), _fused.route(large, eager_pays=False)) == (None, None)
+    losslab.set_fused("compiled")
+    assert (_fused.route(small, eager_pays=True), _fused.route(small, eager_pays=False)) == ("eager", None)
     losslab.set_fused("off")
     x = torch.randn(3, 2, requires_grad=True)
     assert not _fused.applies(x)
@@ -1120,14 +1133,14 @@ def test_which_sweep_each_mode_chooses(monkeypatch):
     assert not _fused.applies(x.detach()) and not _fused.applies(torch.empty(0, 2, requires_grad=True))
 
 
-def test_auto_runs_small_inputs_through_the_eager_sweep(monkeypatch, fused_calls):
+def test_auto_runs_small_inputs_through_the_composite(monkeypatch, fused_calls):
     monkeypatch.setattr(_fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", _must_not_compile)
     x, t = case_input("sigmoid_focal-dense", SHAPES["NC"]), soft_labels(SHAPES["NC"], 181)
     got = evaluate(losslab.sigmoid_focal_loss, x, t)
     losslab.set_fused("off")
     want = evaluate(losslab.sigmoid_focal_loss, x, t)
-    assert fused_calls == ["sigmoid_focal_loss"] * 2 and "Fused" in got.grad_fn
+    assert fused_calls == [] and "Fused" not in got.grad_fn  # small inputs are overhead-bound: the composite
     assert_results_close(got, want, F64)
 
 

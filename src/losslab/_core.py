@@ -302,7 +302,8 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
     dtype = compute_dtype(input)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
     pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
-    if from_logits and _fused.applies(input, target, w, pw, avg_factor):
+    path = _fused.route(input, target, w, pw, avg_factor, eager_pays=bool(gamma)) if from_logits else None
+    if path is not None:
         index = sigmoid_index(fn, input, target, ignore_index)
         shared = (alpha, gamma, label_smoothing)
         spread = _fused.spread
@@ -318,7 +319,7 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
             args = (indices, kept_positions, spread(w, input), spread(pw, input))
             sweep = _fused.sigmoid_index_sweep
         denominator = avg_factor if avg_factor is not None else (kept if kept is not None else input.numel())
-        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator)
+        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator, compiled=path == "compiled")
     t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
     x = input.to(dtype)
     if not from_logits:
@@ -349,7 +350,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if class_weight is not None:
         name = "weight" if weighted_mean else "alpha"
         w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
-    if input_kind == "logits" and _fused.applies(input, target, w) and _fused.compiles(input):
+    if input_kind == "logits" and _fused.route(input, target, w, eager_pays=False) == "compiled":
         return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype)
     loss = softmax_elementwise(x, tgt, input_kind=input_kind, class_weight=w, gamma=gamma,
                                label_smoothing=label_smoothing)
@@ -375,7 +376,7 @@ def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None,
             denominator = tgt.indices.numel()
         if not label_smoothing:
             return _fused.fused(fn, input, _fused.softmax_index_sweep, (tgt.indices, tgt.valid), (w, gamma),
-                                reduction, denominator, per_position=True)
+                                reduction, denominator, per_position=True, compiled=True)
         classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
         q = (tgt.indices.unsqueeze(1) == classes).to(dtype) * (1.0 - label_smoothing) + label_smoothing / num_classes
         if tgt.valid is not None:
@@ -386,4 +387,4 @@ def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None,
             q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
         denominator = max(q.numel() // max(num_classes, 1), 1) if q.numel() else 0
     return _fused.fused(fn, input, _fused.softmax_dense_sweep, (q,), (w, gamma), reduction, denominator,
-                        per_position=True)
+                        per_position=True, compiled=True)

@@ -12,11 +12,16 @@ The sweep runs either compiled (torch.compile with dynamic shapes: inductor
 writes one vectorised C++ loop, cached on disk) or eagerly in cache-sized
 chunks of rows, which bounds the temporaries. :func:`set_fused` chooses:
 
-* "auto" (default): the fused path wherever it applies (logits in, on CPU,
-  with only the input requiring a gradient, outside torch.compile tracing),
-  compiled for inputs of at least ``COMPILE_MIN_NUMEL`` elements and eager
-  below (compiling pays only on large inputs);
-* "compiled" / "eager": that sweep wherever the fused path applies;
+* "auto" (default): where the fused path applies (logits in, on CPU, with
+  only the input requiring a gradient, outside torch.compile and torch.func),
+  the compiled sweep for inputs of at least ``COMPILE_MIN_NUMEL`` elements,
+  and the composite below (small inputs are overhead-bound, and compiling
+  pays only on large ones). Without a compiler, large inputs take the eager
+  sweep where it beats the composite (the focal losses), the composite
+  elsewhere;
+* "compiled": the compiled sweep wherever the fused path applies;
+* "eager": the eager sweep wherever the loss has one (lowest memory; slower
+  than the composite for plain BCE and varifocal);
 * "off": always the composite implementation.
 
 The softmax family has no eager sweep: its composite form is already two of
@@ -36,9 +41,10 @@ while the graph is retained is reported by autograd at the next backward.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -51,6 +57,7 @@ CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elem
 _mode = "auto"
 _compiled: dict[Callable, Callable] = {}
 _compile_failed = False
+_compiler_disabled = False
 
 
 def set_fused(mode: str) -> str:
@@ -88,14 +95,37 @@ def applies(input: Tensor, *others: Any) -> bool:
     return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
 
 
-def compiles(input: Tensor) -> bool:
-    """Whether the fused path would run the compiled sweep for this input (see :func:`set_fused`)."""
-    return _compile_wanted(input.numel())
+def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
+    """"compiled", "eager" or None (the composite) for this call; see :func:`set_fused`.
+
+    ``eager_pays``: the loss's eager sweep beats its composite (the focal factors do; plain BCE and
+    varifocal, whose composites are few of torch's own kernels, do not), so that "auto" without a
+    compiler takes it for large inputs. ``set_fused("eager")`` takes it regardless.
+    """
+    if not applies(input, *others):
+        return None
+    if _mode == "eager":
+        return "eager"
+    if _compile_wanted(input.numel()):
+        return "compiled"
+    wanted_compiler = _mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL  # but has none
+    return "eager" if eager_pays and wanted_compiler else None
+
+
+@contextlib.contextmanager
+def without_compiler() -> Iterator[None]:
+    """Within it, "auto" and "compiled" behave as on a machine without a compiler (the benchmark's fallback)."""
+    global _compiler_disabled
+    previous, _compiler_disabled = _compiler_disabled, True
+    try:
+        yield
+    finally:
+        _compiler_disabled = previous
 
 
 def _compile_wanted(numel: int) -> bool:
     global _compile_failed
-    if _mode == "eager" or _compile_failed:
+    if _mode == "eager" or _compile_failed or _compiler_disabled:
         return False
     if _mode == "auto" and numel < COMPILE_MIN_NUMEL:
         return False
@@ -131,13 +161,13 @@ def _rows(x: Tensor) -> int:
 
 
 def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
-         reduce: bool, loss_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+         reduce: bool, loss_shape: tuple[int, ...], compiled: bool = False) -> tuple[Tensor, Tensor]:
     """The loss (summed, or per element / position) and the gradient of the whole batch.
 
     ``batched`` tensors are split along dim 0 with the input (after broadcasting to the input's
     leading shape where they broadcast); ``shared`` arguments go to every call unchanged.
     """
-    if _compile_wanted(x.numel()):
+    if compiled:
         out = _run_compiled(sweep, x, *batched, *shared, reduce)
         if out is not None:
             return out
@@ -196,7 +226,8 @@ class _FusedLoss(torch.autograd.Function):
 
 
 def fused(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
-          reduction: str, denominator: Tensor | float | None, per_position: bool = False) -> Tensor:
+          reduction: str, denominator: Tensor | float | None, per_position: bool = False,
+          compiled: bool = False) -> Tensor:
     """The loss of ``input`` through ``sweep``, with its gradient attached (see the module docstring).
 
     ``batched`` tensors have the input's dim 0 (broadcast with :func:`spread` where needed): the
@@ -207,7 +238,7 @@ def fused(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None,
     loss_shape = tuple(input.shape[:1]) + tuple(input.shape[2:]) if per_position else tuple(input.shape)
 
     def compute() -> tuple[Tensor, Tensor]:
-        return _run(sweep, input.detach(), batched, (scale, *shared), reduce, loss_shape)
+        return _run(sweep, input.detach(), batched, (scale, *shared), reduce, loss_shape, compiled)
 
     return _FusedLoss.apply(input, compute, per_position, fn)
 

@@ -15,6 +15,7 @@ losslab[bench]``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -27,8 +28,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import losslab
+from losslab import _fused
 
 ALPHA, GAMMA = 0.25, 2.0
+
+# losslab's paths: the compiled sweep, the eager sweep (forced), what "auto" does on a machine without a
+# compiler (the eager sweep where it beats the composite, the composite elsewhere), and the composite.
+LOSSLAB_PATHS = (("compiled", "compiled"), ("eager sweep", "eager"), ("without compiler", "fallback"),
+                 ("composite", "off"))
 
 
 @dataclass
@@ -133,7 +140,7 @@ def _losslab(name: str, mode: str) -> Callable:
 
 
 def implementations(case: Case) -> dict[str, Callable]:
-    impls: dict[str, Callable] = {f"losslab {m}": _losslab(case.loss, m) for m in ("compiled", "eager", "off")}
+    impls: dict[str, Callable] = {f"losslab {label}": _losslab(case.loss, mode) for label, mode in LOSSLAB_PATHS}
     sigmoid = case.loss in ("sigmoid_focal_loss", "binary_cross_entropy", "quality_focal_loss", "varifocal_loss")
     if sigmoid and case.target in ("dense", "quality"):
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(x, t)
@@ -213,8 +220,11 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
 
     x, t = make_inputs(case, shape)
     mode = getattr(fn, "mode", None)
-    previous = losslab.set_fused(mode) if mode else None
-    try:
+    with contextlib.ExitStack() as stack:
+        if mode:
+            stack.callback(losslab.set_fused, losslab.set_fused("auto" if mode == "fallback" else mode))
+        if mode == "fallback":
+            stack.enter_context(_fused.without_compiler())
         first = None
         if mode == "compiled":
             torch._dynamo.reset()
@@ -226,9 +236,6 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
                                 num_threads=threads)
         m = timer.blocked_autorange(min_run_time=min_time)
         memory = peak_memory(fn, x, t)
-    finally:
-        if previous is not None:
-            losslab.set_fused(previous)
     return {"loss": case.loss, "workload": case.workload, "shape": list(shape), "implementation": name,
             "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3, "runs": len(m.times),
             "peak_memory_x_logits": memory, "first_call_s": first}

@@ -161,10 +161,11 @@ def quality_focal_loss(
     dtype = compute_dtype(input)
     y, valid = quality_target(fn, input, target, ignore_index, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    if _fused.applies(input, y, w, avg_factor):
+    path = _fused.route(input, y, w, avg_factor, eager_pays=bool(beta))
+    if path is not None:
         kept = count(valid, y) if avg_factor is None else avg_factor
         return _fused.fused(fn, input, _fused.quality_sweep, (y, valid, _fused.spread(w, input)), (beta,), reduction,
-                            input.numel() if kept is None else kept)
+                            input.numel() if kept is None else kept, compiled=path == "compiled")
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     loss = -(y * log_p + (1.0 - y) * log_1mp)
@@ -252,10 +253,11 @@ def varifocal_loss(
     dtype = compute_dtype(input)
     q, _ = quality_target(fn, input, target, None, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    if _fused.applies(input, q, w, avg_factor):
+    path = _fused.route(input, q, w, avg_factor, eager_pays=False)
+    if path is not None:
         return _fused.fused(fn, input, _fused.varifocal_sweep, (q, _fused.spread(w, input)),
                             (alpha, gamma, iou_weighted), reduction,
-                            input.numel() if avg_factor is None else avg_factor)
+                            input.numel() if avg_factor is None else avg_factor, compiled=path == "compiled")
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     positive = -(q * log_p + (1.0 - q) * log_1mp)
