@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
+import torch
+
+# Triton's interpreter runs the GPU kernels on CPU tensors; it must be on before the kernels are defined.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 import losslab

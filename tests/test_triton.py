@@ -1,0 +1,187 @@
+"""The Triton kernels, run by Triton's interpreter on CPU tensors (TRITON_INTERPRET=1, set in conftest).
+
+Each launcher of losslab._gpu must return what the CPU sweep of the same name returns (loss and
+gradient, summed or per element), and so the composite and the float64 references. The interpreter has
+no bfloat16, so bfloat16 is tested only on a GPU; float16 inputs are covered.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import losslab  # noqa: E402
+from losslab import _fused, _gpu  # noqa: E402
+
+from .helpers import TOLERANCES, gen  # noqa: E402
+
+F32 = torch.float32
+ON_GPU = torch.cuda.is_available()
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+pytestmark = pytest.mark.skipif(not ON_GPU and os.environ.get("TRITON_INTERPRET") != "1",
+                                reason="no GPU and Triton's interpreter is off")
+
+
+def rand(*shape, seed=0, scale=3.0, dtype=F32):
+    return (torch.randn(*shape, generator=gen(seed)) * scale).to(dtype).to(DEVICE)
+
+
+def per_class(shape):
+    """A (C,) weight, and the same spread over the input for the CPU sweeps."""
+    C = shape[1] if len(shape) > 1 else 1
+    w = (torch.rand(C, generator=gen(7)) + 0.5).to(DEVICE)
+    view = w.view((1, C) + (1,) * (len(shape) - 2)) if len(shape) > 1 else w
+    return w, view.broadcast_to(shape)
+
+
+def scale_for(reduce, n):
+    return torch.tensor(1.0 / n if reduce else 1.0, dtype=F32, device=DEVICE)
+
+
+def assert_same(got, want, dtype=F32):
+    tol = TOLERANCES[F32] if dtype == F32 else TOLERANCES[torch.float16]
+    torch.testing.assert_close(got[0].float(), want[0].float(), **tol)
+    torch.testing.assert_close(got[1].float(), want[1].float(), **tol)
+    assert got[1].dtype == want[1].dtype
+
+
+SHAPES = [(37,), (6, 5), (3, 4, 7), (2, 3, 2, 5)]
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize(("alpha", "gamma", "smoothing"), [(None, 0.0, 0.0), (0.25, 2.0, 0.0), (0.75, 0.5, 0.1)])
+@pytest.mark.parametrize("options", ["plain", "masked+weights"])
+def test_sigmoid_dense_kernel_equals_the_cpu_sweep(shape, alpha, gamma, smoothing, options, reduce):
+    x, t = rand(*shape, seed=1), torch.rand(shape, generator=gen(2)).to(DEVICE)
+    valid = w = pw = w_spread = pw_spread = None
+    if options != "plain":
+        valid = (torch.rand(shape, generator=gen(3)) < 0.7).to(DEVICE)
+        w, w_spread = per_class(shape)
+        pw, pw_spread = per_class(shape)
+    scale = scale_for(reduce, x.numel())
+    got = _gpu.sigmoid(x, t, valid, w, pw, scale, alpha, gamma, smoothing, reduce, index=False)
+    want = _fused.sigmoid_dense_sweep(x, t, valid, w_spread, pw_spread, scale, alpha, gamma, smoothing, reduce)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 2, 5)], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_sigmoid_index_kernel_equals_the_cpu_sweep(shape, gamma, reduce):
+    x = rand(*shape, seed=4)
+    positions = (shape[0],) + shape[2:]
+    index = torch.randint(0, shape[1] + 1, positions, generator=gen(5)).to(DEVICE)  # index C: background
+    kept = (torch.rand(positions, generator=gen(6)) < 0.8).to(DEVICE)
+    w, w_spread = per_class(shape)
+    scale = scale_for(reduce, x.numel())
+    got = _gpu.sigmoid(x, index, kept, w, None, scale, 0.25, gamma, 0.0, reduce, index=True)
+    want = _fused.sigmoid_index_sweep(x, index, kept, w_spread, None, scale, 0.25, gamma, 0.0, reduce)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 7), (2, 3, 2, 5), (3, 5000)], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_kernel_equals_the_cpu_sweep(shape, gamma, weighted, reduce):
+    """Rows of any width: 5,000 classes run the online-softmax loop over several blocks."""
+    x = rand(*shape, seed=8)
+    positions = (shape[0],) + shape[2:]
+    index = torch.randint(0, shape[1], positions, generator=gen(9)).to(DEVICE)
+    kept = (torch.rand(positions, generator=gen(10)) < 0.8).to(DEVICE)
+    index = torch.where(kept, index, torch.zeros_like(index))  # as softmax_target hands them over
+    w = (torch.rand(shape[1], generator=gen(11)) + 0.5).to(DEVICE) if weighted else None
+    scale = scale_for(reduce, kept.sum().item())
+    got = _gpu.softmax(x, index, kept, scale, w, gamma, reduce)
+    want = _fused.softmax_index_sweep(x, index, kept, scale, w, gamma, reduce)
+    assert_same(got, want)
+
+
+def test_softmax_kernel_saturated_rows_stay_finite():
+    x = torch.tensor([[1e4, -1e4, 0.0, 30.0], [-1e4, -1e4, -1e4, 1e4]], device=DEVICE)
+    index = torch.tensor([0, 1], device=DEVICE)
+    for gamma in (0.0, 0.5, 2.0):
+        loss, grad = _gpu.softmax(x, index, None, scale_for(True, 2), None, gamma, True)
+        want = _fused.softmax_index_sweep(x, index, None, scale_for(True, 2), None, gamma, True)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()
+        assert_same((loss, grad), want)
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 2.0])
+def test_quality_kernel_equals_the_cpu_sweep(beta, reduce):
+    shape = (5, 4, 3)
+    x = rand(*shape, seed=12)
+    y = torch.rand(shape, generator=gen(13)) * (torch.rand(shape, generator=gen(14)) < 0.5)
+    y = y.to(DEVICE)
+    valid = (torch.rand(shape, generator=gen(15)) < 0.8).to(DEVICE)
+    w, w_spread = per_class(shape)
+    scale = scale_for(reduce, valid.sum().item())
+    got = _gpu.quality(x, y, valid, w, scale, beta, reduce)
+    want = _fused.quality_sweep(x, y, valid, w_spread, scale, beta, reduce)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize(("alpha", "gamma", "iou_weighted"), [(0.75, 2.0, True), (0.25, 0.5, False),
+                                                              (1.0, 0.0, True)])
+def test_varifocal_kernel_equals_the_cpu_sweep(alpha, gamma, iou_weighted, reduce):
+    shape = (6, 5)
+    x = rand(*shape, seed=16)
+    q = (torch.rand(shape, generator=gen(17)) * (torch.rand(shape, generator=gen(18)) < 0.4)).to(DEVICE)
+    w, w_spread = per_class(shape)
+    scale = scale_for(reduce, x.numel())
+    got = _gpu.varifocal(x, q, w, scale, alpha, gamma, iou_weighted, reduce)
+    want = _fused.varifocal_sweep(x, q, w_spread, scale, alpha, gamma, iou_weighted, reduce)
+    assert_same(got, want)
+
+
+def test_kernels_match_the_composite_losses_and_never_write_into_the_inputs():
+    """End to end against the public functions with the composite path (set_fused("off"))."""
+    x, t = rand(8, 3, seed=19), torch.rand(8, 3, generator=gen(20)).to(DEVICE)
+    before = (x.clone(), t.clone())
+    loss, grad = _gpu.sigmoid(x, t, None, None, None, scale_for(True, x.numel()), 0.25, 2.0, 0.0, True,
+                              index=False)
+    previous = losslab.set_fused("off")
+    try:
+        leaf = x.clone().requires_grad_(True)
+        want = losslab.sigmoid_focal_loss(leaf, t)
+        want.backward()
+        index = torch.randint(0, 3, (8,), generator=gen(21)).to(DEVICE)
+        ce_leaf = x.clone().requires_grad_(True)
+        ce = losslab.cross_entropy(ce_leaf, index)
+        ce.backward()
+    finally:
+        losslab.set_fused(previous)
+    torch.testing.assert_close(loss, want.detach(), **TOLERANCES[F32])
+    torch.testing.assert_close(grad, leaf.grad, **TOLERANCES[F32])
+    ce_loss, ce_grad = _gpu.softmax(x, index, None, scale_for(True, 8), None, 0.0, True)
+    torch.testing.assert_close(ce_loss, ce.detach(), **TOLERANCES[F32])
+    torch.testing.assert_close(ce_grad, ce_leaf.grad, **TOLERANCES[F32])
+    assert torch.equal(x, before[0]) and torch.equal(t, before[1])
+
+
+@pytest.mark.parametrize("kernel", ["sigmoid", "softmax", "quality", "varifocal"])
+def test_float16_inputs_compute_in_float32_and_return_float16_gradients(kernel):
+    x16 = rand(6, 5, seed=22).half()
+    x32 = x16.float()
+    target = torch.rand(6, 5, generator=gen(23)).to(DEVICE)
+    index = torch.randint(0, 5, (6,), generator=gen(24)).to(DEVICE)
+    scale = scale_for(True, 30)
+    calls = {
+        "sigmoid": lambda x: _gpu.sigmoid(x, target, None, None, None, scale, 0.25, 2.0, 0.0, True, index=False),
+        "softmax": lambda x: _gpu.softmax(x, index, None, scale, None, 2.0, True),
+        "quality": lambda x: _gpu.quality(x, target, None, None, scale, 2.0, True),
+        "varifocal": lambda x: _gpu.varifocal(x, target * (target > 0.5), None, scale, 0.75, 2.0, True, True),
+    }
+    loss16, grad16 = calls[kernel](x16)
+    loss32, grad32 = calls[kernel](x32)
+    assert grad16.dtype == torch.float16
+    torch.testing.assert_close(loss16, loss32, **TOLERANCES[F32])  # the same float32 arithmetic inside
+    torch.testing.assert_close(grad16.float(), grad32, **TOLERANCES[torch.float16])
