@@ -185,3 +185,67 @@ def test_float16_inputs_compute_in_float32_and_return_float16_gradients(kernel):
     assert grad16.dtype == torch.float16
     torch.testing.assert_close(loss16, loss32, **TOLERANCES[F32])  # the same float32 arithmetic inside
     torch.testing.assert_close(grad16.float(), grad32, **TOLERANCES[torch.float16])
+
+
+# ----------------------------------------------------------------------------
+# dispatch: with the kernels standing in for the GPU (on CPU tensors, under the interpreter)
+
+def _dispatched(name: str, x: torch.Tensor, g: torch.Generator):
+    """(function, target, keyword arguments) of each dispatched case."""
+    n, c = x.shape
+    labels = torch.randint(0, c, (n,), generator=g)
+    cases = {
+        "sigmoid_focal dense": (losslab.sigmoid_focal_loss, torch.rand(x.shape, generator=g), {}),
+        "sigmoid_focal index": (losslab.sigmoid_focal_loss, torch.randint(-1, c + 1, (n,), generator=g),
+                                {"ignore_index": -1, "gamma": 0.5}),
+        "bce weights": (losslab.binary_cross_entropy, torch.rand(x.shape, generator=g),
+                        {"weight": torch.rand(c, generator=g), "pos_weight": torch.rand(c, generator=g) + 0.5}),
+        "bce elementwise weight": (losslab.binary_cross_entropy, torch.rand(x.shape, generator=g),
+                                   {"weight": torch.rand(x.shape, generator=g)}),  # no kernel: the sweep
+        "cross_entropy": (losslab.cross_entropy, labels, {"weight": torch.rand(c, generator=g)}),
+        "cross_entropy smoothing": (losslab.cross_entropy, labels, {"label_smoothing": 0.1}),  # no kernel
+        "softmax_focal": (losslab.softmax_focal_loss, labels, {"gamma": 2.0}),
+        "quality pair": (losslab.quality_focal_loss,
+                         (torch.randint(0, c + 1, (n,), generator=g), torch.rand(n, generator=g)), {}),
+        "varifocal": (losslab.varifocal_loss, torch.rand(x.shape, generator=g) * 0.9, {"avg_factor": 3.0}),
+    }
+    return cases[name]
+
+
+DISPATCHED = ["sigmoid_focal dense", "sigmoid_focal index", "bce weights", "bce elementwise weight", "cross_entropy",
+              "cross_entropy smoothing", "softmax_focal", "quality pair", "varifocal"]
+
+
+@pytest.mark.skipif(ON_GPU, reason="on a GPU the kernels are dispatched for real")
+@pytest.mark.parametrize("name", DISPATCHED)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_dispatch_runs_the_kernels_and_matches_the_composite(name, reduction, monkeypatch):
+    monkeypatch.setattr(_fused, "_triton_on_cpu", True)
+    calls = []
+    for launcher in ("sigmoid", "softmax", "quality", "varifocal"):
+        original = getattr(_gpu, launcher)
+        monkeypatch.setattr(_gpu, launcher, lambda *a, _o=original, _n=launcher, **k: calls.append(_n) or _o(*a, **k))
+    x = torch.randn(7, 4, generator=gen(30)) * 3
+    results = {}
+    for mode in ("auto", "off"):
+        losslab.set_fused(mode)
+        try:
+            leaf = x.clone().requires_grad_(True)
+            function, target, kwargs = _dispatched(name, x, gen(31))
+            out = function(leaf, target, reduction=reduction, **kwargs)
+            upstream = torch.linspace(0.5, 1.5, out.numel()).reshape(out.shape)
+            (out * upstream).sum().backward()
+            results[mode] = (out.detach(), leaf.grad, type(out.grad_fn).__name__)
+        finally:
+            losslab.set_fused("auto")
+    assert "Fused" in results["auto"][2] or name in ("cross_entropy smoothing",)
+    expect_kernel = name not in ("bce elementwise weight", "cross_entropy smoothing")
+    assert bool(calls) == expect_kernel, calls
+    torch.testing.assert_close(results["auto"][0], results["off"][0], **TOLERANCES[F32])
+    torch.testing.assert_close(results["auto"][1], results["off"][1], **TOLERANCES[F32])
+
+
+def test_float64_inputs_keep_the_composite_where_the_kernels_would_round_to_float32(monkeypatch):
+    monkeypatch.setattr(_fused, "_triton_on_cpu", True)
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert _fused.route(x, eager_pays=True) != "triton"

@@ -319,7 +319,7 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
             args = (indices, kept_positions, spread(w, input), spread(pw, input))
             sweep = _fused.sigmoid_index_sweep
         denominator = avg_factor if avg_factor is not None else (kept if kept is not None else input.numel())
-        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator, compiled=path == "compiled")
+        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator, compiled=_fused.compiled_flag(path))
     t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
     x = input.to(dtype)
     if not from_logits:
@@ -350,8 +350,10 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if class_weight is not None:
         name = "weight" if weighted_mean else "alpha"
         w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
-    if input_kind == "logits" and _fused.route(input, target, w, eager_pays=False) == "compiled":
-        return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype)
+    path = _fused.route(input, target, w, eager_pays=False) if input_kind == "logits" else None
+    if path in ("compiled", "triton"):
+        return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype,
+                              _fused.compiled_flag(path))
     loss = softmax_elementwise(x, tgt, input_kind=input_kind, class_weight=w, gamma=gamma,
                                label_smoothing=label_smoothing)
     if tgt.indices is None:
@@ -364,7 +366,8 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
 
 
 def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None, gamma: float,
-                   label_smoothing: float, weighted_mean: bool, reduction: str, dtype: torch.dtype) -> Tensor:
+                   label_smoothing: float, weighted_mean: bool, reduction: str, dtype: torch.dtype,
+                   compiled: bool | str = True) -> Tensor:
     """softmax_loss through the fused sweep (same conventions, same denominators)."""
     num_classes = input.shape[1]
     if tgt.indices is not None:
@@ -376,7 +379,7 @@ def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None,
             denominator = tgt.indices.numel()
         if not label_smoothing:
             return _fused.fused(fn, input, _fused.softmax_index_sweep, (tgt.indices, tgt.valid), (w, gamma),
-                                reduction, denominator, per_position=True, compiled=True)
+                                reduction, denominator, per_position=True, compiled=compiled)
         classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
         q = (tgt.indices.unsqueeze(1) == classes).to(dtype) * (1.0 - label_smoothing) + label_smoothing / num_classes
         if tgt.valid is not None:
@@ -387,4 +390,4 @@ def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None,
             q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
         denominator = max(q.numel() // max(num_classes, 1), 1) if q.numel() else 0
     return _fused.fused(fn, input, _fused.softmax_dense_sweep, (q,), (w, gamma), reduction, denominator,
-                        per_position=True, compiled=True)
+                        per_position=True, compiled=compiled)

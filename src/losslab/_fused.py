@@ -85,14 +85,33 @@ def get_fused() -> str:
 
 
 def applies(input: Tensor, *others: Any) -> bool:
-    """Whether the fused path computes this call: logits on CPU, only ``input`` needing a gradient."""
+    """Whether the fused path computes this call: logits on CPU (or on a GPU with Triton), only ``input``
+    needing a gradient."""
     if _mode == "off" or torch.compiler.is_compiling() or not torch.is_grad_enabled():
         return False
     if torch._C._are_functorch_transforms_active():  # torch.func.grad / vmap need the composite's formulas
         return False
-    if not input.requires_grad or input.device.type != "cpu" or input.ndim == 0 or input.numel() == 0:
+    if not input.requires_grad or input.ndim == 0 or input.numel() == 0:
+        return False
+    if input.device.type != "cpu" and not _on_triton(input):
         return False
     return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
+
+
+_triton_on_cpu = False  # tests: run the Triton kernels on CPU tensors under Triton's interpreter
+
+
+def _on_triton(input: Tensor) -> bool:
+    """Whether this input's fused path is the Triton kernels: CUDA tensors with triton importable."""
+    if input.dtype == torch.float64:  # the kernels compute in float32: float64 keeps the composite
+        return False
+    if input.device.type == "cuda" or (_triton_on_cpu and input.device.type == "cpu"):
+        try:
+            from . import _gpu  # noqa: F401  (imports triton)
+        except ImportError:
+            return False
+        return True
+    return False
 
 
 def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
@@ -104,12 +123,19 @@ def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
     """
     if not applies(input, *others):
         return None
+    if _on_triton(input):
+        return "triton"
     if _mode == "eager":
         return "eager"
     if _compile_wanted(input.numel()):
         return "compiled"
     wanted_compiler = _mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL  # but has none
     return "eager" if eager_pays and wanted_compiler else None
+
+
+def compiled_flag(path: str | None) -> bool | str:
+    """What :func:`fused` takes as ``compiled`` for a route: True, "triton", or False (the eager sweep)."""
+    return "triton" if path == "triton" else path == "compiled"
 
 
 @contextlib.contextmanager
@@ -161,13 +187,17 @@ def _rows(x: Tensor) -> int:
 
 
 def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
-         reduce: bool, loss_shape: tuple[int, ...], compiled: bool = False) -> tuple[Tensor, Tensor]:
+         reduce: bool, loss_shape: tuple[int, ...], compiled: bool | str = False) -> tuple[Tensor, Tensor]:
     """The loss (summed, or per element / position) and the gradient of the whole batch.
 
     ``batched`` tensors are split along dim 0 with the input (after broadcasting to the input's
     leading shape where they broadcast); ``shared`` arguments go to every call unchanged.
     """
-    if compiled:
+    if compiled == "triton":
+        out = _run_triton(sweep, x, batched, shared, reduce)
+        if out is not None:
+            return out
+    elif compiled:
         out = _run_compiled(sweep, x, *batched, *shared, reduce)
         if out is not None:
             return out
@@ -186,6 +216,40 @@ def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared:
     return torch.cat(parts).reshape(loss_shape), grad
 
 
+def _per_class(t: Tensor | None, x: Tensor) -> Tensor | None:
+    """The (C,) vector a spread weight was broadcast from; raises ValueError for any other weight."""
+    if t is None:
+        return None
+    if x.ndim >= 2 and all(t.stride(d) == 0 for d in range(t.ndim) if d != 1):
+        return t[(0, slice(None)) + (0,) * (t.ndim - 2)].contiguous()
+    if x.ndim == 1 and t.stride(0) == 0:
+        return t[:1].contiguous()
+    raise ValueError("not a per-class weight")
+
+
+def _run_triton(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
+                reduce: bool) -> tuple[Tensor, Tensor] | None:
+    """The Triton kernel of ``sweep``, or None where it has none (the sweep then runs as it is)."""
+    from . import _gpu
+
+    try:
+        if sweep is sigmoid_dense_sweep or sweep is sigmoid_index_sweep:
+            t, valid, w, pw = batched
+            return _gpu.sigmoid(x, t, valid, _per_class(w, x), _per_class(pw, x), *shared, reduce,
+                                index=sweep is sigmoid_index_sweep)
+        if sweep is softmax_index_sweep:
+            return _gpu.softmax(x, *batched, *shared, reduce)
+        if sweep is quality_sweep:
+            y, valid, w = batched
+            return _gpu.quality(x, y, valid, _per_class(w, x), *shared, reduce)
+        if sweep is varifocal_sweep:
+            q, w = batched
+            return _gpu.varifocal(x, q, _per_class(w, x), *shared, reduce)
+    except ValueError:  # a weight that is not per class: the sweep's own operations
+        return None
+    return None
+
+
 def spread(t: Tensor | None, x: Tensor) -> Tensor | None:
     """A tensor broadcast over the input's shape (a view), so that it can be split along dim 0 with it."""
     if t is None:
@@ -195,7 +259,7 @@ def spread(t: Tensor | None, x: Tensor) -> Tensor | None:
 
 def _scale(denominator: Tensor | float | None, like: Tensor) -> Tensor:
     """1 / denominator as a 0-d tensor of the compute dtype; a zero denominator divides by 1."""
-    d = torch.as_tensor(denominator, dtype=torch.float64).reshape(())
+    d = torch.as_tensor(denominator, dtype=torch.float64, device=like.device).reshape(())
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
     return torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.ones_like(d)).to(dtype)
 
@@ -227,7 +291,7 @@ class _FusedLoss(torch.autograd.Function):
 
 def fused(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
           reduction: str, denominator: Tensor | float | None, per_position: bool = False,
-          compiled: bool = False) -> Tensor:
+          compiled: bool | str = False) -> Tensor:
     """The loss of ``input`` through ``sweep``, with its gradient attached (see the module docstring).
 
     ``batched`` tensors have the input's dim 0 (broadcast with :func:`spread` where needed): the

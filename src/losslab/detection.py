@@ -165,7 +165,7 @@ def quality_focal_loss(
     if path is not None:
         kept = count(valid, y) if avg_factor is None else avg_factor
         return _fused.fused(fn, input, _fused.quality_sweep, (y, valid, _fused.spread(w, input)), (beta,), reduction,
-                            input.numel() if kept is None else kept, compiled=path == "compiled")
+                            input.numel() if kept is None else kept, compiled=_fused.compiled_flag(path))
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     loss = -(y * log_p + (1.0 - y) * log_1mp)
@@ -257,7 +257,7 @@ def varifocal_loss(
     if path is not None:
         return _fused.fused(fn, input, _fused.varifocal_sweep, (q, _fused.spread(w, input)),
                             (alpha, gamma, iou_weighted), reduction,
-                            input.numel() if avg_factor is None else avg_factor, compiled=path == "compiled")
+                            input.numel() if avg_factor is None else avg_factor, compiled=_fused.compiled_flag(path))
     x = input.to(dtype)
     log_p, log_1mp = _log_sigmoids(x)
     positive = -(q * log_p + (1.0 - q) * log_1mp)
