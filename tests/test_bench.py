@@ -76,3 +76,18 @@ def test_peak_memory_counts_the_gradient_and_the_fused_path_keeps_fewer_intermed
     losslab.set_fused("eager")
     fused = bench.peak_memory(losslab.sigmoid_focal_loss, x, t)
     assert fused <= 1.5 < composite
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without a GPU")
+def test_cuda_bench_without_a_gpu_says_so(tmp_path, capsys):
+    assert bench.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "--device cuda needs a CUDA device" in capsys.readouterr().err
+
+
+def test_gpu_rows_show_the_share_of_copy_bandwidth():
+    row = {"loss": "cross_entropy", "workload": "LM vocabulary 32k", "shape": [4096, 32768],
+           "implementation": "losslab triton", "median_ms": 1.0, "iqr_ms": 0.01, "vs_native": 0.5, "vs_formula": None,
+           "peak_memory_x_logits": 1.0, "first_call_s": None, "bandwidth_of_copy": 0.83}
+    table = bench.markdown([row])
+    assert "% of copy bandwidth" in table and "| 83% |" in table
+    assert any(case.dtype == torch.bfloat16 and case.shape[1] >= 131072 for case in bench.GPU_CASES)

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Case:
     workload: str
     shape: tuple[int, ...]
     target: str  # "dense", "index" (softmax), "index-bg" (sigmoid, C = background), "pair", "quality"
+    dtype: torch.dtype = torch.float32
 
 
 CASES = [
@@ -60,6 +62,14 @@ CASES = [
     Case("cross_entropy", "classification", (4096, 1000), "index"),
     Case("sigmoid_focal_loss", "small", (256, 10), "dense"),
     Case("cross_entropy", "small", (256, 10), "index"),
+]
+
+
+# On a GPU: the same workloads, and language-model vocabularies for the online-softmax kernel.
+GPU_CASES = CASES[:-2] + [
+    Case("cross_entropy", "LM vocabulary 32k", (4096, 32768), "index"),
+    Case("softmax_focal_loss", "LM vocabulary 32k", (4096, 32768), "index"),
+    Case("cross_entropy", "LM vocabulary 128k, bfloat16", (2048, 131072), "index", torch.bfloat16),
 ]
 
 
@@ -241,8 +251,53 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
             "peak_memory_x_logits": memory, "first_call_s": first}
 
 
+def _to(value: object, device: str, dtype: torch.dtype | None = None) -> object:
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    value = value.to(device)
+    return value.to(dtype) if dtype is not None else value
+
+
+def measure_gpu(case: Case, shape: tuple[int, ...], name: str, fn: Callable) -> dict:
+    """On CUDA: triton.testing.do_bench (median, gradients reset), peak memory from the allocator, and the
+    effective bandwidth as a share of a device-to-device copy's, measured now."""
+    from triton.testing import do_bench
+
+    x, t = make_inputs(case, shape)
+    x, t = _to(x, "cuda", case.dtype), _to(t, "cuda")
+    mode = getattr(fn, "mode", None)
+    with contextlib.ExitStack() as stack:
+        if mode:
+            stack.callback(losslab.set_fused, losslab.set_fused(mode))
+        leaf = x.detach().requires_grad_(True)
+
+        def step() -> None:
+            fn(leaf, t).backward()
+
+        ms = do_bench(step, grad_to_none=[leaf], return_mode="median")
+        quantiles = do_bench(step, grad_to_none=[leaf], quantiles=[0.25, 0.75])
+        leaf.grad = None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    copy = torch.empty_like(x)
+    copy_ms = do_bench(lambda: copy.copy_(x), return_mode="median")
+    target_bytes = sum(v.numel() * v.element_size() for v in (t if isinstance(t, tuple) else (t,)))
+    floor_bytes = 2 * x.numel() * x.element_size() + target_bytes  # read logits and targets, write the gradient
+    bandwidth = floor_bytes / ms  # bytes per ms
+    copy_bandwidth = 2 * x.numel() * x.element_size() / copy_ms
+    return {"loss": case.loss, "workload": case.workload, "shape": list(shape), "implementation": name,
+            "dtype": str(case.dtype).replace("torch.", ""), "median_ms": ms,
+            "iqr_ms": quantiles[1] - quantiles[0], "runs": None,
+            "peak_memory_x_logits": peak / (x.numel() * x.element_size()), "first_call_s": None,
+            "bandwidth_of_copy": bandwidth / copy_bandwidth}
+
+
 def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: str | None,
-        progress: Callable[[str], None] = print) -> list[dict]:
+        progress: Callable[[str], None] = print, device: str = "cpu") -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
     for case in cases:
@@ -250,12 +305,19 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
             continue
         shape = tuple(max(2, s // 50) if i == 0 else s for i, s in enumerate(case.shape)) if quick else case.shape
         impls = implementations(case)
-        if quick:
+        if device == "cuda":  # the kernels ("auto" dispatches them) and the composite
+            impls = {k: v for k, v in impls.items() if not k.startswith("losslab")}
+            impls = {"losslab triton": _losslab(case.loss, "auto"), "losslab composite": _losslab(case.loss, "off"),
+                     **impls}
+        elif quick:
             impls.pop("losslab compiled")  # compiling takes seconds
         case_rows = []
         for name, fn in impls.items():
             progress(f"{case.loss} {case.workload} {shape}: {name}")
-            case_rows.append(measure(case, shape, name, fn, min_time=min_time, threads=threads))
+            if device == "cuda":
+                case_rows.append(measure_gpu(case, shape, name, fn))
+            else:
+                case_rows.append(measure(case, shape, name, fn, min_time=min_time, threads=threads))
         native = next(r["median_ms"] for r in case_rows if r["implementation"].startswith("torch native"))
         formula = next((r["median_ms"] for r in case_rows if "formula" in r["implementation"]), None)
         for r in case_rows:
@@ -265,20 +327,27 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
     return rows
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}, Python {platform.python_version()}"
     return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def markdown(rows: list[dict]) -> str:
+    gpu = any("bandwidth_of_copy" in r for r in rows)
+    last = "% of copy bandwidth" if gpu else "first call s"
     out = ["| loss | workload | shape | implementation | median ms (IQR) | vs native | vs formula | "
-           "peak memory (x logits) | first call s |", "|---|---|---|---|---|---|---|---|---|"]
+           f"peak memory (x logits) | {last} |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         formula = "" if r["vs_formula"] is None else f"{r['vs_formula']:.2f}x"
-        first = "" if r["first_call_s"] is None else f"{r['first_call_s']:.1f}"
+        if gpu:
+            extra = f"{100 * r['bandwidth_of_copy']:.0f}%"
+        else:
+            extra = "" if r["first_call_s"] is None else f"{r['first_call_s']:.1f}"
         out.append(f"| {r['loss']} | {r['workload']} | {'x'.join(map(str, r['shape']))} | {r['implementation']} | "
                    f"{r['median_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['vs_native']:.2f}x | {formula} | "
-                   f"{r['peak_memory_x_logits']:.1f} | {first} |")
+                   f"{r['peak_memory_x_logits']:.1f} | {extra} |")
     return "\n".join(out)
 
 
@@ -294,17 +363,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--only", help="only losses or workloads containing this text")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the Triton kernels, timed with triton.testing.do_bench")
 
 
 def command(args: argparse.Namespace) -> int:
-    rows = run(CASES, quick=args.quick, min_time=args.min_time, threads=args.threads, only=args.only,
-               progress=lambda line: print(line, flush=True))
+    device = getattr(args, "device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        print("losslab bench: --device cuda needs a CUDA device; none is available", file=sys.stderr)
+        return 2
+    rows = run(GPU_CASES if device == "cuda" else CASES, quick=args.quick, min_time=args.min_time,
+               threads=args.threads, only=args.only, progress=lambda line: print(line, flush=True), device=device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)
-    (out / "results.md").write_text(f"Machine: {machine()}\n\n{table}\n")
-    (out / "results.json").write_text(json.dumps({"machine": machine(), "losslab": losslab.__version__,
-                                                  "rows": rows}, indent=2))
+    (out / "results.md").write_text(f"Machine: {machine(device)}\n\n{table}\n")
+    (out / "results.json").write_text(json.dumps({"machine": machine(device), "losslab": losslab.__version__,
+                                                  "rows": rows}, indent=2, default=str))
     print(table)
     print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
     return 0
