@@ -258,9 +258,16 @@ def spread(t: Tensor | None, x: Tensor) -> Tensor | None:
 
 
 def _scale(denominator: Tensor | float | None, like: Tensor) -> Tensor:
-    """1 / denominator as a 0-d tensor of the compute dtype; a zero denominator divides by 1."""
-    d = torch.as_tensor(denominator, dtype=torch.float64, device=like.device).reshape(())
+    """1 / denominator as a 0-d tensor of the compute dtype on the input's device; a zero denominator divides by 1.
+
+    A number becomes a tensor by a fill on the device (no host-to-device copy, which would wait on CUDA);
+    a tensor stays where it is.
+    """
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    if not isinstance(denominator, Tensor):
+        value = float(denominator)
+        return torch.full((), 1.0 / value if value > 0 else 1.0, dtype=dtype, device=like.device)
+    d = denominator.to(device=like.device, dtype=torch.float64).reshape(())
     return torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.ones_like(d)).to(dtype)
 
 
