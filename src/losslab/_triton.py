@@ -48,6 +48,18 @@ def _sigmoid_parts(x):
 
 
 @triton.jit
+def _store(loss, grad, kept, inside, offs, pid, scale_ptr, grad_ptr, loss_ptr, REDUCE: tl.constexpr):
+    """Zero what is not kept, scale, write the gradient, and the block's loss sum (or every loss)."""
+    loss = tl.where(kept, loss, 0.0)
+    scale = tl.load(scale_ptr)
+    tl.store(grad_ptr + offs, (tl.where(kept, grad, 0.0) * scale).to(grad_ptr.dtype.element_ty), mask=inside)
+    if REDUCE:
+        tl.store(loss_ptr + pid, tl.sum(loss, axis=0) * scale)
+    else:
+        tl.store(loss_ptr + offs, loss, mask=inside)
+
+
+@triton.jit
 def sigmoid_kernel(x_ptr, t_ptr, valid_ptr, w_ptr, pw_ptr, scale_ptr, grad_ptr, loss_ptr,
                    numel, C, S, alpha, gamma, smoothing,
                    INDEX: tl.constexpr, HAS_VALID: tl.constexpr, HAS_W: tl.constexpr, HAS_PW: tl.constexpr,
@@ -93,13 +105,7 @@ def sigmoid_kernel(x_ptr, t_ptr, valid_ptr, w_ptr, pw_ptr, scale_ptr, grad_ptr, 
         w = tl.load(w_ptr + c, mask=inside, other=0.0).to(tl.float32)
         loss = w * loss
         grad = w * grad
-    loss = tl.where(kept, loss, 0.0)
-    scale = tl.load(scale_ptr)
-    tl.store(grad_ptr + offs, (tl.where(kept, grad, 0.0) * scale).to(grad_ptr.dtype.element_ty), mask=inside)
-    if REDUCE:
-        tl.store(loss_ptr + pid, tl.sum(loss, axis=0) * scale)
-    else:
-        tl.store(loss_ptr + offs, loss, mask=inside)
+    _store(loss, grad, kept, inside, offs, pid, scale_ptr, grad_ptr, loss_ptr, REDUCE)
 
 
 @triton.jit
@@ -185,13 +191,7 @@ def quality_kernel(x_ptr, y_ptr, valid_ptr, w_ptr, scale_ptr, grad_ptr, loss_ptr
         w = tl.load(w_ptr + (offs // S) % C, mask=inside, other=0.0).to(tl.float32)
         loss = w * loss
         grad = w * grad
-    loss = tl.where(kept, loss, 0.0)
-    scale = tl.load(scale_ptr)
-    tl.store(grad_ptr + offs, (tl.where(kept, grad, 0.0) * scale).to(grad_ptr.dtype.element_ty), mask=inside)
-    if REDUCE:
-        tl.store(loss_ptr + pid, tl.sum(loss, axis=0) * scale)
-    else:
-        tl.store(loss_ptr + offs, loss, mask=inside)
+    _store(loss, grad, kept, inside, offs, pid, scale_ptr, grad_ptr, loss_ptr, REDUCE)
 
 
 @triton.jit
@@ -226,10 +226,4 @@ def varifocal_kernel(x_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_ptr, numel, 
         w = tl.load(w_ptr + (offs // S) % C, mask=inside, other=0.0).to(tl.float32)
         loss = w * loss
         grad = w * grad
-    loss = tl.where(inside, loss, 0.0)
-    scale = tl.load(scale_ptr)
-    tl.store(grad_ptr + offs, (grad * scale).to(grad_ptr.dtype.element_ty), mask=inside)
-    if REDUCE:
-        tl.store(loss_ptr + pid, tl.sum(loss, axis=0) * scale)
-    else:
-        tl.store(loss_ptr + offs, loss, mask=inside)
+    _store(loss, grad, inside, inside, offs, pid, scale_ptr, grad_ptr, loss_ptr, REDUCE)
