@@ -78,10 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time losslab's fused, eager and composite paths against their peers",
                            description="Forward + backward time, peak memory and compile cost of losslab's paths "
                                        "and of torch, torchvision-style formulas, kornia and MONAI, in one run.")
-    from .bench import add_arguments, command
+    from . import bench as bench_command
+    from .lab import _ablate, _contributions, _curves
 
-    add_arguments(bench)
-    bench.set_defaults(handler=command)
+    bench_command.add_arguments(bench)
+    bench.set_defaults(handler=bench_command.command)
+    for module, name, summary in (
+        (_ablate, "ablate", "train a small model with every loss of a grid on long-tailed data, and rank them"),
+        (_contributions, "contributions", "where a batch's loss comes from, class by class, before and after alpha"),
+        (_curves, "plot", "plot loss, modulating factor and gradient against the true class's probability"),
+    ):
+        command = sub.add_parser(name, help=summary, description=module.DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.command)
     return parser
 
 

@@ -1,0 +1,554 @@
+"""``losslab ablate``: which loss does this imbalanced data set want?"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._data import DataError, Split, load_dataset, split_dataset
+from ._losses import classification_loss
+from ._metrics import SCALAR_METRICS, evaluate, shot_groups
+from ._train import MODELS, train
+
+__all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
+
+DESCRIPTION = """\
+Train a small model with every loss of a grid, over several seeds, on a
+long-tailed data set, and rank the losses by balanced accuracy.
+
+The default data set is Digits-LT: scikit-learn's handwritten digits with a
+class-balanced test set (50 per class) held out first, then a training set
+subsampled to the exponential long-tail profile n_c = n_max * rho^(-c/(C-1))
+(rho = 20: 124 examples of digit 0 down to 6 of digit 9). --data takes your
+own .npz (arrays x, y) or .csv (a label column, numeric features).
+
+The default grid: cross_entropy; balanced_cross_entropy with inverse and
+effective-number class weights; softmax_focal_loss with gamma 0.5, 1, 2, 5,
+and gamma 2 with inverse-frequency alpha; sigmoid_focal_loss one-vs-rest;
+cross_entropy with label smoothing 0.1. --loss replaces it:
+
+  --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
+
+(comma-separated values expand into a grid; inverse, inverse_sqrt,
+effective_number and median_frequency as alpha or weight are class weights
+from the training counts, averaging 1). --config reads the same from YAML or
+TOML; flags override it.
+
+Writes results.json (every run and metric, the configuration, the versions),
+report.md and PNG plots to --out, and prints the ranked table.
+"""
+
+# What a run does unless a flag or the config file says otherwise.
+DEFAULTS: dict[str, Any] = {
+    "data": None, "label_column": "label", "x_key": "x", "y_key": "y",
+    "rho": None,  # 20 for Digits-LT, 1 (keep the data as it is) for --data
+    "test_per_class": None,  # 50 for Digits-LT; min(50, rarest class // 4) for --data
+    "split_seed": 0, "seeds": 5,
+    "model": "mlp", "hidden": 128, "epochs": 60, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+    "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
+}
+QUICK = {"seeds": 2, "epochs": 20}
+TRAIN_KEYS = ("model", "hidden", "epochs", "batch_size", "lr", "weight_decay")
+RANK_BY = "balanced_accuracy"
+METRIC_TITLES = {
+    "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "accuracy": "accuracy",
+    "many_shot_accuracy": "many", "medium_shot_accuracy": "medium", "few_shot_accuracy": "few", "ece": "ECE",
+}
+
+
+def default_grid() -> list[dict[str, Any]]:
+    """The losses ``losslab ablate`` compares unless told otherwise: one dict per configuration."""
+    grid: list[dict[str, Any]] = [
+        {"label": "cross_entropy", "name": "cross_entropy"},
+        {"label": "balanced CE, alpha=inverse", "name": "balanced_cross_entropy", "alpha": "inverse"},
+        {"label": "balanced CE, alpha=effective_number(0.99)", "name": "balanced_cross_entropy",
+         "alpha": {"method": "effective_number", "beta": 0.99}},
+    ]
+    grid += [{"label": f"softmax focal, gamma={g:g}", "name": "softmax_focal_loss", "gamma": g}
+             for g in (0.5, 1.0, 2.0, 5.0)]
+    grid += [
+        {"label": "softmax focal, gamma=2, alpha=inverse", "name": "softmax_focal_loss", "gamma": 2.0,
+         "alpha": "inverse"},
+        {"label": "sigmoid focal (one-vs-rest), alpha=0.25, gamma=2", "name": "sigmoid_focal_loss", "alpha": 0.25,
+         "gamma": 2.0},
+        {"label": "cross_entropy, label_smoothing=0.1", "name": "cross_entropy", "label_smoothing": 0.1},
+    ]
+    return grid
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _describe(name: str, options: Mapping[str, Any]) -> str:
+    def show(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return "(" + ",".join(f"{k}={show(v)}" for k, v in value.items()) + ")"
+        return json.dumps(value) if not isinstance(value, str) else value
+
+    return " ".join([name] + [f"{k}={show(v)}" for k, v in options.items()])
+
+
+def _expand(entry: Mapping[str, Any], *, caller: str) -> list[dict[str, Any]]:
+    """One config entry, with its ``grid`` mapping (key -> list of values) expanded into configurations."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+        raise ValueError(f"{caller}: each loss must be a mapping with a 'name' (a registered loss); got {entry!r}")
+    entry = dict(entry)
+    grid = entry.pop("grid", {}) or {}
+    if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ValueError(f"{caller}: 'grid' of {entry['name']!r} must map option names to non-empty lists; "
+                         f"got {grid!r}")
+    label = entry.pop("label", None)
+    out = []
+    for values in itertools.product(*grid.values()):
+        config = {**entry, **dict(zip(grid, values, strict=True))}
+        options = {k: v for k, v in config.items() if k != "name"}
+        if label is None:
+            config["label"] = _describe(config["name"], options)
+        else:
+            config["label"] = label if not grid else f"{label} " + " ".join(
+                f"{k}={v}" for k, v in zip(grid, values, strict=True))
+        out.append(config)
+    return out
+
+
+def parse_loss_spec(text: str) -> list[dict[str, Any]]:
+    """Configurations from a command-line spec ``"NAME key=value key=v1,v2 ... [label=TEXT]"``.
+
+    Values are read as JSON where they parse (numbers, true, null, lists),
+    else as strings; a comma-separated value expands into a grid, one
+    configuration per combination.
+
+    Example:
+        >>> [c["label"] for c in parse_loss_spec("softmax_focal_loss gamma=1,2 alpha=inverse")]
+        ['softmax_focal_loss gamma=1 alpha=inverse', 'softmax_focal_loss gamma=2 alpha=inverse']
+    """
+    words = text.split()
+    if not words:
+        raise ValueError("parse_loss_spec: a loss spec needs a name, as in 'softmax_focal_loss gamma=2'")
+    name, label = words[0], None
+    choices: dict[str, list[Any]] = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"parse_loss_spec: {word!r} in {text!r} is not key=value")
+        if key == "label":
+            label = value
+        elif "," in value and not value.startswith(("[", "{")):
+            choices[key] = [_parse_value(v) for v in value.split(",")]
+        else:
+            choices[key] = [_parse_value(value)]
+    varied = [k for k, v in choices.items() if len(v) > 1]
+    configs = []
+    for values in itertools.product(*choices.values()):
+        options = dict(zip(choices, values, strict=True))
+        text_label = _describe(name, options) if label is None else label + "".join(
+            f" {k}={options[k]}" for k in varied)
+        configs.append({"name": name, **options, "label": text_label})
+    return configs
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Settings from a YAML (.yaml, .yml) or TOML (.toml) file: any of ``losslab ablate``'s options.
+
+    ``losses`` is a list of mappings with a ``name`` (as :func:`losslab.get_loss`
+    takes), the loss's options, an optional ``label``, and an optional ``grid``
+    mapping options to lists of values to expand; the other keys are the
+    flags' names with underscores (``seeds``, ``rho``, ``epochs``, ``model``, ...).
+    """
+    path = Path(path)
+    caller = "load_config"
+    if not path.is_file():
+        raise ValueError(f"{caller}: no such file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        elif suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            config = tomllib.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise ValueError(f"{caller}: {path} must be .yaml, .yml or .toml; got suffix {suffix or '(none)'!r}")
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"{caller}: cannot parse {path} ({type(error).__name__}: {error})") from error
+    config = {} if config is None else config
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{caller}: {path} must hold a mapping of settings; got {type(config).__name__}")
+    config = {str(k).replace("-", "_"): v for k, v in config.items()}
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"{caller}: {path} has unknown settings {unknown}; known: {sorted(DEFAULTS)}")
+    if config.get("losses") is not None:
+        if not isinstance(config["losses"], list) or not config["losses"]:
+            raise ValueError(f"{caller}: 'losses' in {path} must be a non-empty list of mappings with a 'name'")
+        config["losses"] = [c for entry in config["losses"] for c in _expand(entry, caller=caller)]
+    return config
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from .. import __version__
+
+    versions = {"losslab": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                "python": platform.python_version(), "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(), "cpus": str(os.cpu_count())}
+    try:
+        import sklearn
+
+        versions["scikit-learn"] = sklearn.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    caller = "ablate"
+    seeds = settings["seeds"]
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
+                                       and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
+    if settings["model"] not in MODELS:
+        raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
+    jobs = settings["jobs"]
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"{caller}: jobs must be a positive integer; got {jobs!r}")
+    thresholds = settings["shot_thresholds"]
+    if thresholds is not None and not (isinstance(thresholds, (list, tuple)) and len(thresholds) == 2
+                                       and thresholds[0] >= thresholds[1]):
+        raise ValueError(f"{caller}: shot_thresholds must be two counts (many, few) with many >= few; "
+                         f"got {thresholds!r}")
+    losses = settings["losses"]
+    if not isinstance(losses, list) or not losses:
+        raise ValueError(f"{caller}: losses must be a non-empty list of configurations; got {losses!r}")
+    for config in losses:
+        if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+            raise ValueError(f"{caller}: each loss must be a mapping with a 'name'; got {config!r}")
+        classification_loss(config["name"], caller=caller)
+
+
+def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Configurations with a unique label each."""
+    out, seen = [], {}
+    for config in losses:
+        config = dict(config)
+        options = {k: v for k, v in config.items() if k not in ("name", "label")}
+        label = config.get("label") or _describe(config["name"], options)
+        seen[label] = seen.get(label, 0) + 1
+        config["label"] = label if seen[label] == 1 else f"{label} #{seen[label]}"
+        out.append(config)
+    return out
+
+
+# The split lives once per worker process; runs only carry a loss and a seed.
+_WORKER_SPLIT: Split | None = None
+
+
+def _init_worker(split: Split) -> None:
+    global _WORKER_SPLIT
+    _WORKER_SPLIT = split
+
+
+def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
+    index, config, seed, train_options, groups, bins = job
+    split = _WORKER_SPLIT
+    if split is None:  # pragma: no cover - set by _run_all or the worker initialiser
+        raise RuntimeError("ablate: a run started without its data")
+    options = {k: v for k, v in config.items() if k not in ("name", "label")}
+    out = train(split, config["name"], options, seed=seed, **train_options)
+    metrics = evaluate(out["probabilities"], split.y_test, groups=groups, bins=bins)
+    return {"index": index, "label": config["label"], "loss": config["name"], "options": options, "seed": seed,
+            "metrics": metrics, "sigmoid": out["sigmoid"], "final_train_loss": out["final_loss"],
+            "seconds": round(out["seconds"], 4)}
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - the lab extra brings it
+        return None
+    return tqdm(total=total, desc="ablate", unit="run", file=sys.stderr, dynamic_ncols=True)
+
+
+def _run_all(split: Split, jobs_list: list[tuple], jobs: int, progress: bool) -> list[dict[str, Any]]:
+    bar = _progress(len(jobs_list), progress)
+    results: list[dict[str, Any]] = []
+    try:
+        if jobs == 1:
+            global _WORKER_SPLIT
+            saved, _WORKER_SPLIT = _WORKER_SPLIT, split
+            try:
+                for job in jobs_list:
+                    results.append(_one_run(job))
+                    if bar is not None:
+                        bar.set_postfix_str(job[1]["label"][:40], refresh=False)
+                        bar.update()
+            finally:
+                _WORKER_SPLIT = saved
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn, not fork: a forked torch process that has run OpenMP threads can hang.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                                     initargs=(split,)) as pool:
+                futures = [pool.submit(_one_run, job) for job in jobs_list]
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    if bar is not None:
+                        bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return sorted(results, key=lambda r: (r["index"], r["seed"]))
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64)
+    if np.isnan(array).all():
+        return float("nan"), float("nan")
+    mean = float(np.nanmean(array))
+    std = float(np.nanstd(array, ddof=1)) if np.sum(~np.isnan(array)) > 1 else 0.0
+    return mean, std
+
+
+def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    summary = []
+    for index, config in enumerate(losses):
+        mine = [r for r in runs if r["index"] == index]
+        row: dict[str, Any] = {"label": config["label"], "loss": config["name"],
+                               "options": {k: v for k, v in config.items() if k not in ("name", "label")},
+                               "seeds": [r["seed"] for r in mine]}
+        for metric in SCALAR_METRICS:
+            if metric in mine[0]["metrics"]:
+                row[metric] = dict(zip(("mean", "std"), _mean_std([r["metrics"][metric] for r in mine]),
+                                       strict=True))
+        recalls = np.array([r["metrics"]["per_class_recall"] for r in mine], dtype=np.float64)
+        row["per_class_recall"] = {"mean": np.nanmean(recalls, axis=0).tolist(),
+                                   "std": (np.nanstd(recalls, axis=0, ddof=1) if len(mine) > 1
+                                           else np.zeros(recalls.shape[1])).tolist()}
+        summary.append(row)
+    order = sorted(range(len(summary)), key=lambda i: (-np.nan_to_num(summary[i][RANK_BY]["mean"], nan=-1.0), i))
+    ranked = [summary[i] for i in order]
+    for rank, row in enumerate(ranked, start=1):
+        row["rank"] = rank
+    return ranked
+
+
+@dataclass
+class AblationResult:
+    """Every run of an ablation, the ranked summary, and what produced them.
+
+    ``runs`` holds one dict per (loss, seed) with every metric;
+    ``summary`` one dict per loss configuration, ranked by mean balanced
+    accuracy, with the mean and standard deviation (over seeds, ddof = 1) of
+    each metric. :meth:`save` writes results.json, report.md and the plots.
+    """
+
+    settings: dict[str, Any]
+    dataset: dict[str, Any]
+    runs: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    versions: dict[str, str]
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "dataset": self.dataset, "summary": self.summary, "runs": self.runs,
+                "versions": self.versions, "seconds": round(self.seconds, 3)}
+
+    def table(self, *, markdown: bool = False) -> str:
+        """The ranked table: mean +- standard deviation over seeds of each metric."""
+        from ._report import ranked_table
+
+        return ranked_table(self, markdown=markdown)
+
+    def to_markdown(self) -> str:
+        """The report: the setup, the ranked table, per-class recall, the plots and the versions."""
+        from ._report import report_markdown
+
+        return report_markdown(self)
+
+    def save(self, out: str | os.PathLike, *, plots: bool = True) -> list[Path]:
+        """Write results.json, report.md and (with ``plots``) the PNG plots into the folder ``out``."""
+        from ._report import save
+
+        self.files = save(self, Path(out), plots=plots)
+        return self.files
+
+
+def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[str, Any]] | None = None,
+           seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
+           split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
+           lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
+           bins: int = 15, jobs: int = 1, label_column: str = "label", x_key: str = "x", y_key: str = "y",
+           progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
+    """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
+
+    The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
+    once, with ``split_seed``: a class-balanced test set of ``test_per_class``
+    examples per class, then a training set with the long-tail profile of
+    ratio ``rho`` (:func:`losslab.lab.split_dataset`). Each configuration of
+    ``losses`` (default :func:`default_grid`; dicts with a ``name`` that
+    :func:`losslab.get_loss` knows, its options and an optional ``label``) trains
+    the same model on the same data for every seed; seeds change the
+    initialisation and the batch order. Runs are deterministic and
+    independent, and ``jobs`` > 1 spreads them over processes with
+    identical results.
+
+    Metrics per run: accuracy, balanced accuracy (mean recall), macro-F1,
+    per-class recall, many/medium/few-shot accuracy (classes grouped by
+    training count: ``shot_thresholds=(many, few)``, or thirds of the
+    classes by default), and the expected calibration error (``bins``
+    equal-width bins). Configurations are ranked by mean balanced accuracy.
+
+    Example:
+        >>> from losslab.lab import ablate
+        >>> result = ablate(losses=[{"name": "cross_entropy"}, {"name": "softmax_focal_loss", "gamma": 2.0}],
+        ...                 seeds=2, epochs=2, model="logreg")
+        >>> len(result.runs), sorted(row["rank"] for row in result.summary)
+        (4, [1, 2])
+        >>> 0.0 <= result.summary[0]["balanced_accuracy"]["mean"] <= 1.0
+        True
+    """
+    settings: dict[str, Any] = {
+        "data": None if data is None else str(data), "label_column": label_column, "x_key": x_key, "y_key": y_key,
+        "rho": rho, "test_per_class": test_per_class, "split_seed": split_seed,
+        "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
+        "model": model, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
+        "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
+    }
+    _check_settings(settings)
+    start = time.perf_counter()
+    dataset = load_dataset(data, label_column=label_column, x_key=x_key, y_key=y_key)
+    if settings["rho"] is None:
+        settings["rho"] = 20.0 if data is None else 1.0
+    if settings["test_per_class"] is None and data is None:
+        settings["test_per_class"] = 50
+    split = split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
+    settings["test_per_class"] = split.test_per_class
+    counts = split.train_counts()
+    groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    train_options = {k: settings[k] for k in TRAIN_KEYS}
+    job_list = [(i, config, seed, train_options, groups, bins)
+                for i, config in enumerate(settings["losses"]) for seed in seed_list]
+    runs = _run_all(split, job_list, jobs, progress)
+    info = {
+        "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
+        "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
+        "train_size": int(len(split.y_train)), "test_size": int(len(split.y_test)), "shot_groups": groups,
+        "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
+                      else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
+    }
+    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs), _versions(),
+                            time.perf_counter() - start)
+    if out is not None:
+        result.save(out, plots=plots)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", metavar="FILE", help="a .npz (arrays x, y) or .csv file; default: Digits-LT")
+    data.add_argument("--label-column", metavar="NAME", help="the .csv file's label column (default: label)")
+    data.add_argument("--x-key", metavar="KEY", help="the .npz array of features (default: x)")
+    data.add_argument("--y-key", metavar="KEY", help="the .npz array of labels (default: y)")
+    data.add_argument("--rho", type=float, help="imbalance ratio of the long-tailed training set, n_0 / n_(C-1) "
+                                                "(default: 20 for Digits-LT, 1 = as it is for --data)")
+    data.add_argument("--test-per-class", type=int, metavar="N",
+                      help="test examples held out per class (default: 50; for --data min(50, rarest // 4))")
+    data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
+    grid = parser.add_argument_group("losses")
+    grid.add_argument("--loss", action="append", metavar="SPEC",
+                      help="'NAME key=value key=v1,v2 ...' (repeat; replaces the default grid)")
+    grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
+    training = parser.add_argument_group("training")
+    training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
+    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
+                                                          "regression")
+    training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
+    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default 60)")
+    training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")
+    training.add_argument("--lr", type=float, help="AdamW learning rate, cosine schedule (default 3e-3)")
+    training.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-4)")
+    report = parser.add_argument_group("report")
+    report.add_argument("--shot-thresholds", type=int, nargs=2, metavar=("MANY", "FEW"),
+                        help="many-shot above MANY training examples, few-shot below FEW (default: thirds)")
+    report.add_argument("--bins", type=int, metavar="N", help="calibration bins (default 15)")
+    report.add_argument("--out", metavar="DIR", help="output folder (default: losslab-ablate)")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
+    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, "
+                                                             f"{QUICK['epochs']} epochs")
+
+
+def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    settings = dict(DEFAULTS)
+    if args.config:
+        settings.update(load_config(args.config))
+    if args.quick:
+        settings.update(QUICK)
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None and key != "losses":
+            settings[key] = value
+    if args.loss:
+        settings["losses"] = [c for spec in args.loss for c in parse_loss_spec(spec)]
+    return settings
+
+
+def command(args: argparse.Namespace) -> int:
+    from ._report import ranked_table
+
+    try:
+        settings = _settings_from_args(args)
+        out = settings.pop("out")
+        losses = settings.pop("losses")
+        thresholds = settings.pop("shot_thresholds")
+        result = ablate(**settings, losses=losses, shot_thresholds=None if thresholds is None else tuple(thresholds),
+                        progress=not args.no_progress, out=out, plots=not args.no_plots)
+    except (ValueError, TypeError, DataError, FloatingPointError) as error:
+        print(f"losslab ablate: {error}", file=sys.stderr)
+        return 2
+    data = result.dataset
+    print(f"{data['name']}: {data['train_size']} training examples, per class {data['train_counts']} "
+          f"(rho = {data['rho']:g}); {data['test_size']} test examples")
+    print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
+          f"{settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
+          "(mean ± std over seeds, %):\n")
+    print(ranked_table(result))
+    print()
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0 if all(math.isfinite(r["balanced_accuracy"]["mean"]) for r in result.summary) else 1

@@ -1,0 +1,431 @@
+r"""``losslab plot``: what a classification loss looks like against the probability of the true class.
+
+Three curves per loss, for each focusing parameter gamma: the loss of one
+positive example, its modulating factor and its gradient with respect to the
+logit, all against :math:`p_t`, the probability the model gives the true class.
+This is Figure 1 of the focal-loss paper, extended to every registered
+classification loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._losses import accepts, build_loss, classification_loss, is_sigmoid
+
+if TYPE_CHECKING:  # matplotlib is imported inside the functions that draw
+    from matplotlib.figure import Figure
+
+__all__ = ["loss_curves", "plot_curves"]
+
+DEFAULT_LOSS = "softmax_focal_loss"
+DEFAULT_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+FORMATS = (".png", ".svg")
+# The loss panel's y range stops here, as in Figure 1 of the focal-loss paper: -log(0.001) = 6.9 would
+# flatten every other curve.
+LOSS_YMAX = 5.0
+# The factor panel's y range stops here: a loss that does not vanish at p_t = 1 (label smoothing) has an
+# unbounded loss / (-log p_t) there.
+FACTOR_YMAX = 5.0
+
+DESCRIPTION = """\
+Plot what a classification loss does to one example: its loss, its modulating
+factor loss / (-log p_t) and its gradient with respect to the logit, against p_t,
+the probability of the true class, for several focusing parameters gamma (the
+figure that introduced focal loss). One row of three panels per loss named.
+
+examples:
+  losslab plot                                          # softmax focal loss, gamma 0 0.5 1 2 5
+  losslab plot cross_entropy sigmoid_focal_loss --out curves.svg
+  losslab plot sigmoid_focal_loss --gamma 0 2 --option alpha=0.5
+  losslab plot BCELoss                                  # a framework's name: probabilities in
+"""
+
+
+def default_grid(n: int = 401) -> np.ndarray:
+    """``n`` values of p_t from 0.001 to 0.999, denser near 0 and 1 where the curves bend; 0.5 is one of them."""
+    u = np.linspace(0.0, 1.0, n)
+    return 0.001 + 0.998 * (1.0 - np.cos(np.pi * u)) / 2.0
+
+
+def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+                p: Sequence[float] | np.ndarray | None = None, **loss_kwargs: Any) -> dict[str, Any]:
+    r"""The loss, modulating factor and gradient of one positive example against :math:`p_t`.
+
+    For focal loss (Lin et al.), with :math:`p_t = \sigma(x)`, where :math:`x`
+    is the logit of the true class (two-class softmax or one sigmoid):
+
+    .. math::
+
+        \mathrm{FL}(p_t) = -(1 - p_t)^{\gamma} \log p_t, \qquad
+        \frac{\partial \mathrm{FL}}{\partial x} = (1 - p_t)^{\gamma}\,
+            \bigl(\gamma\, p_t \log p_t - (1 - p_t)\bigr)
+
+    which for :math:`\gamma = 0` is cross-entropy, with gradient :math:`p_t - 1`.
+
+    How each loss is fed so that :math:`p_t` is exact:
+
+    * softmax losses (cross_entropy, softmax_focal_loss, nll_loss, ...): two
+      classes, logits :math:`x = (\log p_t, \log(1 - p_t))`, target class 0; the
+      gradient is taken with respect to :math:`x_0`. With two classes it equals
+      the sigmoid derivative with respect to :math:`x_0 - x_1`.
+    * sigmoid losses (binary_cross_entropy, sigmoid_focal_loss, balanced_cross_entropy
+      with a float alpha, see :func:`~losslab.lab._losses.is_sigmoid`): one logit
+      :math:`x = \log(p_t / (1 - p_t))`, target 1.
+    * a loss or alias that takes probabilities (``"BCELoss"``, ``from_logits=False``)
+      gets :math:`\sigma(x)` or :math:`\operatorname{softmax}(x)`, and one that takes
+      log-probabilities (``nll_loss``) gets :math:`\operatorname{log\_softmax}(x)`:
+      the gradient is still with respect to the logit :math:`x`, through autograd.
+
+    The modulating factor is defined for every loss as :math:`\ell(p_t) / (-\log p_t)`,
+    the weight the loss gives the example relative to cross-entropy:
+    :math:`(1 - p_t)^\gamma` for focal loss, 1 for cross-entropy, and times
+    :math:`\alpha` where alpha weights positives (``sigmoid_focal_loss`` keeps its
+    default ``alpha=0.25`` unless ``alpha`` is given).
+
+    Args:
+        loss: a registered classification loss, by canonical name or alias
+            (``"Focal Loss"``, ``"BCELoss"``, ``"torch.nn.CrossEntropyLoss"``).
+        gammas: the focusing parameters, one curve each (a number is one gamma).
+            A loss without a ``gamma`` argument ignores them and gives one curve,
+            labelled with its name.
+        p: values of :math:`p_t`, 1-D, strictly inside (0, 1); default
+            :func:`default_grid`, 401 points from 0.001 to 0.999.
+        **loss_kwargs: the loss's other keyword arguments (``alpha=0.5``,
+            ``label_smoothing=0.1``, ``from_logits=False``); they override what an
+            alias presets. Not ``gamma`` (use ``gammas``) nor ``reduction`` (always "none").
+
+    Returns:
+        A dict: ``"loss"`` (canonical name), ``"name"`` (as asked), ``"input"``
+        ("logits", "probabilities" or "log-probabilities"), ``"form"`` ("softmax"
+        or "sigmoid"), ``"options"`` (the fixed keyword arguments, with alpha's
+        default where the loss takes alpha), ``"p"`` (float64 array of shape
+        (P,)) and ``"curves"``, a list with one dict per gamma: ``"label"``
+        (``"gamma = 2"``, or the loss's name), ``"gamma"`` (None for a loss without
+        gamma), and float64 arrays of shape (P,) ``"loss"``, ``"factor"`` and ``"grad"``.
+
+    Raises:
+        ValueError: an unknown or non-classification loss (dice_loss), an empty
+            or negative gamma, ``p`` outside (0, 1), ``gamma`` or ``reduction`` in
+            ``loss_kwargs``, or a hyperparameter the loss rejects.
+        TypeError: a keyword argument the loss does not take, or a missing one
+            (``balanced_cross_entropy`` needs ``alpha``).
+
+    References:
+        Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
+        ICCV 2017, arXiv:1708.02002 (Figure 1 plots these loss curves).
+
+    Example:
+        >>> from losslab.lab import loss_curves
+        >>> curves = loss_curves("softmax_focal_loss", gammas=(0, 2), p=[0.5, 0.9])
+        >>> [c["label"] for c in curves["curves"]]
+        ['gamma = 0', 'gamma = 2']
+        >>> curves["curves"][1]["factor"].round(4)  # (1 - p_t)^2
+        array([0.25, 0.01])
+        >>> curves["curves"][0]["grad"].round(4)  # gamma = 0 is cross-entropy: p_t - 1
+        array([-0.5, -0.1])
+
+    Numerics: everything is float64 and the gradient comes from autograd, so
+    the curves show what the implementation computes, not a formula.
+    """
+    fn = "loss_curves"
+    spec, alias = classification_loss(loss, caller=fn)
+    for key, hint in (("gamma", "pass gammas= (--gamma on the command line)"),
+                      ("reduction", "the curves are per example, reduction='none'")):
+        if key in loss_kwargs:
+            raise ValueError(f"{fn}: {key} is not a loss option here; {hint}")
+    options = {**(dict(alias.defaults) if alias is not None else {}), **loss_kwargs}
+    grid = _grid(fn, p)
+    has_gamma = accepts(spec, "gamma")
+    gamma_list: list[float | None] = [float(g) for g in _gammas(fn, gammas)] if has_gamma else [None]
+    if spec.input == "log-probabilities":
+        kind = "log-probabilities"
+    else:
+        kind = "logits" if options.get("from_logits", True) else "probabilities"
+    sigmoid = is_sigmoid(spec, options)
+    shown = dict(loss_kwargs)
+    if alias is not None:
+        shown = {**{k: v for k, v in alias.defaults.items() if k != "from_logits"}, **shown}
+    if accepts(spec, "alpha") and "alpha" not in shown:
+        default = _default(spec, "alpha")
+        if default is not _MISSING:
+            shown["alpha"] = default
+    shown.pop("from_logits", None)  # shown as the input kind
+
+    curves = []
+    for gamma in gamma_list:
+        kwargs = {**loss_kwargs, "reduction": "none", **({"gamma": gamma} if gamma is not None else {})}
+        module, _ = build_loss(loss, kwargs, None, caller=fn)
+        x, inputs, target = _inputs(grid, sigmoid=sigmoid, kind=kind)
+        values = module(inputs, target)
+        values.sum().backward()
+        grad = x.grad[:, 0] if x.grad.ndim == 2 else x.grad
+        values = values.detach().numpy().astype(np.float64)
+        curves.append({
+            "label": f"gamma = {gamma:g}" if gamma is not None else loss,
+            "gamma": gamma,
+            "loss": values,
+            "factor": values / -np.log(grid),
+            "grad": grad.detach().numpy().astype(np.float64),
+        })
+    return {"loss": spec.name, "name": loss, "input": kind, "form": "sigmoid" if sigmoid else "softmax",
+            "options": shown, "p": grid, "curves": curves}
+
+
+_MISSING = object()
+
+
+def _default(spec: Any, argument: str) -> Any:
+    import inspect
+
+    parameter = inspect.signature(spec.function).parameters[argument]
+    return _MISSING if parameter.default is parameter.empty else parameter.default
+
+
+def _grid(fn: str, p: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    if p is None:
+        return default_grid()
+    try:
+        grid = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{fn}: p must be numbers in (0, 1); got {p!r}") from error
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"{fn}: p must be a non-empty 1-D sequence; got shape {grid.shape}")
+    if not np.all((grid > 0) & (grid < 1)):
+        bad = grid[~((grid > 0) & (grid < 1))][0]
+        raise ValueError(f"{fn}: p must lie strictly inside (0, 1); got {bad!r}")
+    return grid
+
+
+def _gammas(fn: str, gammas: Sequence[float] | float) -> list[float]:
+    values = [gammas] if isinstance(gammas, (int, float)) else list(gammas)
+    if not values:
+        raise ValueError(f"{fn}: gammas must hold at least one gamma; got {gammas!r}")
+    for g in values:
+        if isinstance(g, bool) or not isinstance(g, (int, float, np.floating, np.integer)):
+            raise ValueError(f"{fn}: gammas must be numbers; got {g!r}")
+        if not math.isfinite(g) or g < 0:
+            raise ValueError(f"{fn}: every gamma must be a finite number >= 0; got {g!r}")
+    return values
+
+
+def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logit leaf ``x``, what the loss is fed (built from ``x`` with torch ops), and the target."""
+    pt = torch.as_tensor(p, dtype=torch.float64)
+    if sigmoid:
+        x = (torch.log(pt) - torch.log1p(-pt)).requires_grad_()
+        transform = {"logits": lambda z: z, "probabilities": torch.sigmoid, "log-probabilities": F.logsigmoid}
+        return x, transform[kind](x), torch.ones_like(pt)
+    x = torch.stack([torch.log(pt), torch.log1p(-pt)], dim=1).requires_grad_()
+    transform = {"logits": lambda z: z, "probabilities": lambda z: torch.softmax(z, dim=1),
+                 "log-probabilities": lambda z: torch.log_softmax(z, dim=1)}
+    return x, transform[kind](x), torch.zeros(len(p), dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------
+# the figure
+
+
+def plot_curves(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+                out: str | Path = "loss_curves.png", dpi: int = 150, title: str | None = None,
+                **loss_kwargs: Any) -> Path:
+    r"""Draw loss, modulating factor and gradient against :math:`p_t`, one row per loss, into a PNG or SVG.
+
+    Each row has three panels sharing the x axis :math:`p_t \in [0, 1]`: the
+    loss :math:`\ell(p_t)` (clipped at 5, as Figure 1 of the focal-loss paper),
+    the modulating factor :math:`\ell(p_t) / (-\log p_t)` and the gradient
+    :math:`\partial \ell / \partial x` with respect to the true class's logit,
+    one curve per gamma. For focal loss,
+
+    .. math::
+
+        \mathrm{FL}(p_t) = -(1 - p_t)^{\gamma} \log p_t, \qquad
+        \frac{\partial \mathrm{FL}}{\partial x} = (1 - p_t)^{\gamma}\,
+            \bigl(\gamma\, p_t \log p_t - (1 - p_t)\bigr)
+
+    Each row's title names the loss, how it is fed, and its fixed options
+    (alpha included, so ``sigmoid_focal_loss``'s default 0.25 is visible). The
+    data and their conventions are those of :func:`loss_curves`.
+
+    Args:
+        losses: one loss name or several (one row each); canonical names or aliases.
+        gammas: focusing parameters, one curve each, for the losses that take gamma.
+        out: the file to write; its suffix picks the format, ``.png`` or ``.svg``.
+            Missing parent folders are created.
+        dpi: resolution of a PNG.
+        title: a title above all rows.
+        **loss_kwargs: keyword arguments given to every loss (``alpha=0.5``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: an ``out`` suffix other than .png or .svg, no loss, a dpi
+            below 1, and everything :func:`loss_curves` raises.
+        ImportError: matplotlib is not installed (``pip install "losslab[lab]"``).
+
+    References:
+        Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
+        ICCV 2017, arXiv:1708.02002.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from losslab.lab import plot_curves
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> path = plot_curves(["cross_entropy", "sigmoid_focal_loss"], gammas=(0, 2), out=folder / "curves.svg")
+        >>> path.name, path.stat().st_size > 0
+        ('curves.svg', True)
+    """
+    fn = "plot_curves"
+    path = Path(out)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"{fn}: out must end in {' or '.join(FORMATS)}; got {str(out)!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
+        raise ValueError(f"{fn}: dpi must be a positive integer; got {dpi!r}")
+    figure = _figure(losses, gammas=gammas, title=title, **loss_kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format=path.suffix.lower()[1:], dpi=dpi)
+    return path
+
+
+def _figure(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+            title: str | None = None, **loss_kwargs: Any) -> Figure:
+    """The matplotlib Figure that :func:`plot_curves` saves (no pyplot: nothing global, no window)."""
+    names = [losses] if isinstance(losses, str) else list(losses)
+    if not names:
+        raise ValueError("plot_curves: losses must name at least one loss; got none")
+    data = [loss_curves(name, gammas=gammas, **loss_kwargs) for name in names]  # errors before any drawing
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError('plot_curves needs matplotlib: pip install "losslab[lab]"') from error
+
+    figure = Figure(figsize=(13.0, 3.9 * len(data) + (0.4 if title else 0.0)), layout="constrained")
+    if title:
+        figure.suptitle(title, fontsize="x-large")
+    rows = figure.subfigures(len(data), 1, squeeze=False)[:, 0]
+    for row, curves in zip(rows, data):
+        _draw_row(row, curves)
+    return figure
+
+
+def _draw_row(row: Any, data: dict[str, Any]) -> None:
+    axes = row.subplots(1, 3, sharex=True)
+    row.suptitle(_row_title(data), fontsize="large")
+    p = data["p"]
+    gammas = [c["gamma"] for c in data["curves"] if c["gamma"] is not None]
+    for i, curve in enumerate(data["curves"]):
+        label = rf"$\gamma$ = {curve['gamma']:g}" if curve["gamma"] is not None else curve["label"]
+        style = {"color": f"C{i % 10}", "linewidth": 1.8, "label": label}
+        axes[0].plot(p, curve["loss"], **style)
+        axes[1].plot(p, curve["factor"], **style)
+        axes[2].plot(p, curve["grad"], **style)
+    ymax = max(float(np.nanmax(c["loss"])) for c in data["curves"])
+    axes[0].set_ylim(0.0, min(LOSS_YMAX, 1.05 * ymax))
+    fmax = max(float(np.nanmax(c["factor"])) for c in data["curves"])
+    axes[1].set_ylim(0.0, min(FACTOR_YMAX, 1.05 * fmax) if fmax > 0 else 1.0)
+    axes[2].axhline(0.0, color="0.6", linewidth=0.8, zorder=0)
+    titles = (r"loss $\ell(p_t)$", r"$\ell(p_t)\,/\,(-\log p_t)$", r"gradient $\partial\ell / \partial x_t$")
+    ylabels = ("loss", "modulating factor", "d loss / d logit")
+    for ax, panel_title, ylabel in zip(axes, titles, ylabels):
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("probability of the true class $p_t$")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize="medium")
+        ax.grid(True, color="0.9", linewidth=0.8)
+        ax.set_axisbelow(True)
+    legend_title = None if not gammas else "focusing parameter"
+    axes[0].legend(loc="upper right", title=legend_title, frameon=True, framealpha=0.9)
+
+
+def _row_title(data: dict[str, Any]) -> str:
+    name = data["name"] if data["name"] == data["loss"] else f"{data['name']} ({data['loss']})"
+    if data["form"] == "sigmoid":
+        feed = "one sigmoid logit, target 1"
+    else:
+        feed = "softmax over two classes, target class 0"
+    if data["input"] != "logits":
+        feed += f", {data['input']} in"
+    options = ", ".join(f"{k} = {_format(v)}" for k, v in sorted(data["options"].items()))
+    return textwrap.fill(f"{name}: {feed}" + (f"; {options}" if options else ""), width=140)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    return repr(value) if not isinstance(value, str) else value
+
+
+# ----------------------------------------------------------------------------
+# the command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``losslab plot``."""
+    parser.add_argument("losses", nargs="*", metavar="LOSS", default=[DEFAULT_LOSS],
+                        help=f"classification losses, canonical names or aliases; one row each (default {DEFAULT_LOSS})")
+    parser.add_argument("--gamma", nargs="+", type=float, default=list(DEFAULT_GAMMAS), metavar="G",
+                        help="focusing parameters, one curve each, for losses that take gamma (default 0 0.5 1 2 5)")
+    parser.add_argument("--out", default="loss_curves.png", metavar="FILE",
+                        help="the figure to write, .png or .svg (default loss_curves.png)")
+    parser.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    parser.add_argument("--title", default=None, help="a title above the rows")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a keyword argument of every loss, the value read as JSON where it parses, else as a "
+                             "string: --option alpha=0.5 --option label_smoothing=0.1; repeatable")
+
+
+def parse_options(items: Sequence[str], *, caller: str) -> dict[str, Any]:
+    """``["alpha=0.25", "alpha=[0.3, 0.7]", "name=x"]`` as keyword arguments, values read as JSON where possible."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{caller}: --option must be KEY=VALUE with KEY a keyword argument name; got {item!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``losslab plot``: write the figure and print its path; 2 with a message on stderr for a bad request."""
+    try:
+        options = parse_options(args.option, caller="losslab plot")
+        path = plot_curves(args.losses or [DEFAULT_LOSS], gammas=args.gamma, out=args.out, dpi=args.dpi,
+                           title=args.title, **options)
+    except (ValueError, TypeError, ImportError, OSError) as error:
+        message = str(error)
+        if not message.startswith("losslab plot:"):
+            message = f"losslab plot: {message}"
+        print(message, file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m losslab.lab._curves``: the command without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="losslab plot", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""Data for the lab: Digits-LT, your own .npz or .csv, a class-balanced test split and a long-tailed training set."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Dataset", "Split", "digits_lt", "load_dataset", "load_npz", "load_csv", "long_tail_counts",
+           "split_dataset"]
+
+
+class DataError(ValueError):
+    """A data set that the lab cannot use; the message says why."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and class labels: ``x`` float64 (N, D), ``y`` int64 (N,) in 0..C-1, every class present."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    name: str
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.y, minlength=self.num_classes)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A training set (long-tailed) and a class-balanced test set drawn from one :class:`Dataset`."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    name: str
+    rho: float
+    test_per_class: int
+    seed: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.y_train, minlength=self.num_classes)
+
+    def test_counts(self) -> np.ndarray:
+        return np.bincount(self.y_test, minlength=self.num_classes)
+
+
+def long_tail_counts(n_max: int, num_classes: int, rho: float) -> list[int]:
+    r"""Per-class counts of the exponential long-tail profile, class 0 the most frequent.
+
+    .. math:: n_c = \left\lfloor n_{\max}\, \rho^{-c / (C - 1)} \right\rfloor, \qquad c = 0, \dots, C - 1
+
+    as CIFAR-10-LT (Cui et al., "Class-Balanced Loss Based on Effective Number of
+    Samples", CVPR 2019, arXiv:1901.05555; Cao et al., LDAM, NeurIPS 2019), so that
+    n_0 / n_{C-1} is about ``rho``. Every class keeps at least one example.
+
+    Example:
+        >>> long_tail_counts(124, 10, 20.0)
+        [124, 89, 63, 46, 33, 23, 16, 12, 8, 6]
+    """
+    if num_classes < 1:
+        raise ValueError(f"long_tail_counts: num_classes must be at least 1; got {num_classes}")
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 1):
+        raise ValueError(f"long_tail_counts: rho must be a finite number >= 1 (1 means balanced); got {rho!r}")
+    if num_classes == 1:
+        return [int(n_max)]
+    return [max(1, int(math.floor(n_max * rho ** (-c / (num_classes - 1)) + 1e-9))) for c in range(num_classes)]
+
+
+def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller: str) -> Dataset:
+    """Check features and labels, and map the labels to 0..C-1."""
+    if x.ndim < 2:
+        raise DataError(f"{caller}: features must have one row per example, shape (N, D); got shape {x.shape}")
+    x = x.reshape(len(x), -1)
+    if labels.ndim != 1 or len(labels) != len(x):
+        raise DataError(f"{caller}: labels must have shape ({len(x)},), one per row of the features; "
+                        f"got shape {labels.shape}")
+    if len(x) == 0:
+        raise DataError(f"{caller}: the data set is empty")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{caller}: features must be real numbers; got dtype {x.dtype}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        rows = np.unique(np.nonzero(~np.isfinite(x))[0])
+        raise DataError(f"{caller}: features must be finite; rows {rows[:5].tolist()} hold NaN or inf")
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise DataError(f"{caller}: labels must be integers or names; got non-integer values "
+                            f"such as {labels[labels != np.round(labels)][:3].tolist()}")
+        labels = labels.astype(np.int64)
+    if np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_):
+        labels = labels.astype(np.int64)
+        if labels.min() < 0:
+            raise DataError(f"{caller}: integer labels must be class indices 0..C-1; got {labels.min()}")
+        counts = np.bincount(labels)
+        empty = np.nonzero(counts == 0)[0]
+        if len(empty):
+            raise DataError(f"{caller}: class {empty[0]} has no examples (labels run 0..{len(counts) - 1}, and "
+                            f"classes {empty.tolist()} never occur); integer labels must be 0..C-1 with every "
+                            "class present")
+        return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source)
+    names, y = np.unique(labels.astype(str), return_inverse=True)
+    return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source)
+
+
+def digits_lt() -> Dataset:
+    """The handwritten digits that scikit-learn ships (load_digits: 1,797 8x8 images, 10 classes), whole.
+
+    Digits-LT is this data set through :func:`split_dataset` with ``rho`` (default 20): a
+    class-balanced test set first, then an exponentially long-tailed training set.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:  # pragma: no cover - the lab extra brings it
+        raise ImportError('losslab.lab: the default data set needs scikit-learn: pip install "losslab[lab]"') from error
+    digits = load_digits()
+    return Dataset(digits.data.astype(np.float64), digits.target.astype(np.int64),
+                   tuple(str(c) for c in range(10)), "Digits-LT", "sklearn.datasets.load_digits")
+
+
+def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> Dataset:
+    """A data set from a NumPy .npz archive with features ``x`` (N, D...) and labels ``y`` (N,)."""
+    caller = "load_npz"
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{caller}: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:
+        raise DataError(f"{caller}: cannot read {path} as a .npz archive ({type(error).__name__}: {error})") from error
+    for key in (x_key, y_key):
+        if key not in arrays:
+            raise DataError(f"{caller}: {path} has no array {key!r}; it holds {sorted(arrays)}")
+    return _finish(arrays[x_key], arrays[y_key], name=path.stem, source=str(path), caller=caller)
+
+
+def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset:
+    """A data set from a .csv file with a header row: the label column, every other column a numeric feature."""
+    caller = "load_csv"
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{caller}: no such file: {path}")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{caller}: cannot read {path} as CSV ({type(error).__name__}: {error})") from error
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if not rows:
+        raise DataError(f"{caller}: {path} is empty")
+    header = [cell.strip() for cell in rows[0]]
+    if label_column not in header:
+        raise DataError(f"{caller}: {path} has no column {label_column!r} (the label column, --label-column); "
+                        f"its columns are {header}")
+    body = rows[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{caller}: {path} line {number} has {len(row)} fields; the header has {len(header)}")
+    label_at = header.index(label_column)
+    features = [i for i in range(len(header)) if i != label_at]
+    if not features:
+        raise DataError(f"{caller}: {path} has no feature columns besides {label_column!r}")
+    x = np.empty((len(body), len(features)), dtype=np.float64)
+    for column, i in enumerate(features):
+        for line, row in enumerate(body):
+            try:
+                x[line, column] = float(row[i])
+            except ValueError:
+                raise DataError(f"{caller}: column {header[i]!r} is not numeric: line {line + 2} holds "
+                                f"{row[i]!r}; every column but the label must be a number") from None
+    raw = [row[label_at].strip() for row in body]
+    try:
+        as_float = np.array([float(v) for v in raw])
+        labels = as_float if np.all(as_float == np.round(as_float)) else np.array(raw)
+    except ValueError:
+        labels = np.array(raw)
+    return _finish(x, labels, name=path.stem, source=str(path), caller=caller)
+
+
+def load_dataset(path: str | os.PathLike | None = None, *, label_column: str = "label", x_key: str = "x",
+                 y_key: str = "y") -> Dataset:
+    """Digits (``path`` None), or a .npz or .csv file by its suffix."""
+    if path is None:
+        return digits_lt()
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return load_npz(path, x_key=x_key, y_key=y_key)
+    if suffix == ".csv":
+        return load_csv(path, label_column=label_column)
+    raise DataError(f"load_dataset: {path} must be a .npz (arrays {x_key!r}, {y_key!r}) or a .csv file; "
+                    f"got suffix {suffix or '(none)'!r}")
+
+
+def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | None = None, seed: int = 0,
+                  standardize: bool = True) -> Split:
+    r"""A class-balanced test set, then a long-tailed training set from the rest.
+
+    First ``test_per_class`` examples of every class are held out for testing
+    (default: 50, or a quarter of the rarest class where that is less). Of the
+    remaining pool, class c keeps :func:`long_tail_counts` (n_max, C, rho)
+    examples, n_max the smallest pool size among the classes, so that the
+    profile holds exactly; ``rho=1`` keeps the whole pool (for data that is
+    imbalanced already). Features are standardised with the training set's
+    mean and standard deviation. The draw depends only on ``seed``.
+    """
+    caller = "split_dataset"
+    counts = data.counts()
+    if test_per_class is None:
+        test_per_class = int(min(50, counts.min() // 4))
+    if isinstance(test_per_class, bool) or not isinstance(test_per_class, (int, np.integer)) or test_per_class < 1:
+        raise DataError(f"{caller}: test_per_class must be a positive integer; got {test_per_class!r}")
+    rarest = int(np.argmin(counts))
+    if counts[rarest] < test_per_class + 1:
+        raise DataError(f"{caller}: class {data.class_names[rarest]!r} has {counts[rarest]} examples; holding out "
+                        f"{test_per_class} per class for the test set and keeping one for training needs at least "
+                        f"{test_per_class + 1} (lower test_per_class)")
+    long_tail_counts(1, data.num_classes, rho)  # checks rho
+    rng = np.random.default_rng(seed)
+    test_idx, pool = [], []
+    for c in range(data.num_classes):
+        members = rng.permutation(np.nonzero(data.y == c)[0])
+        test_idx.append(members[:test_per_class])
+        pool.append(members[test_per_class:])
+    if rho == 1:
+        keep = [len(p) for p in pool]
+    else:
+        keep = long_tail_counts(min(len(p) for p in pool), data.num_classes, rho)
+    train_idx = np.concatenate([p[:k] for p, k in zip(pool, keep, strict=True)])
+    train_idx = train_idx[rng.permutation(len(train_idx))]
+    test_idx = np.concatenate(test_idx)
+    x_train, x_test = data.x[train_idx], data.x[test_idx]
+    if standardize:
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)  # constant features (digits' blank corners) stay 0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    return Split(x_train.astype(np.float32), data.y[train_idx], x_test.astype(np.float32), data.y[test_idx],
+                 data.class_names, data.name, float(rho), int(test_per_class), int(seed),
+                 {"source": data.source, "examples": int(len(data.y)), "features": int(data.x.shape[1])})

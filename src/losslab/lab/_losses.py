@@ -1,0 +1,92 @@
+"""How the lab builds and reads a classification loss from its name and options."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..registry import Alias, LossSpec, get_loss, lookup
+from ..weights import class_weights
+
+CLASSIFICATION_FAMILIES = ("classification", "focal")
+# Losses whose classes are independent binary problems (sigmoid); the others normalise over classes (softmax).
+SIGMOID_LOSSES = ("binary_cross_entropy", "sigmoid_focal_loss")
+WEIGHT_METHODS = ("inverse", "inverse_sqrt", "effective_number", "median_frequency")
+# Keyword arguments that may name a class-weighting method instead of holding numbers.
+CLASS_WEIGHT_KEYS = ("alpha", "weight", "pos_weight")
+
+
+def classification_loss(name: str, *, caller: str) -> tuple[LossSpec, Alias | None]:
+    """The registry entry of a classification loss called ``name``; a ValueError for any other loss."""
+    spec, alias = lookup(name)
+    if spec.family not in CLASSIFICATION_FAMILIES:
+        known = sorted({s for s in _classification_names()})
+        raise ValueError(f"{caller}: {name!r} is a {spec.family} loss ({spec.name}); the lab takes classification "
+                         f"losses: {', '.join(known)}")
+    return spec, alias
+
+
+def _classification_names() -> list[str]:
+    from ..registry import specs
+
+    return [s.name for s in specs() if s.family in CLASSIFICATION_FAMILIES]
+
+
+def accepts(spec: LossSpec, argument: str) -> bool:
+    """Whether the loss's functional takes the keyword ``argument``."""
+    return argument in inspect.signature(spec.function).parameters
+
+
+def is_sigmoid(spec: LossSpec, options: Mapping[str, Any]) -> bool:
+    """Whether the loss treats each class as its own binary problem (probabilities from a sigmoid).
+
+    ``balanced_cross_entropy`` is sigmoid with a float alpha and softmax with a per-class one.
+    """
+    if spec.name in SIGMOID_LOSSES:
+        return True
+    if spec.name == "balanced_cross_entropy":
+        alpha = options.get("alpha")
+        return isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+    return False
+
+
+def resolve_class_weights(value: Any, counts: Tensor | Sequence[float], *, caller: str, key: str) -> Any:
+    """Turn a weighting method named in a config into per-class weights from ``counts``.
+
+    ``value`` may be a method name ("inverse", "inverse_sqrt", "effective_number",
+    "median_frequency") or a mapping ``{"method": ..., "beta": ...}``. The weights
+    average 1 (``normalize="mean"``), so that a weighted loss keeps the scale of
+    the unweighted one. Anything else is returned unchanged.
+    """
+    if isinstance(value, str):
+        value = {"method": value}
+    if isinstance(value, Mapping):
+        options = dict(value)
+        method = options.pop("method", None)
+        if method not in WEIGHT_METHODS:
+            raise ValueError(f"{caller}: {key} must be numbers or one of {', '.join(map(repr, WEIGHT_METHODS))} "
+                             f"(class weights from the training counts); got {method!r}")
+        unknown = set(options) - {"beta", "normalize"}
+        if unknown:
+            raise ValueError(f"{caller}: {key}={value!r} has unknown keys {sorted(unknown)}; expected 'method', "
+                             "'beta', 'normalize'")
+        options.setdefault("normalize", "mean")
+        return class_weights(torch.as_tensor(counts, dtype=torch.float64), method=method, **options).float()
+    return value
+
+
+def build_loss(name: str, options: Mapping[str, Any], counts: Tensor | Sequence[float] | None, *,
+               caller: str) -> tuple[nn.Module, LossSpec]:
+    """The module of a classification loss, with class-weight methods resolved against ``counts``."""
+    spec, _ = classification_loss(name, caller=caller)
+    resolved = dict(options)
+    for key in CLASS_WEIGHT_KEYS:
+        if key in resolved and isinstance(resolved[key], (str, Mapping)):
+            if counts is None:
+                raise ValueError(f"{caller}: {key}={resolved[key]!r} needs class counts")
+            resolved[key] = resolve_class_weights(resolved[key], counts, caller=caller, key=key)
+    return get_loss(name, **resolved), spec

@@ -1,0 +1,107 @@
+"""The lab's metrics: accuracy, balanced accuracy, macro-F1, per-class recall, shot groups, calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["evaluate", "expected_calibration_error", "shot_groups"]
+
+SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "many_shot_accuracy", "medium_shot_accuracy",
+                  "few_shot_accuracy", "ece")
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, bins: int = 15) -> float:
+    r"""Expected calibration error of top-1 predictions over equal-width confidence bins.
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{N} \left| \operatorname{acc}(B_b) - \operatorname{conf}(B_b) \right|
+
+    with bin b = ((b - 1) / bins, b / bins] (the first bin includes 0). Guo et al.,
+    "On Calibration of Modern Neural Networks", ICML 2017, arXiv:1706.04599.
+
+    Example:
+        >>> expected_calibration_error(np.array([0.9, 0.9, 0.6, 0.6]), np.array([1, 1, 1, 0]))
+        0.1
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(f"expected_calibration_error: confidence and correct must be 1-D of one shape; got "
+                         f"{confidence.shape} and {correct.shape}")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"expected_calibration_error: bins must be a positive integer; got {bins!r}")
+    if len(confidence) == 0:
+        return 0.0
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        member = which == b
+        if member.any():
+            total += member.sum() * abs(correct[member].mean() - confidence[member].mean())
+    return round(float(total / len(confidence)), 12)
+
+
+def shot_groups(train_counts: Sequence[int], thresholds: tuple[int, int] | None = None) -> dict[str, list[int]]:
+    """Classes split into many-, medium- and few-shot groups by their training-set frequency.
+
+    With ``thresholds=(many, few)`` a class is many-shot above ``many`` training
+    examples, few-shot below ``few``, medium otherwise (ImageNet-LT uses
+    (100, 20)). Without, the classes sorted by count are cut into thirds (the
+    largest third many-shot, the smallest few-shot; the middle takes the
+    remainder), which suits data sets of any size.
+
+    Example:
+        >>> shot_groups([124, 88, 63, 45, 32, 23, 16, 11, 8, 6])
+        {'many': [0, 1, 2], 'medium': [3, 4, 5, 6], 'few': [7, 8, 9]}
+    """
+    counts = np.asarray(train_counts)
+    if thresholds is not None:
+        many, few = thresholds
+        return {"many": [int(c) for c in np.nonzero(counts > many)[0]],
+                "medium": [int(c) for c in np.nonzero((counts <= many) & (counts >= few))[0]],
+                "few": [int(c) for c in np.nonzero(counts < few)[0]]}
+    order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
+    third = len(counts) // 3
+    groups = {"many": order[:third], "medium": order[third:len(counts) - third],
+              "few": order[len(counts) - third:] if third else []}
+    return {k: sorted(int(c) for c in v) for k, v in groups.items()}
+
+
+def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str, list[int]] | None = None,
+             bins: int = 15) -> dict:
+    """Every metric of one run, from the predicted class scores (N, C) and the true classes (N,).
+
+    The prediction is the argmax; ``probabilities`` are the model's own
+    estimates (softmax, or per-class sigmoids for one-vs-rest losses) and feed
+    the calibration error through the predicted class's value. Recall of a
+    class with no test example is NaN and left out of the averages. The
+    many/medium/few-shot accuracies are the accuracy over the test examples of
+    each group's classes (NaN for an empty group).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    num_classes = probabilities.shape[1]
+    pred = probabilities.argmax(axis=1)
+    correct = pred == y_true
+    support = np.bincount(y_true, minlength=num_classes)
+    predicted = np.bincount(pred, minlength=num_classes)
+    hits = np.bincount(y_true[correct], minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
+        f1 = np.where(precision + np.nan_to_num(recall) > 0,
+                      2 * precision * np.nan_to_num(recall) / (precision + np.nan_to_num(recall)), 0.0)
+    present = support > 0
+    metrics = {
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall)) if present.any() else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+    }
+    for name, members in (groups or {}).items():
+        mask = np.isin(y_true, members)
+        metrics[f"{name}_shot_accuracy"] = float(correct[mask].mean()) if mask.any() else float("nan")
+    confidence = probabilities[np.arange(len(pred)), pred]
+    metrics["ece"] = expected_calibration_error(confidence, correct, bins=bins)
+    metrics["per_class_recall"] = [float(r) for r in recall]
+    return metrics
