@@ -20,8 +20,8 @@ from __future__ import annotations
 
 # Each module imports its heavy dependency (scikit-learn, matplotlib, tqdm, PyYAML) inside the function that uses it.
 from ._ablate import AblationResult, ablate, default_grid, load_config, parse_loss_spec
-# TEMP from ._contributions import Contributions, contributions, demo_batch
-# TEMP from ._curves import loss_curves, plot_curves
+from ._contributions import Contributions, contributions, demo_batch
+from ._curves import loss_curves, plot_curves
 from ._data import Dataset, digits_lt, load_csv, load_dataset, load_npz, long_tail_counts, split_dataset
 from ._metrics import evaluate, expected_calibration_error
 from ._train import build_model, train

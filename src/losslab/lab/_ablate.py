@@ -253,6 +253,8 @@ def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Configurations with a unique label each."""
     out, seen = [], {}
     for config in losses:
+        if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+            raise ValueError(f"ablate: each loss must be a mapping with a 'name' (a registered loss); got {config!r}")
         config = dict(config)
         options = {k: v for k, v in config.items() if k not in ("name", "label")}
         label = config.get("label") or _describe(config["name"], options)

@@ -162,7 +162,8 @@ def contributions(
     where :math:`\ell_n` is the per-example loss (``reduction="none"``) without
     alpha ("before") and with it ("after"); examples whose target is
     ``ignore_index`` are left out of every count and sum. For softmax losses
-    with per-class alpha, :math:`\ell^{\text{after}}_n = \alpha_{y_n} \ell^{\text{before}}_n`.
+    with per-class alpha (and no label smoothing),
+    :math:`\ell^{\text{after}}_n = \alpha_{y_n} \ell^{\text{before}}_n`.
 
     Where alpha goes (the trap: losses disagree on what alpha weights):
 
@@ -238,7 +239,7 @@ def contributions(
     (this is an analysis, not a training loss); sums are float64 and reported
     as Python floats.
     """
-    spec, alias = classification_loss(loss, caller=FN)
+    spec, _ = classification_loss(loss, caller=FN)
     x, y = _flatten(logits, target)
     num_classes = x.shape[1]
     if "reduction" in loss_kwargs:

@@ -56,7 +56,10 @@ examples:
 def default_grid(n: int = 401) -> np.ndarray:
     """``n`` values of p_t from 0.001 to 0.999, denser near 0 and 1 where the curves bend; 0.5 is one of them."""
     u = np.linspace(0.0, 1.0, n)
-    return 0.001 + 0.998 * (1.0 - np.cos(np.pi * u)) / 2.0
+    grid = 0.001 + 0.998 * (1.0 - np.cos(np.pi * u)) / 2.0
+    if n % 2:
+        grid[n // 2] = 0.5  # exactly, not 0.5 - 1e-17
+    return grid
 
 
 def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
@@ -203,7 +206,7 @@ def _grid(fn: str, p: Sequence[float] | np.ndarray | None) -> np.ndarray:
     if grid.ndim != 1 or grid.size == 0:
         raise ValueError(f"{fn}: p must be a non-empty 1-D sequence; got shape {grid.shape}")
     if not np.all((grid > 0) & (grid < 1)):
-        bad = grid[~((grid > 0) & (grid < 1))][0]
+        bad = float(grid[~((grid > 0) & (grid < 1))][0])
         raise ValueError(f"{fn}: p must lie strictly inside (0, 1); got {bad!r}")
     return grid
 
@@ -315,7 +318,7 @@ def _figure(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequence[f
     if title:
         figure.suptitle(title, fontsize="x-large")
     rows = figure.subfigures(len(data), 1, squeeze=False)[:, 0]
-    for row, curves in zip(rows, data):
+    for row, curves in zip(rows, data, strict=True):
         _draw_row(row, curves)
     return figure
 
@@ -338,7 +341,7 @@ def _draw_row(row: Any, data: dict[str, Any]) -> None:
     axes[2].axhline(0.0, color="0.6", linewidth=0.8, zorder=0)
     titles = (r"loss $\ell(p_t)$", r"$\ell(p_t)\,/\,(-\log p_t)$", r"gradient $\partial\ell / \partial x_t$")
     ylabels = ("loss", "modulating factor", "d loss / d logit")
-    for ax, panel_title, ylabel in zip(axes, titles, ylabels):
+    for ax, panel_title, ylabel in zip(axes, titles, ylabels, strict=True):
         ax.set_xlim(0.0, 1.0)
         ax.set_xlabel("probability of the true class $p_t$")
         ax.set_ylabel(ylabel)
@@ -376,7 +379,8 @@ def _format(value: Any) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``losslab plot``."""
     parser.add_argument("losses", nargs="*", metavar="LOSS", default=[DEFAULT_LOSS],
-                        help=f"classification losses, canonical names or aliases; one row each (default {DEFAULT_LOSS})")
+                        help="classification losses (canonical names or aliases), one row each; "
+                             "default softmax_focal_loss")
     parser.add_argument("--gamma", nargs="+", type=float, default=list(DEFAULT_GAMMAS), metavar="G",
                         help="focusing parameters, one curve each, for losses that take gamma (default 0 0.5 1 2 5)")
     parser.add_argument("--out", default="loss_curves.png", metavar="FILE",

@@ -73,7 +73,7 @@ def long_tail_counts(n_max: int, num_classes: int, rho: float) -> list[int]:
 
     Example:
         >>> long_tail_counts(124, 10, 20.0)
-        [124, 89, 63, 46, 33, 23, 16, 12, 8, 6]
+        [124, 88, 63, 45, 32, 23, 16, 12, 8, 6]
     """
     if num_classes < 1:
         raise ValueError(f"long_tail_counts: num_classes must be at least 1; got {num_classes}")

@@ -41,6 +41,17 @@ def accepts(spec: LossSpec, argument: str) -> bool:
     return argument in inspect.signature(spec.function).parameters
 
 
+def option_default(name: str, key: str) -> Any:
+    """What the loss called ``name`` uses for ``key`` when not given: the alias's preset, else the signature's."""
+    spec, alias = lookup(name)
+    if alias is not None and key in alias.defaults:
+        return alias.defaults[key]
+    parameter = inspect.signature(spec.function).parameters.get(key)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
+
+
 def is_sigmoid(spec: LossSpec, options: Mapping[str, Any]) -> bool:
     """Whether the loss treats each class as its own binary problem (probabilities from a sigmoid).
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._losses import option_default
+
 if TYPE_CHECKING:
     from ._ablate import AblationResult
 
@@ -155,7 +157,8 @@ def gamma_series(result: AblationResult) -> list[dict[str, Any]]:
     """The configurations that differ only in gamma, grouped: what the gamma plot draws.
 
     Plain cross-entropy counts as softmax focal loss at gamma = 0 (they are
-    equal), so it starts the softmax focal series without alpha.
+    equal), so it starts the softmax focal series without alpha; a loss that
+    takes gamma but was not given one shows at its default.
     """
     series: dict[str, dict[str, Any]] = {}
     for row in result.summary:
@@ -163,7 +166,9 @@ def gamma_series(result: AblationResult) -> list[dict[str, Any]]:
         name = row["loss"]
         if name == "cross_entropy" and not options:
             name, options = "softmax_focal_loss", {"gamma": 0.0}
-        if "gamma" not in options or not isinstance(options["gamma"], (int, float)):
+        if "gamma" not in options:
+            options["gamma"] = option_default(name, "gamma")  # the loss's own default, as trained
+        if not isinstance(options["gamma"], (int, float)) or isinstance(options["gamma"], bool):
             continue
         gamma = float(options.pop("gamma"))
         rest = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in options.items())

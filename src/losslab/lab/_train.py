@@ -88,7 +88,7 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
         saved = get_checks()
         last = float("nan")
         try:
-            for epoch in range(epochs):
+            for _ in range(epochs):
                 order = torch.randperm(len(x), generator=generator)
                 for begin in range(0, len(x), batch_size):
                     batch = order[begin:begin + batch_size]

@@ -1,0 +1,442 @@
+"""The ablation: loss specs and configs, runs, determinism, processes, the files it writes, and the command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from losslab import class_weights
+from losslab.cli import main
+from losslab.lab import _ablate, _report
+from losslab.lab._ablate import ablate, default_grid, load_config, parse_loss_spec
+from losslab.lab._data import Dataset, digits_lt, split_dataset
+from losslab.lab._losses import build_loss, is_sigmoid, resolve_class_weights
+from losslab.lab._metrics import SCALAR_METRICS
+from losslab.lab._train import build_model, train
+from losslab.registry import get_spec
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Small and fast: logistic regression, two epochs.
+FAST = {"model": "logreg", "epochs": 2, "seeds": 2}
+
+
+@pytest.fixture(scope="module")
+def split():
+    return split_dataset(digits_lt(), rho=20.0, test_per_class=50, seed=0)
+
+
+# --------------------------------------------------------------------------------------------- specs and configs
+
+
+class TestParseLossSpec:
+    def test_name_only(self):
+        assert parse_loss_spec("cross_entropy") == [{"name": "cross_entropy", "label": "cross_entropy"}]
+
+    def test_values_are_json(self):
+        [config] = parse_loss_spec("softmax_focal_loss gamma=2 alpha=[1,2,3] ignore_index=null from_logits=true")
+        assert config["gamma"] == 2 and config["alpha"] == [1, 2, 3]
+        assert config["ignore_index"] is None and config["from_logits"] is True
+
+    def test_strings_stay_strings(self):
+        [config] = parse_loss_spec("balanced_cross_entropy alpha=inverse")
+        assert config["alpha"] == "inverse"
+
+    def test_grid_expands_in_order(self):
+        configs = parse_loss_spec("softmax_focal_loss gamma=0.5,2 alpha=inverse,median_frequency")
+        assert [(c["gamma"], c["alpha"]) for c in configs] == [
+            (0.5, "inverse"), (0.5, "median_frequency"), (2, "inverse"), (2, "median_frequency")]
+        assert len({c["label"] for c in configs}) == 4
+
+    def test_label_gets_the_varied_values(self):
+        configs = parse_loss_spec("softmax_focal_loss gamma=1,2 label=focal")
+        assert [c["label"] for c in configs] == ["focal gamma=1", "focal gamma=2"]
+
+    @pytest.mark.parametrize("text", ["", "cross_entropy gamma", "cross_entropy =2", "cross_entropy gamma="])
+    def test_malformed(self, text):
+        with pytest.raises(ValueError, match="parse_loss_spec"):
+            parse_loss_spec(text)
+
+
+class TestLoadConfig:
+    def test_yaml(self, tmp_path):
+        path = tmp_path / "grid.yaml"
+        path.write_text("seeds: 3\nrho: 10\nlosses:\n  - name: cross_entropy\n"
+                        "  - name: softmax_focal_loss\n    alpha: inverse\n    grid:\n      gamma: [1, 2]\n")
+        config = load_config(path)
+        assert config["seeds"] == 3 and config["rho"] == 10
+        assert [c["name"] for c in config["losses"]] == ["cross_entropy"] + ["softmax_focal_loss"] * 2
+        assert [c.get("gamma") for c in config["losses"]] == [None, 1, 2]
+        assert all(c["label"] for c in config["losses"])
+
+    def test_toml_equals_yaml(self, tmp_path):
+        yaml_path, toml_path = tmp_path / "a.yml", tmp_path / "a.toml"
+        yaml_path.write_text("epochs: 5\nlosses:\n  - {name: cross_entropy, label_smoothing: 0.1, label: ls}\n")
+        toml_path.write_text('epochs = 5\n[[losses]]\nname = "cross_entropy"\nlabel_smoothing = 0.1\nlabel = "ls"\n')
+        assert load_config(yaml_path) == load_config(toml_path)
+
+    def test_hyphenated_keys(self, tmp_path):
+        path = tmp_path / "a.toml"
+        path.write_text("test-per-class = 20\nbatch-size = 32\n")
+        assert load_config(path) == {"test_per_class": 20, "batch_size": 32}
+
+    def test_empty_file(self, tmp_path):
+        path = tmp_path / "empty.yaml"
+        path.write_text("")
+        assert load_config(path) == {}
+
+    @pytest.mark.parametrize("body, match", [
+        ("sedes: 3\n", "unknown settings \\['sedes'\\]"),
+        ("- 1\n- 2\n", "must hold a mapping"),
+        ("losses: cross_entropy\n", "non-empty list"),
+        ("losses:\n  - gamma: 2\n", "mapping with a 'name'"),
+        ("losses:\n  - name: softmax_focal_loss\n    grid: {gamma: 2}\n", "non-empty lists"),
+        ("seeds: [1\n", "cannot parse"),
+    ])
+    def test_errors(self, tmp_path, body, match):
+        path = tmp_path / "bad.yaml"
+        path.write_text(body)
+        with pytest.raises(ValueError, match=match):
+            load_config(path)
+
+    def test_missing_and_suffix(self, tmp_path):
+        with pytest.raises(ValueError, match="no such file"):
+            load_config(tmp_path / "nope.yaml")
+        path = tmp_path / "grid.json"
+        path.write_text("{}")
+        with pytest.raises(ValueError, match="must be .yaml, .yml or .toml"):
+            load_config(path)
+
+
+def test_default_grid_covers_the_family():
+    grid = default_grid()
+    pairs = [(c["name"], {k: v for k, v in c.items() if k not in ("name", "label")}) for c in grid]
+    assert ("cross_entropy", {}) in pairs
+    assert ("balanced_cross_entropy", {"alpha": "inverse"}) in pairs
+    assert ("balanced_cross_entropy", {"alpha": {"method": "effective_number", "beta": 0.99}}) in pairs
+    assert sorted(o["gamma"] for n, o in pairs if n == "softmax_focal_loss" and "alpha" not in o) == [0.5, 1, 2, 5]
+    assert ("softmax_focal_loss", {"gamma": 2.0, "alpha": "inverse"}) in pairs
+    assert any(n == "sigmoid_focal_loss" for n, _ in pairs)
+    assert any(n == "cross_entropy" and o.get("label_smoothing", 0) > 0 for n, o in pairs)
+    assert len({c["label"] for c in grid}) == len(grid)
+
+
+# --------------------------------------------------------------------------------------------- losses and training
+
+
+class TestLosses:
+    def test_inverse_weights_from_counts(self):
+        counts = [100, 10, 1]
+        weights = resolve_class_weights("inverse", counts, caller="t", key="alpha")
+        expected = np.array([0.01, 0.1, 1.0])
+        np.testing.assert_allclose(weights.numpy(), expected / expected.mean(), rtol=1e-6)
+        assert math.isclose(float(weights.mean()), 1.0, rel_tol=1e-6)
+
+    def test_effective_number_with_beta(self):
+        got = resolve_class_weights({"method": "effective_number", "beta": 0.9}, [5, 2], caller="t", key="alpha")
+        raw = np.array([(1 - 0.9) / (1 - 0.9 ** 5), (1 - 0.9) / (1 - 0.9 ** 2)])
+        np.testing.assert_allclose(got.numpy(), raw / raw.mean(), rtol=1e-6)
+        want = class_weights(torch.tensor([5.0, 2.0]), method="effective_number", beta=0.9, normalize="mean")
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+
+    def test_numbers_pass_through(self):
+        assert resolve_class_weights([1.0, 2.0], [3, 4], caller="t", key="weight") == [1.0, 2.0]
+
+    @pytest.mark.parametrize("value, match", [("inverted", "got 'inverted'"),
+                                              ({"method": "inverse", "gama": 1}, "unknown keys")])
+    def test_bad_method(self, value, match):
+        with pytest.raises(ValueError, match=match):
+            resolve_class_weights(value, [1, 2], caller="t", key="alpha")
+
+    def test_weight_key_of_cross_entropy(self):
+        module, spec = build_loss("CrossEntropyLoss", {"weight": "inverse"}, [3, 1], caller="t")
+        assert spec.name == "cross_entropy"
+        np.testing.assert_allclose(module.weight.numpy(), [0.5, 1.5], rtol=1e-6)
+
+    def test_not_a_classification_loss(self):
+        with pytest.raises(ValueError, match="'dice_loss' is a segmentation loss"):
+            build_loss("dice_loss", {"mode": "binary"}, [1, 1], caller="ablate")
+
+    def test_sigmoid_or_softmax(self):
+        assert is_sigmoid(get_spec("sigmoid_focal_loss"), {})
+        assert is_sigmoid(get_spec("BCEWithLogitsLoss"), {})
+        assert is_sigmoid(get_spec("balanced_cross_entropy"), {"alpha": 0.25})
+        assert not is_sigmoid(get_spec("balanced_cross_entropy"), {"alpha": "inverse"})
+        assert not is_sigmoid(get_spec("balanced_cross_entropy"), {"alpha": [0.5, 0.5]})
+        assert not is_sigmoid(get_spec("softmax_focal_loss"), {"gamma": 2})
+
+
+class TestTrain:
+    def test_deterministic_per_seed(self, split):
+        a = train(split, "softmax_focal_loss", {"gamma": 2.0}, seed=3, epochs=3)
+        b = train(split, "softmax_focal_loss", {"gamma": 2.0}, seed=3, epochs=3)
+        c = train(split, "softmax_focal_loss", {"gamma": 2.0}, seed=4, epochs=3)
+        np.testing.assert_array_equal(a["probabilities"], b["probabilities"])
+        assert not np.array_equal(a["probabilities"], c["probabilities"])
+
+    def test_global_state_restored(self, split):
+        threads = torch.get_num_threads()
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        train(split, "cross_entropy", seed=0, epochs=1)
+        assert torch.get_num_threads() == threads
+        torch.testing.assert_close(torch.rand(3), expected)  # the caller's generator is untouched
+        from losslab import get_checks
+
+        assert get_checks() is None
+
+    def test_probabilities(self, split):
+        soft = train(split, "cross_entropy", seed=0, epochs=2)
+        np.testing.assert_allclose(soft["probabilities"].sum(axis=1), 1.0, rtol=1e-12)
+        assert soft["sigmoid"] is False
+        ovr = train(split, "sigmoid_focal_loss", seed=0, epochs=2)
+        assert ovr["sigmoid"] is True
+        assert ovr["probabilities"].shape == (len(split.y_test), 10)
+        assert ((ovr["probabilities"] > 0) & (ovr["probabilities"] < 1)).all()
+
+    def test_learns(self, split):
+        out = train(split, "cross_entropy", seed=0, epochs=20)
+        accuracy = (out["probabilities"].argmax(1) == split.y_test).mean()
+        assert accuracy > 0.7
+
+    def test_models(self):
+        assert sum(p.numel() for p in build_model("logreg", 64, 10).parameters()) == 650
+        assert sum(p.numel() for p in build_model("mlp", 64, 10, hidden=8).parameters()) == 64 * 8 + 8 + 8 * 10 + 10
+        with pytest.raises(ValueError, match="build_model: model must be one of 'mlp', 'logreg'; got 'svm'"):
+            build_model("svm", 64, 10)
+        with pytest.raises(ValueError, match="hidden must be a positive integer"):
+            build_model("mlp", 64, 10, hidden=0)
+
+    @pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"), ({"batch_size": 1.5}, "batch_size"),
+                                               ({"lr": float("nan")}, "lr"), ({"weight_decay": -1.0}, "weight_decay")])
+    def test_bad_budget(self, split, kwargs, match):
+        with pytest.raises(ValueError, match=f"train: {match}"):
+            train(split, "cross_entropy", **kwargs)
+
+    def test_bad_loss_option_is_the_loss_error(self, split):
+        with pytest.raises(ValueError, match="softmax_focal_loss"):
+            train(split, "softmax_focal_loss", {"gamma": -1.0}, epochs=1)
+        with pytest.raises(TypeError):
+            train(split, "cross_entropy", {"gama": 2.0}, epochs=1)
+
+
+# --------------------------------------------------------------------------------------------- the ablation
+
+
+LOSSES = [{"name": "cross_entropy"}, {"name": "softmax_focal_loss", "gamma": 2.0},
+          {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse"}, {"name": "sigmoid_focal_loss"}]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return ablate(losses=LOSSES, **FAST)
+
+
+class TestAblate:
+    def test_runs_and_summary(self, result):
+        assert len(result.runs) == len(LOSSES) * 2
+        assert [r["seed"] for r in result.runs] == [0, 1] * len(LOSSES)
+        assert sorted(row["rank"] for row in result.summary) == [1, 2, 3, 4]
+        means = [row["balanced_accuracy"]["mean"] for row in result.summary]
+        assert means == sorted(means, reverse=True)
+        for run in result.runs:
+            assert set(SCALAR_METRICS) <= set(run["metrics"])
+            assert len(run["metrics"]["per_class_recall"]) == 10
+        assert result.dataset["train_counts"] == [124, 88, 63, 45, 32, 23, 16, 12, 8, 6]
+        assert result.dataset["test_counts"] == [50] * 10
+        assert result.settings["rho"] == 20.0 and result.settings["test_per_class"] == 50
+
+    def test_summary_is_mean_and_std_over_seeds(self, result):
+        for row in result.summary:
+            runs = [r for r in result.runs if r["label"] == row["label"]]
+            for metric in SCALAR_METRICS:
+                values = [r["metrics"][metric] for r in runs]
+                assert row[metric]["mean"] == pytest.approx(np.mean(values))
+                assert row[metric]["std"] == pytest.approx(np.std(values, ddof=1))
+
+    def test_sigmoid_run_is_marked(self, result):
+        assert {r["loss"]: r["sigmoid"] for r in result.runs} == {
+            "cross_entropy": False, "softmax_focal_loss": False, "sigmoid_focal_loss": True}
+
+    def test_deterministic(self, result):
+        again = ablate(losses=LOSSES, **FAST)
+        assert [r["metrics"] for r in again.runs] == [r["metrics"] for r in result.runs]
+
+    def test_jobs_give_the_same_numbers(self, result):
+        spread = ablate(losses=LOSSES, jobs=2, **FAST)
+        assert [r["metrics"] for r in spread.runs] == [r["metrics"] for r in result.runs]
+
+    def test_duplicate_labels_are_numbered(self):
+        out = ablate(losses=[{"name": "cross_entropy"}, {"name": "cross_entropy"}], model="logreg", epochs=1, seeds=1)
+        assert sorted(row["label"] for row in out.summary) == ["cross_entropy", "cross_entropy #2"]
+
+    def test_seed_list_and_thresholds(self):
+        out = ablate(losses=[{"name": "cross_entropy"}], seeds=[7], model="logreg", epochs=1,
+                     shot_thresholds=(60, 10))
+        assert out.summary[0]["seeds"] == [7] and out.summary[0]["accuracy"]["std"] == 0.0
+        assert out.dataset["shot_groups"] == {"many": [0, 1, 2], "medium": [3, 4, 5, 6, 7], "few": [8, 9]}
+
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"seeds": 0}, "seeds must be"), ({"seeds": [1, "2"]}, "seeds must be"), ({"model": "svm"}, "model must"),
+        ({"jobs": 0}, "jobs must"), ({"losses": []}, "losses must"), ({"losses": [{"gamma": 2}]}, "'name'"),
+        ({"losses": [{"name": "giou_loss"}]}, "is a boxes loss"), ({"shot_thresholds": (5, 10)}, "many >= few"),
+        ({"rho": 0.5}, "rho must be"),
+    ])
+    def test_errors(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            ablate(**{"losses": [{"name": "cross_entropy"}], "model": "logreg", "epochs": 1, "seeds": 1, **kwargs})
+
+    def test_saves_every_file(self, result, tmp_path):
+        files = result.save(tmp_path / "out")
+        names = sorted(p.name for p in files)
+        assert names == ["gamma.png", "per_class_recall.png", "report.md", "results.json"]
+        for path in files:
+            assert path.stat().st_size > 0
+        for name in ("gamma.png", "per_class_recall.png"):
+            assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_MAGIC
+        data = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert set(data) == {"settings", "dataset", "summary", "runs", "versions", "seconds"}
+        assert data["versions"]["torch"] == torch.__version__
+        assert len(data["runs"]) == len(result.runs)
+        assert data["settings"]["losses"][2] == {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse",
+                                                 "label": "softmax_focal_loss gamma=2.0 alpha=inverse"}
+        report = (tmp_path / "out" / "report.md").read_text()
+        assert report.startswith("# losslab ablate: Digits-LT")
+        assert "![per_class_recall](per_class_recall.png)" in report and "![gamma](gamma.png)" in report
+        for row in result.summary:
+            assert row["label"] in report
+
+    def test_no_plots(self, result, tmp_path):
+        assert sorted(p.name for p in result.save(tmp_path, plots=False)) == ["report.md", "results.json"]
+
+    def test_gamma_series(self, result):
+        series = {s["label"]: s["gamma"] for s in _report.gamma_series(result)}
+        assert series == {"softmax_focal_loss (no alpha)": [0.0, 2.0], "softmax_focal_loss (alpha=inverse)": [2.0],
+                          "sigmoid_focal_loss": [2.0]}
+
+    def test_no_gamma_plot_without_gammas(self, tmp_path):
+        out = ablate(losses=[{"name": "balanced_cross_entropy", "alpha": "inverse"}], model="logreg", epochs=1,
+                     seeds=1, out=tmp_path)
+        assert sorted(p.name for p in out.files) == ["per_class_recall.png", "report.md", "results.json"]
+
+    def test_table(self, result):
+        text = result.table()
+        lines = text.splitlines()
+        assert lines[0].split()[:4] == ["rank", "loss", "bal.", "acc."]
+        assert len(lines) == 2 + len(LOSSES)
+        assert "±" in lines[2]
+        markdown = result.table(markdown=True)
+        assert markdown.splitlines()[0].startswith("| rank | loss |")
+
+
+class TestOwnData:
+    def make(self, rng, counts=(60, 30, 12)):
+        y = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+        x = rng.normal(size=(len(y), 5)) + y[:, None] * 1.5
+        return x, y
+
+    def test_npz_keeps_the_imbalance(self, tmp_path):
+        x, y = self.make(np.random.default_rng(0))
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+        out = ablate(data=tmp_path / "d.npz", losses=[{"name": "cross_entropy"}], model="logreg", epochs=5, seeds=1)
+        assert out.settings["rho"] == 1.0 and out.settings["test_per_class"] == 3  # min(50, 12 // 4)
+        assert out.dataset["train_counts"] == [57, 27, 9] and out.dataset["name"] == "d"
+
+    def test_csv_with_names_and_rho(self, tmp_path):
+        x, y = self.make(np.random.default_rng(1))
+        names = np.array(["cat", "dog", "emu"])[y]
+        lines = ["f0,f1,species,f2,f3,f4"] + [",".join([f"{r[0]}", f"{r[1]}", n] + [f"{v}" for v in r[2:]])
+                                             for r, n in zip(x, names, strict=True)]
+        (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+        out = ablate(data=tmp_path / "d.csv", label_column="species", rho=4.0, test_per_class=2,
+                     losses=[{"name": "cross_entropy"}], model="logreg", epochs=5, seeds=1)
+        assert out.dataset["classes"] == ["cat", "dog", "emu"]
+        assert out.dataset["train_counts"] == [10, 5, 2]  # n_max = 10 (the rarest pool), rho = 4
+
+    def test_class_weights_use_training_counts(self, tmp_path):
+        x, y = self.make(np.random.default_rng(2))
+        data = Dataset(x, y, ("a", "b", "c"), "d")
+        split = split_dataset(data, rho=1.0, test_per_class=3)
+        module, _ = build_loss("balanced_cross_entropy", {"alpha": "inverse"}, split.train_counts().tolist(),
+                               caller="t")
+        inverse = 1 / np.array([57, 27, 9])
+        np.testing.assert_allclose(module.alpha.numpy(), inverse / inverse.mean(), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- the command
+
+
+class TestCommand:
+    def test_quick_default(self, tmp_path, capsys):
+        assert main(["ablate", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "Digits-LT: 417 training examples, per class [124, 88, 63, 45, 32, 23, 16, 12, 8, 6]" in out
+        assert "10 losses x 2 seeds" in out
+        rows = [line for line in out.splitlines() if line[:4].strip().isdigit()]
+        assert [int(r.split()[0]) for r in rows] == list(range(1, 11))
+        for name in ("results.json", "report.md", "per_class_recall.png", "gamma.png"):
+            assert f"wrote {tmp_path / name}" in out
+            assert (tmp_path / name).stat().st_size > 0
+        data = json.loads((tmp_path / "results.json").read_text())
+        assert data["settings"]["seeds"] == 2 and data["settings"]["epochs"] == 20
+        assert len(data["runs"]) == 20
+
+    def test_progress_bar_on_stderr(self, tmp_path, capsys):
+        assert main(["ablate", "--loss", "cross_entropy", "--seeds", "2", "--epochs", "1", "--model", "logreg",
+                     "--no-plots", "--out", str(tmp_path)]) == 0
+        err = capsys.readouterr().err
+        assert "ablate" in err and "2/2" in err
+
+    def test_flags_override_config(self, tmp_path, capsys):
+        config = tmp_path / "c.yaml"
+        config.write_text("seeds: 3\nepochs: 1\nmodel: logreg\nlosses:\n  - name: cross_entropy\n"
+                          "  - name: softmax_focal_loss\n    grid: {gamma: [1, 3]}\n")
+        assert main(["ablate", "--config", str(config), "--seeds", "1", "--no-plots", "--no-progress",
+                     "--out", str(tmp_path / "o")]) == 0
+        data = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert data["settings"]["seeds"] == 1 and data["settings"]["model"] == "logreg"
+        assert [c["label"] for c in data["settings"]["losses"]] == [
+            "cross_entropy", "softmax_focal_loss gamma=1", "softmax_focal_loss gamma=3"]
+        assert "3 losses x 1 seeds" in capsys.readouterr().out
+
+    def test_loss_flags(self, tmp_path):
+        assert main(["ablate", "--loss", "cross_entropy", "--loss", "softmax_focal_loss gamma=1,2",
+                     "--seeds", "1", "--epochs", "1", "--model", "logreg", "--no-plots", "--no-progress",
+                     "--out", str(tmp_path)]) == 0
+        data = json.loads((tmp_path / "results.json").read_text())
+        assert [c["label"] for c in data["settings"]["losses"]] == [
+            "cross_entropy", "softmax_focal_loss gamma=1", "softmax_focal_loss gamma=2"]
+
+    @pytest.mark.parametrize("argv, match", [
+        (["--data", "nope.npz"], "no such file"),
+        (["--loss", "dice_loss mode=binary"], "is a segmentation loss"),
+        (["--loss", "nonsense_loss"], "unknown loss name"),
+        (["--loss", "cross_entropy gamma"], "not key=value"),
+        (["--config", "missing.yaml"], "no such file"),
+        (["--jobs", "0"], "jobs must be"),
+    ])
+    def test_errors_exit_2(self, argv, match, tmp_path, capsys):
+        assert main(["ablate", "--no-progress", "--out", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("losslab ablate: ") and match in err
+
+    def test_csv_missing_column(self, tmp_path, capsys):
+        (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+        assert main(["ablate", "--data", str(tmp_path / "d.csv"), "--no-progress", "--out", str(tmp_path)]) == 2
+        assert "has no column 'label'" in capsys.readouterr().err
+
+    def test_help_lists_the_grid(self, capsys):
+        with pytest.raises(SystemExit):
+            main(["ablate", "--help"])
+        out = capsys.readouterr().out
+        assert "Digits-LT" in out and "--jobs" in out and "--quick" in out
+
+
+def test_description_matches_default_grid():
+    text = " ".join(_ablate.DESCRIPTION.split())
+    for config in default_grid():
+        assert config["name"] in text
