@@ -11,8 +11,9 @@ import torch
 
 from losslab import class_weights
 from losslab.cli import main
-from losslab.lab import _ablate, _report
+from losslab.lab import _report
 from losslab.lab._ablate import ablate, default_grid, load_config, parse_loss_spec
+from losslab.lab._commands import ABLATE_DESCRIPTION
 from losslab.lab._data import Dataset, digits_lt, split_dataset
 from losslab.lab._losses import build_loss, is_sigmoid, resolve_class_weights
 from losslab.lab._metrics import SCALAR_METRICS
@@ -437,6 +438,6 @@ class TestCommand:
 
 
 def test_description_matches_default_grid():
-    text = " ".join(_ablate.DESCRIPTION.split())
+    text = " ".join(ABLATE_DESCRIPTION.split())
     for config in default_grid():
         assert config["name"] in text

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from losslab.lab._contributions import DESCRIPTION, Contributions, add_arguments, command, contributions, demo_batch
+from losslab.lab._commands import CONTRIBUTIONS_DESCRIPTION as DESCRIPTION
+from losslab.lab._commands import add_contributions_arguments as add_arguments
+from losslab.lab._commands import contributions_command as command
+from losslab.lab._contributions import Contributions, contributions, demo_batch
 
 C = 4
 

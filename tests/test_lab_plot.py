@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 
 pytest.importorskip("matplotlib")
 
+from losslab.lab._commands import PLOT_DESCRIPTION as DESCRIPTION  # noqa: E402
+from losslab.lab._commands import add_plot_arguments as add_arguments  # noqa: E402
+from losslab.lab._commands import parse_options  # noqa: E402
+from losslab.lab._commands import plot_command as command  # noqa: E402
 from losslab.lab._curves import (  # noqa: E402
     DEFAULT_GAMMAS,
-    DESCRIPTION,
     _figure,
-    add_arguments,
-    command,
     default_grid,
     loss_curves,
-    parse_options,
     plot_curves,
 )
 
@@ -323,7 +323,7 @@ class TestCommand:
             seen.update(losses=losses, **kwargs)
             return tmp_path / "x.svg"
 
-        monkeypatch.setattr("losslab.lab._curves.plot_curves", fake_plot)
+        monkeypatch.setattr("losslab.lab._commands.plot_curves", fake_plot)
         code, stdout, err = _run(capsys, "cross_entropy", "sigmoid_focal_loss", "--option", "alpha=0.5",
                                  "--option", "ignore_index=null", "--out", "x.svg", "--title", "T")
         assert code == 0 and err == "" and stdout.strip().endswith("x.svg")

@@ -79,19 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Forward + backward time, peak memory and compile cost of losslab's paths "
                                        "and of torch, torchvision-style formulas, kornia and MONAI, in one run.")
     from . import bench as bench_command
-    from .lab import _ablate, _contributions, _curves
+    from .lab import _commands as lab
 
     bench_command.add_arguments(bench)
     bench.set_defaults(handler=bench_command.command)
-    for module, name, summary in (
-        (_ablate, "ablate", "train a small model with every loss of a grid on long-tailed data, and rank them"),
-        (_contributions, "contributions", "where a batch's loss comes from, class by class, before and after alpha"),
-        (_curves, "plot", "plot loss, modulating factor and gradient against the true class's probability"),
+    for name, summary, description, add_arguments, handler in (
+        ("ablate", "train a small model with every loss of a grid on long-tailed data, and rank them",
+         lab.ABLATE_DESCRIPTION, lab.add_ablate_arguments, lab.ablate_command),
+        ("contributions", "where a batch's loss comes from, class by class, before and after alpha",
+         lab.CONTRIBUTIONS_DESCRIPTION, lab.add_contributions_arguments, lab.contributions_command),
+        ("plot", "plot loss, modulating factor and gradient against the true class's probability",
+         lab.PLOT_DESCRIPTION, lab.add_plot_arguments, lab.plot_command),
     ):
-        command = sub.add_parser(name, help=summary, description=module.DESCRIPTION,
+        command = sub.add_parser(name, help=summary, description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(command)
-        command.set_defaults(handler=module.command)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
     return parser
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import math
 import os
 import platform
 import sys
@@ -17,38 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ._data import DataError, Split, load_dataset, split_dataset
+from ._data import Split, load_dataset, split_dataset
 from ._losses import classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._train import MODELS, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
-
-DESCRIPTION = """\
-Train a small model with every loss of a grid, over several seeds, on a
-long-tailed data set, and rank the losses by balanced accuracy.
-
-The default data set is Digits-LT: scikit-learn's handwritten digits with a
-class-balanced test set (50 per class) held out first, then a training set
-subsampled to the exponential long-tail profile n_c = n_max * rho^(-c/(C-1))
-(rho = 20: 124 examples of digit 0 down to 6 of digit 9). --data takes your
-own .npz (arrays x, y) or .csv (a label column, numeric features).
-
-The default grid: cross_entropy; balanced_cross_entropy with inverse and
-effective-number class weights; softmax_focal_loss with gamma 0.5, 1, 2, 5,
-and gamma 2 with inverse-frequency alpha; sigmoid_focal_loss one-vs-rest;
-cross_entropy with label smoothing 0.1. --loss replaces it:
-
-  --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
-
-(comma-separated values expand into a grid; inverse, inverse_sqrt,
-effective_number and median_frequency as alpha or weight are class weights
-from the training counts, averaging 1). --config reads the same from YAML or
-TOML; flags override it.
-
-Writes results.json (every run and metric, the configuration, the versions),
-report.md and PNG plots to --out, and prints the ranked table.
-"""
 
 # What a run does unless a flag or the config file says otherwise.
 DEFAULTS: dict[str, Any] = {
@@ -474,83 +446,3 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     if out is not None:
         result.save(out, plots=plots)
     return result
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="FILE", help="a .npz (arrays x, y) or .csv file; default: Digits-LT")
-    data.add_argument("--label-column", metavar="NAME", help="the .csv file's label column (default: label)")
-    data.add_argument("--x-key", metavar="KEY", help="the .npz array of features (default: x)")
-    data.add_argument("--y-key", metavar="KEY", help="the .npz array of labels (default: y)")
-    data.add_argument("--rho", type=float, help="imbalance ratio of the long-tailed training set, n_0 / n_(C-1) "
-                                                "(default: 20 for Digits-LT, 1 = as it is for --data)")
-    data.add_argument("--test-per-class", type=int, metavar="N",
-                      help="test examples held out per class (default: 50; for --data min(50, rarest // 4))")
-    data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
-    grid = parser.add_argument_group("losses")
-    grid.add_argument("--loss", action="append", metavar="SPEC",
-                      help="'NAME key=value key=v1,v2 ...' (repeat; replaces the default grid)")
-    grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
-    training = parser.add_argument_group("training")
-    training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
-    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
-                                                          "regression")
-    training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
-    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default 60)")
-    training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")
-    training.add_argument("--lr", type=float, help="AdamW learning rate, cosine schedule (default 3e-3)")
-    training.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-4)")
-    report = parser.add_argument_group("report")
-    report.add_argument("--shot-thresholds", type=int, nargs=2, metavar=("MANY", "FEW"),
-                        help="many-shot above MANY training examples, few-shot below FEW (default: thirds)")
-    report.add_argument("--bins", type=int, metavar="N", help="calibration bins (default 15)")
-    report.add_argument("--out", metavar="DIR", help="output folder (default: losslab-ablate)")
-    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    report.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
-    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, "
-                                                             f"{QUICK['epochs']} epochs")
-
-
-def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    settings = dict(DEFAULTS)
-    if args.config:
-        settings.update(load_config(args.config))
-    if args.quick:
-        settings.update(QUICK)
-    for key in DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None and key != "losses":
-            settings[key] = value
-    if args.loss:
-        settings["losses"] = [c for spec in args.loss for c in parse_loss_spec(spec)]
-    return settings
-
-
-def command(args: argparse.Namespace) -> int:
-    from ._report import ranked_table
-
-    try:
-        settings = _settings_from_args(args)
-        out = settings.pop("out")
-        losses = settings.pop("losses")
-        thresholds = settings.pop("shot_thresholds")
-        result = ablate(**settings, losses=losses, shot_thresholds=None if thresholds is None else tuple(thresholds),
-                        progress=not args.no_progress, out=out, plots=not args.no_plots)
-    except (ValueError, TypeError, DataError, FloatingPointError) as error:
-        print(f"losslab ablate: {error}", file=sys.stderr)
-        return 2
-    data = result.dataset
-    print(f"{data['name']}: {data['train_size']} training examples, per class {data['train_counts']} "
-          f"(rho = {data['rho']:g}); {data['test_size']} test examples")
-    print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
-          f"{settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
-          "(mean ± std over seeds, %):\n")
-    print(ranked_table(result))
-    print()
-    for path in result.files:
-        print(f"wrote {path}")
-    return 0 if all(math.isfinite(r["balanced_accuracy"]["mean"]) for r in result.summary) else 1

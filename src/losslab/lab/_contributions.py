@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,34 +23,11 @@ from ._losses import (
     resolve_class_weights,
 )
 
-__all__ = ["Contributions", "contributions", "demo_batch", "DESCRIPTION", "add_arguments", "command"]
+__all__ = ["Contributions", "contributions", "demo_batch"]
 
 FN = "contributions"
-DEMO_LOSSES = (("cross_entropy", None), ("softmax_focal_loss", "inverse"))  # (loss, alpha) of the --demo comparison
-TARGET_KEYS = ("target", "targets", "labels", "y")  # tried in this order when --target-key is not given
 COLUMNS = ("class", "count", "share", "loss before", "share before", "loss after", "share after", "mean before",
            "mean after")
-
-DESCRIPTION = """\
-Where the loss of a batch comes from, class by class: for each class (by the
-example's target) its count, its summed loss before and after the alpha
-weighting, each as a share of the batch's total, and the mean per example.
-
-  share_c = sum over examples n of class c of loss_n / sum over all n of loss_n
-
-Plain cross-entropy is dominated by the frequent classes; alpha (per-class
-weights, e.g. inverse frequency) and gamma (focal loss) move the weight to the
-rare ones. The input is a .npz or .pt file holding logits (N, C) and integer
-targets (N,), or --demo: a seeded synthetic batch (5 classes with
-probabilities proportional to 0.7^c, 64 examples, standard normal logits)
-compared under cross-entropy and under focal loss (gamma 2) with
-inverse-frequency alpha.
-
-examples:
-  losslab contributions --demo
-  losslab contributions batch.npz --loss cross_entropy --loss softmax_focal_loss --alpha inverse
-  losslab contributions outputs.pt --logits-key scores --target-key y --format json
-"""
 
 
 @dataclass(frozen=True)
@@ -431,160 +405,3 @@ def _format_alpha(alpha: float | list[float]) -> str:
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in [header, *rows])
-
-
-# ----------------------------------------------------------------------------
-# the command
-
-
-class _UsageError(Exception):
-    """A bad command line or input file: printed after "losslab contributions: ", exit code 2."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``losslab contributions``."""
-    parser.add_argument("file", nargs="?", metavar="FILE", help=".npz or .pt (.pth) file with logits and targets")
-    parser.add_argument("--demo", action="store_true",
-                        help="a seeded synthetic batch (5 classes, P(c) ~ 0.7^c, 64 examples, standard normal "
-                             "logits): cross-entropy without alpha against focal loss with inverse-frequency alpha")
-    parser.add_argument("--loss", action="append", metavar="NAME",
-                        help="a classification or focal loss (name or alias); repeat to compare several "
-                             "(default: cross_entropy; for --demo cross_entropy and softmax_focal_loss)")
-    parser.add_argument("--alpha", metavar="SPEC",
-                        help=f"{' | '.join(WEIGHT_METHODS)} (from the batch's class counts, averaging 1; "
-                             "effective_number:BETA sets beta) | none | a number | comma-separated per-class "
-                             "numbers; applies to every --loss (default none; --demo without --loss and --alpha "
-                             "compares cross_entropy without alpha with softmax_focal_loss with inverse)")
-    parser.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the losses that take one "
-                                                                 "(default 2)")
-    parser.add_argument("--logits-key", default="logits", metavar="KEY",
-                        help="name of the logits in FILE (default logits)")
-    parser.add_argument("--target-key", default=None, metavar="KEY",
-                        help="name of the targets in FILE (default: the first of target, targets, labels, y)")
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
-                        help="text tables (default), Markdown tables, or JSON (the results as plain data)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --demo batch (default 0)")
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run ``losslab contributions``; 0 on success, 2 with a message on stderr for bad input."""
-    try:
-        if args.demo and args.file:
-            raise _UsageError("give a FILE or --demo, not both")
-        if args.demo:
-            logits, target = demo_batch(args.seed)
-            source = (f"demo batch (seed {args.seed}): {logits.shape[0]} examples, {logits.shape[1]} classes with "
-                      "probabilities proportional to 0.7^c, standard normal logits")
-        elif args.file:
-            logits, target = _load(Path(args.file), args.logits_key, args.target_key)
-            source = f"{args.file}: logits {shape_str(logits.shape)}, targets {shape_str(target.shape)}"
-        else:
-            raise _UsageError("give a FILE (.npz or .pt with logits and targets) or --demo")
-        alpha = _parse_alpha(args.alpha)
-        if args.demo and args.loss is None:  # the demo's comparison; --alpha replaces its alphas
-            runs = [(name, demo_alpha if args.alpha is None else alpha) for name, demo_alpha in DEMO_LOSSES]
-        else:
-            runs = [(name, alpha) for name in (args.loss or ["cross_entropy"])]
-        results = []
-        for name, run_alpha in runs:
-            spec, _ = classification_loss(name, caller=FN)
-            gamma = {"gamma": args.gamma} if accepts(spec, "gamma") else {}
-            results.append(contributions(logits, target, loss=name, alpha=run_alpha, **gamma))
-    except (_UsageError, ValueError, TypeError) as error:
-        message = str(error).removeprefix(f"{FN}: ")
-        print(f"losslab {FN}: {message}", file=sys.stderr)
-        return 2
-    print(_render(source, results, args.format))
-    return 0
-
-
-def _parse_alpha(text: str | None) -> Any:
-    if text is None or text.strip().lower() == "none":
-        return None
-    text = text.strip()
-    method, _, beta = text.partition(":")
-    if method in WEIGHT_METHODS:
-        if not beta:
-            return method
-        try:
-            return {"method": method, "beta": float(beta)}
-        except ValueError:
-            raise _UsageError(f"--alpha {text!r}: the beta after ':' must be a number") from None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise _UsageError(f"--alpha must be none, {', '.join(WEIGHT_METHODS)}, a number or comma-separated "
-                          f"numbers; got {text!r}") from None
-    return values[0] if len(values) == 1 and "," not in text else values
-
-
-def _load(path: Path, logits_key: str, target_key: str | None) -> tuple[Tensor, Tensor]:
-    """Logits and targets from a .npz or .pt file, as tensors."""
-    if not path.is_file():
-        raise _UsageError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".pt", ".pth"):
-        raise _UsageError(f"{path}: unknown file type {suffix or '(none)'!r}; expected .npz or .pt (.pth)")
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                data: Any = {key: archive[key] for key in archive.files}
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a corrupt file fails in many ways (zip, pickle, EOF, ...)
-        raise _UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        logits, target = data
-    elif isinstance(data, Mapping):
-        keys = [str(k) for k in data]
-        if logits_key not in data:
-            raise _UsageError(f"{path} has no {logits_key!r} (--logits-key); keys present: {', '.join(keys)}")
-        candidates = [target_key] if target_key is not None else list(TARGET_KEYS)
-        found = next((k for k in candidates if k in data), None)
-        if found is None:
-            tried = " or ".join(map(repr, candidates))
-            raise _UsageError(f"{path} has no {tried} (--target-key); keys present: {', '.join(keys)}")
-        logits, target = data[logits_key], data[found]
-    else:
-        raise _UsageError(f"{path} must hold a dict of arrays or a (logits, target) pair; got {type(data).__name__}")
-    tensors = []
-    for what, value in (("logits", logits), ("targets", target)):
-        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-            value = torch.from_numpy(value)
-        if not isinstance(value, Tensor):
-            raise _UsageError(f"{path}: {what} must be a numeric array or tensor; got {type(value).__name__}")
-        tensors.append(value)
-    if tensors[1].dtype.is_floating_point or tensors[1].dtype == torch.bool:
-        raise _UsageError(f"{path}: targets must be integer class indices; got dtype {tensors[1].dtype}")
-    return tensors[0], tensors[1]
-
-
-def _render(source: str, results: list[Contributions], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"input": source, "results": [r.to_dict() for r in results]}, indent=2)
-    if fmt == "markdown":
-        parts = [f"Input: {source}."] + [r.to_markdown() for r in results]
-        if len(results) > 1:
-            header, rows = _comparison(results)
-            parts.append("**Share of the loss after weighting, per class**\n\n| " + " | ".join(header) + " |\n|"
-                         + "---:|" * len(header) + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows))
-        return "\n\n".join(parts)
-    parts = [f"Input: {source}."] + [f"== {r.title()} ==\n" + "\n".join(str(r).splitlines()[1:]) for r in results]
-    if len(results) > 1:
-        parts.append("== Share of the loss after weighting, per class ==\n" + _text_table(*_comparison(results)))
-    return "\n\n".join(parts)
-
-
-def _comparison(results: list[Contributions]) -> tuple[list[str], list[list[str]]]:
-    """share_after per class (rows) for each result (columns), with each class's count and share of examples."""
-    labels = list(dict.fromkeys(row["label"] for r in results for row in r.classes))
-    first: dict[str, dict[str, Any]] = {}
-    for r in results:
-        for row in r.classes:
-            first.setdefault(row["label"], row)
-    header = ["class", "count", "share"] + [r.title() for r in results]
-    rows = []
-    for label in labels:
-        shares = [next((_pct(row["share_after"]) for row in r.classes if row["label"] == label), "-") for r in results]
-        rows.append([label, str(first[label]["count"]), _pct(first[label]["share"]), *shares])
-    return header, rows

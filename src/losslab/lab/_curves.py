@@ -9,10 +9,7 @@ classification loss.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,19 +35,6 @@ LOSS_YMAX = 5.0
 # The factor panel's y range stops here: a loss that does not vanish at p_t = 1 (label smoothing) has an
 # unbounded loss / (-log p_t) there.
 FACTOR_YMAX = 5.0
-
-DESCRIPTION = """\
-Plot what a classification loss does to one example: its loss, its modulating
-factor loss / (-log p_t) and its gradient with respect to the logit, against p_t,
-the probability of the true class, for several focusing parameters gamma (the
-figure that introduced focal loss). One row of three panels per loss named.
-
-examples:
-  losslab plot                                          # softmax focal loss, gamma 0 0.5 1 2 5
-  losslab plot cross_entropy sigmoid_focal_loss --out curves.svg
-  losslab plot sigmoid_focal_loss --gamma 0 2 --option alpha=0.5
-  losslab plot BCELoss                                  # a framework's name: probabilities in
-"""
 
 
 def default_grid(n: int = 401) -> np.ndarray:
@@ -370,66 +354,3 @@ def _format(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
     return repr(value) if not isinstance(value, str) else value
-
-
-# ----------------------------------------------------------------------------
-# the command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``losslab plot``."""
-    parser.add_argument("losses", nargs="*", metavar="LOSS", default=[DEFAULT_LOSS],
-                        help="classification losses (canonical names or aliases), one row each; "
-                             "default softmax_focal_loss")
-    parser.add_argument("--gamma", nargs="+", type=float, default=list(DEFAULT_GAMMAS), metavar="G",
-                        help="focusing parameters, one curve each, for losses that take gamma (default 0 0.5 1 2 5)")
-    parser.add_argument("--out", default="loss_curves.png", metavar="FILE",
-                        help="the figure to write, .png or .svg (default loss_curves.png)")
-    parser.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
-    parser.add_argument("--title", default=None, help="a title above the rows")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a keyword argument of every loss, the value read as JSON where it parses, else as a "
-                             "string: --option alpha=0.5 --option label_smoothing=0.1; repeatable")
-
-
-def parse_options(items: Sequence[str], *, caller: str) -> dict[str, Any]:
-    """``["alpha=0.25", "alpha=[0.3, 0.7]", "name=x"]`` as keyword arguments, values read as JSON where possible."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise ValueError(f"{caller}: --option must be KEY=VALUE with KEY a keyword argument name; got {item!r}")
-        try:
-            options[key] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key] = text
-    return options
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run ``losslab plot``: write the figure and print its path; 2 with a message on stderr for a bad request."""
-    try:
-        options = parse_options(args.option, caller="losslab plot")
-        path = plot_curves(args.losses or [DEFAULT_LOSS], gammas=args.gamma, out=args.out, dpi=args.dpi,
-                           title=args.title, **options)
-    except (ValueError, TypeError, ImportError, OSError) as error:
-        message = str(error)
-        if not message.startswith("losslab plot:"):
-            message = f"losslab plot: {message}"
-        print(message, file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m losslab.lab._curves``: the command without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="losslab plot", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,12 @@ class Split:
         return np.bincount(self.y_test, minlength=self.num_classes)
 
 
+def _check_rho(rho: object, caller: str) -> None:
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not math.isfinite(rho) or rho < 1:
+        raise ValueError(f"{caller}: rho must be a finite number >= 1 (the ratio of the largest class to the "
+                         f"smallest); got {rho!r}")
+
+
 def long_tail_counts(n_max: int, num_classes: int, rho: float) -> list[int]:
     r"""Per-class counts of the exponential long-tail profile, class 0 the most frequent.
 
@@ -75,12 +82,15 @@ def long_tail_counts(n_max: int, num_classes: int, rho: float) -> list[int]:
         >>> long_tail_counts(124, 10, 20.0)
         [124, 88, 63, 45, 32, 23, 16, 12, 8, 6]
     """
-    if num_classes < 1:
-        raise ValueError(f"long_tail_counts: num_classes must be at least 1; got {num_classes}")
-    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 1):
-        raise ValueError(f"long_tail_counts: rho must be a finite number >= 1 (1 means balanced); got {rho!r}")
+    caller = "long_tail_counts"
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"{caller}: num_classes must be a positive integer; got {num_classes!r}")
+    if isinstance(n_max, bool) or not isinstance(n_max, numbers.Integral) or n_max < 1:
+        raise ValueError(f"{caller}: n_max must be a positive integer; got {n_max!r}")
+    _check_rho(rho, caller)
     if num_classes == 1:
         return [int(n_max)]
+    rho = float(rho)
     return [max(1, int(math.floor(n_max * rho ** (-c / (num_classes - 1)) + 1e-9))) for c in range(num_classes)]
 
 
@@ -88,12 +98,12 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
     """Check features and labels, and map the labels to 0..C-1."""
     if x.ndim < 2:
         raise DataError(f"{caller}: features must have one row per example, shape (N, D); got shape {x.shape}")
+    if x.shape[0] == 0 or x.size == 0:
+        raise DataError(f"{caller}: the data set is empty (features of shape {x.shape})")
     x = x.reshape(len(x), -1)
     if labels.ndim != 1 or len(labels) != len(x):
         raise DataError(f"{caller}: labels must have shape ({len(x)},), one per row of the features; "
                         f"got shape {labels.shape}")
-    if len(x) == 0:
-        raise DataError(f"{caller}: the data set is empty")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{caller}: features must be real numbers; got dtype {x.dtype}")
     x = x.astype(np.float64)
@@ -145,7 +155,9 @@ def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> 
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except Exception as error:
-        raise DataError(f"{caller}: cannot read {path} as a .npz archive ({type(error).__name__}: {error})") from error
+        # NumPy reads a non-archive as a pickle and suggests allow_pickle, which would be unsafe: leave that out
+        detail = "not a NumPy .npz archive" if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+        raise DataError(f"{caller}: cannot read {path} as a .npz archive ({detail})") from error
     for key in (x_key, y_key):
         if key not in arrays:
             raise DataError(f"{caller}: {path} has no array {key!r}; it holds {sorted(arrays)}")
@@ -159,19 +171,21 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset
     if not path.is_file():
         raise DataError(f"{caller}: no such file: {path}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a byte-order mark
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{caller}: cannot read {path} as CSV ({type(error).__name__}: {error})") from error
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise DataError(f"{caller}: {path} is empty")
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in rows[0][1]]
     if label_column not in header:
         raise DataError(f"{caller}: {path} has no column {label_column!r} (the label column, --label-column); "
                         f"its columns are {header}")
     body = rows[1:]
-    for number, row in enumerate(body, start=2):
+    if not body:
+        raise DataError(f"{caller}: {path} has a header and no rows: the data set is empty")
+    for number, row in body:
         if len(row) != len(header):
             raise DataError(f"{caller}: {path} line {number} has {len(row)} fields; the header has {len(header)}")
     label_at = header.index(label_column)
@@ -180,13 +194,16 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset
         raise DataError(f"{caller}: {path} has no feature columns besides {label_column!r}")
     x = np.empty((len(body), len(features)), dtype=np.float64)
     for column, i in enumerate(features):
-        for line, row in enumerate(body):
+        for line, (number, row) in enumerate(body):
             try:
                 x[line, column] = float(row[i])
             except ValueError:
-                raise DataError(f"{caller}: column {header[i]!r} is not numeric: line {line + 2} holds "
+                raise DataError(f"{caller}: column {header[i]!r} is not numeric: line {number} holds "
                                 f"{row[i]!r}; every column but the label must be a number") from None
-    raw = [row[label_at].strip() for row in body]
+    raw = [row[label_at].strip() for _, row in body]
+    for (number, _), value in zip(body, raw, strict=True):
+        if not value:
+            raise DataError(f"{caller}: {path} line {number} has an empty {label_column!r}; every row needs a label")
     try:
         as_float = np.array([float(v) for v in raw])
         labels = as_float if np.all(as_float == np.round(as_float)) else np.array(raw)
@@ -214,7 +231,8 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
     r"""A class-balanced test set, then a long-tailed training set from the rest.
 
     First ``test_per_class`` examples of every class are held out for testing
-    (default: 50, or a quarter of the rarest class where that is less). Of the
+    (default: 50, or a quarter of the rarest class where that is less, at
+    least 1). Of the
     remaining pool, class c keeps :func:`long_tail_counts` (n_max, C, rho)
     examples, n_max the smallest pool size among the classes, so that the
     profile holds exactly; ``rho=1`` keeps the whole pool (for data that is
@@ -224,7 +242,7 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
     caller = "split_dataset"
     counts = data.counts()
     if test_per_class is None:
-        test_per_class = int(min(50, counts.min() // 4))
+        test_per_class = int(max(1, min(50, counts.min() // 4)))
     if isinstance(test_per_class, bool) or not isinstance(test_per_class, (int, np.integer)) or test_per_class < 1:
         raise DataError(f"{caller}: test_per_class must be a positive integer; got {test_per_class!r}")
     rarest = int(np.argmin(counts))
@@ -232,7 +250,7 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
         raise DataError(f"{caller}: class {data.class_names[rarest]!r} has {counts[rarest]} examples; holding out "
                         f"{test_per_class} per class for the test set and keeping one for training needs at least "
                         f"{test_per_class + 1} (lower test_per_class)")
-    long_tail_counts(1, data.num_classes, rho)  # checks rho
+    _check_rho(rho, caller)
     rng = np.random.default_rng(seed)
     test_idx, pool = [], []
     for c in range(data.num_classes):

@@ -47,9 +47,10 @@ def shot_groups(train_counts: Sequence[int], thresholds: tuple[int, int] | None 
 
     With ``thresholds=(many, few)`` a class is many-shot above ``many`` training
     examples, few-shot below ``few``, medium otherwise (ImageNet-LT uses
-    (100, 20)). Without, the classes sorted by count are cut into thirds (the
-    largest third many-shot, the smallest few-shot; the middle takes the
-    remainder), which suits data sets of any size.
+    (100, 20)). Without, the classes sorted by count (ties by index) are cut
+    into thirds: round(C / 3) most frequent classes many-shot, as many least
+    frequent few-shot, the rest medium (two classes: one many, one few; one
+    class: many), which suits data sets of any size.
 
     Example:
         >>> shot_groups([124, 88, 63, 45, 32, 23, 16, 11, 8, 6])
@@ -58,13 +59,17 @@ def shot_groups(train_counts: Sequence[int], thresholds: tuple[int, int] | None 
     counts = np.asarray(train_counts)
     if thresholds is not None:
         many, few = thresholds
+        if many < few:
+            raise ValueError(f"shot_groups: thresholds must be (many, few) with many >= few, so that the groups "
+                             f"do not overlap; got {tuple(thresholds)!r}")
         return {"many": [int(c) for c in np.nonzero(counts > many)[0]],
                 "medium": [int(c) for c in np.nonzero((counts <= many) & (counts >= few))[0]],
                 "few": [int(c) for c in np.nonzero(counts < few)[0]]}
     order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
-    third = len(counts) // 3
-    groups = {"many": order[:third], "medium": order[third:len(counts) - third],
-              "few": order[len(counts) - third:] if third else []}
+    if len(counts) < 2:
+        return {"many": list(order), "medium": [], "few": []}
+    third = max(1, round(len(counts) / 3))  # two classes: a head and a tail
+    groups = {"many": order[:third], "medium": order[third:len(counts) - third], "few": order[len(counts) - third:]}
     return {k: sorted(int(c) for c in v) for k, v in groups.items()}
 
 
@@ -80,7 +85,17 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
     each group's classes (NaN for an empty group).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    y_true = np.asarray(y_true, dtype=np.int64)
+    y_true = np.asarray(y_true)
+    if probabilities.ndim != 2 or probabilities.shape[1] < 1:
+        raise ValueError(f"evaluate: probabilities must have shape (N, C); got {probabilities.shape}")
+    if y_true.shape != probabilities.shape[:1]:
+        raise ValueError(f"evaluate: y_true must have shape ({probabilities.shape[0]},), one class per row of "
+                         f"probabilities; got {y_true.shape}")
+    if len(y_true) and (not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0
+                        or y_true.max() >= probabilities.shape[1]):
+        raise ValueError(f"evaluate: y_true must hold class indices in [0, {probabilities.shape[1]}); got dtype "
+                         f"{y_true.dtype}, values {y_true.min()}..{y_true.max()}")
+    y_true = y_true.astype(np.int64)
     num_classes = probabilities.shape[1]
     pred = probabilities.argmax(axis=1)
     correct = pred == y_true
