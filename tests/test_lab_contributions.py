@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from losslab.lab._commands import CONTRIBUTIONS_DESCRIPTION as DESCRIPTION
-from losslab.lab._commands import add_contributions_arguments as add_arguments
-from losslab.lab._commands import contributions_command as command
+from losslab.cli import main as cli_main
 from losslab.lab._contributions import Contributions, contributions, demo_batch
 
 C = 4
@@ -290,10 +287,7 @@ class TestDemo:
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="losslab contributions", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    code = command(parser.parse_args(list(argv)))
+    code = cli_main(["contributions", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("matplotlib")
 
-from losslab.lab._commands import PLOT_DESCRIPTION as DESCRIPTION  # noqa: E402
+from losslab.cli import main as cli_main
 from losslab.lab._commands import add_plot_arguments as add_arguments  # noqa: E402
 from losslab.lab._commands import parse_options  # noqa: E402
-from losslab.lab._commands import plot_command as command  # noqa: E402
 from losslab.lab._curves import (  # noqa: E402
     DEFAULT_GAMMAS,
     _figure,
@@ -294,10 +293,7 @@ class TestFigure:
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="losslab plot", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    code = command(parser.parse_args(list(argv)))
+    code = cli_main(["plot", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
