@@ -267,7 +267,7 @@ class _ElementwiseLoss:
 
     def test_module_signature_is_the_functionals(self):
         params = inspect.signature(self.module).parameters
-        assert list(params) == [self.param, "weight", "reduction", "avg_factor"]
+        assert list(params) == [self.param, "weight", "reduction", "avg_factor", "dist_sync"]
         assert params[self.param].default == 1.0 and params["reduction"].default == "mean"
 
     # shapes and dtypes ----------------------------------------------------------

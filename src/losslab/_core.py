@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _fused
+from . import _dist, _fused
 from ._checks import (
     along_class_dim,
     check_avg_factor,
@@ -52,7 +52,7 @@ LOG_FLOOR = -100.0
 
 
 def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None,
-           avg_factor: float | Tensor | None = None) -> Tensor:
+           avg_factor: float | Tensor | None = None, processes: int = 1) -> Tensor:
     """Reduce per-element losses; "mean" divides by ``denominator`` (default: the element count).
 
     ``avg_factor`` (the detection heads' normaliser, e.g. the number of
@@ -60,10 +60,23 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None,
     ignore it. A zero denominator or avg_factor (empty batch, every element
     ignored, no positives) divides by 1: the result is the sum, 0 when nothing
     contributes, still connected to the graph, instead of 0/0 = NaN.
+
+    With ``processes`` > 1 (``dist_sync``), the sum and the denominator are
+    all-reduced: the result is the global batch's "sum" or "mean", with the
+    gradient scaled for DDP's average (:mod:`losslab._dist`); a local
+    ``avg_factor`` is summed over the processes too.
     """
     if reduction == "none":
         return loss
     total = loss.sum()
+    if processes > 1:
+        if reduction == "sum":
+            return _dist.reduce_global(total, None, processes)
+        if avg_factor is not None:
+            denominator = torch.as_tensor(avg_factor, dtype=total.dtype, device=total.device).reshape(())
+        elif denominator is None:
+            denominator = torch.tensor(float(loss.numel()), dtype=total.dtype, device=total.device)
+        return _dist.reduce_global(total, denominator, processes)
     if reduction == "sum":
         return total
     if avg_factor is not None:
@@ -295,14 +308,16 @@ def index_weight_sum(target: SoftmaxTarget, class_weight: Tensor | None, like: T
 def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from_logits: bool,
                  ignore_index: int | None, alpha: float | None = None, gamma: float = 0.0,
                  weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0,
-                 avg_factor: object = None) -> Tensor:
+                 avg_factor: object = None, dist_sync: bool = False) -> Tensor:
     """A sigmoid-form loss; "mean" divides by the number of kept elements (or by ``avg_factor``)."""
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
+    processes = _dist.world(fn, dist_sync)
     dtype = compute_dtype(input)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
     pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
-    path = _fused.route(input, target, w, pw, avg_factor, eager_pays=bool(gamma)) if from_logits else None
+    path = _fused.route(input, target, w, pw, avg_factor, eager_pays=bool(gamma)) \
+        if from_logits and processes == 1 else None
     if path is not None:
         index = sigmoid_index(fn, input, target, ignore_index)
         shared = (alpha, gamma, label_smoothing)
@@ -326,12 +341,12 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
         check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
     loss = sigmoid_elementwise(x, t, valid, from_logits=from_logits, alpha=alpha, gamma=gamma,
                                weight=w, pos_weight=pw, label_smoothing=label_smoothing)
-    return reduce(loss, reduction, count(valid, loss), avg_factor).to(input.dtype)
+    return reduce(loss, reduction, count(valid, loss), avg_factor, processes).to(input.dtype)
 
 
 def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, input_kind: str,
                  ignore_index: int | None, class_weight: object = None, gamma: float = 0.0,
-                 label_smoothing: float = 0.0, weighted_mean: bool = False) -> Tensor:
+                 label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False) -> Tensor:
     """A softmax-form loss over dim 1 of an (N, C, d1, ...) input.
 
     "mean" divides by the number of kept positions, or, with ``weighted_mean``
@@ -341,6 +356,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
     if input.shape[1] < 1:
         raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
+    processes = _dist.world(fn, dist_sync)
     dtype = compute_dtype(input)
     tgt = softmax_target(fn, input, target, ignore_index, dtype)
     x = input.to(dtype)
@@ -350,7 +366,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if class_weight is not None:
         name = "weight" if weighted_mean else "alpha"
         w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
-    path = _fused.route(input, target, w, eager_pays=False) if input_kind == "logits" else None
+    path = _fused.route(input, target, w, eager_pays=False) if input_kind == "logits" and processes == 1 else None
     if path in ("compiled", "triton"):
         return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype,
                               _fused.compiled_flag(path))
@@ -362,7 +378,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
         denominator = index_weight_sum(tgt, w, loss)
     else:
         denominator = count(tgt.valid, loss)
-    return reduce(loss, reduction, denominator).to(input.dtype)
+    return reduce(loss, reduction, denominator, None, processes).to(input.dtype)
 
 
 def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None, gamma: float,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from . import _dist
 from ._checks import (
     check_bool,
     check_class_indices,
@@ -86,8 +87,14 @@ def ratio(num: Tensor, den: Tensor, eps: float) -> Tensor:
 
 def overlap_loss(fn: str, input: Tensor, target: Tensor, *, mode: str, from_logits: bool, eps: float,
                   weight: object, ignore_index: int | None, include_background: bool, per_image: bool,
-                  reduction: str, score_loss: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-    """The shared pipeline: p and t, per-class loss ``score_loss(p, t)`` (sums over ``dims``), weights, reduction."""
+                  reduction: str, score_loss: Callable[[Tensor, Tensor], Tensor], processes: int = 1) -> Tensor:
+    """The shared pipeline: p and t, per-class loss ``score_loss(p, t)`` (sums over ``dims``), weights, reduction.
+
+    With ``processes`` > 1 (``dist_sync``) and ``per_image=False``, ``score_loss``'s
+    sums are global already (:func:`sums`): the per-class losses are those of
+    the global batch, and only their gradient is scaled for DDP's average.
+    With ``per_image=True`` the mean over images is all-reduced.
+    """
     check_common(fn, from_logits=from_logits, ignore_index=ignore_index, reduction=reduction)
     check_mode(fn, mode)
     check_number(fn, "eps", eps, low=0.0, low_open=True)
@@ -106,15 +113,23 @@ def overlap_loss(fn: str, input: Tensor, target: Tensor, *, mode: str, from_logi
     if w is not None:
         loss = loss * w
         denominator = w.sum() * (loss.shape[0] if per_image else 1)
-    return reduce(loss, reduction, denominator).to(input.dtype)
+    if per_image:
+        return reduce(loss, reduction, denominator, None, processes).to(input.dtype)
+    return _dist.scale_gradient(reduce(loss, reduction, denominator), processes).to(input.dtype)
 
 
-def sums(per_image: bool) -> Callable[[Tensor], Tensor]:
-    """Sum over the spatial dims (and the batch unless per_image) of an (N, C, *) tensor."""
+def sums(per_image: bool, processes: int = 1) -> Callable[[Tensor], Tensor]:
+    """Sum over the spatial dims (and the batch unless per_image) of an (N, C, *) tensor.
+
+    Over the batch with ``processes`` > 1: over every process's batch, the
+    gradient flowing to this process's share (one all-reduce per call, in the
+    same order on every process).
+    """
 
     def total(a: Tensor) -> Tensor:
         dims = tuple(range(2, a.ndim)) if per_image else (0, *range(2, a.ndim))
-        return a.sum(dim=dims) if dims else a
+        out = a.sum(dim=dims) if dims else a
+        return _dist.global_sum(out) if processes > 1 and not per_image else out
 
     return total
 

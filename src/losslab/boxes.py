@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import _dist
 from . import _samples as S
 from ._boxes import Pair, box_weight, check_box_format, check_boxes, check_target_boxes, corners, from_xyxy
 from ._checks import check_avg_factor, check_common, check_number, compute_dtype
@@ -69,7 +70,8 @@ def _boxdoc(f: Callable) -> Callable:
 
 
 def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: float, weight: Weight,
-              reduction: str, avg_factor: object, loss_of: Callable[[Pair, float], Tensor]) -> Tensor:
+              reduction: str, avg_factor: object, loss_of: Callable[[Pair, float], Tensor],
+              dist_sync: bool = False) -> Tensor:
     """Validate, convert to corners in the compute dtype, compute ``loss_of(pair, eps)`` per box, weight, reduce."""
     check_common(fn, reduction=reduction, avg_factor=avg_factor)
     check_box_format(fn, box_format)
@@ -82,7 +84,7 @@ def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: fl
     loss = loss_of(Pair.of(corners(pred.to(dtype), box_format), g, eps), eps)
     if weight is not None:
         loss = loss * box_weight(fn, weight, pred, dtype)
-    return reduce(loss, reduction, None, avg_factor).to(pred.dtype)
+    return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(pred.dtype)
 
 
 def _check_mode(mode: object) -> None:
@@ -101,6 +103,7 @@ def iou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""IoU loss of matched boxes: 1 - IoU (or 1 - IoU^2, or -log IoU).
 
@@ -120,6 +123,12 @@ def iou_loss(
         BOX_ARGS
         mode: "linear" (default), "square", or "log" (UnitBox's -ln IoU,
             mmdetection's default; ``get_loss("mmdet.IoULoss")`` presets it).
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -144,7 +153,7 @@ def iou_loss(
         return 1.0 - (pair.iou * pair.iou if mode == "square" else pair.iou)
 
     return _box_loss(fn, pred, target, box_format=box_format, eps=eps, weight=weight, reduction=reduction,
-                     avg_factor=avg_factor, loss_of=loss_of)
+                     avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 @_boxdoc
@@ -157,6 +166,7 @@ def giou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Generalized IoU loss, as ``torchvision.ops.generalized_box_iou_loss``.
 
@@ -169,6 +179,12 @@ def giou_loss(
 
     Args:
         BOX_ARGS
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -186,7 +202,7 @@ def giou_loss(
     """
     return _box_loss("giou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor,
-                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(e))
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(e), dist_sync=dist_sync)
 
 
 @_boxdoc
@@ -199,6 +215,7 @@ def diou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Distance IoU loss, as ``torchvision.ops.distance_box_iou_loss``.
 
@@ -212,6 +229,12 @@ def diou_loss(
 
     Args:
         BOX_ARGS
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -229,7 +252,7 @@ def diou_loss(
     """
     return _box_loss("diou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor,
-                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.centre_penalty(e))
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.centre_penalty(e), dist_sync=dist_sync)
 
 
 def _aspect(w: Tensor, h: Tensor, eps: float) -> Tensor:
@@ -247,6 +270,7 @@ def ciou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Complete IoU loss, as ``torchvision.ops.complete_box_iou_loss``: DIoU plus an aspect-ratio term.
 
@@ -272,6 +296,12 @@ def ciou_loss(
 
     Args:
         BOX_ARGS
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -296,7 +326,7 @@ def ciou_loss(
         return 1.0 - pair.iou + pair.centre_penalty(eps) + a * v
 
     return _box_loss("ciou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
-                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 @_boxdoc
@@ -309,6 +339,7 @@ def eiou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Efficient IoU loss: DIoU plus width and height differences over the enclosing box's.
 
@@ -324,6 +355,12 @@ def eiou_loss(
 
     Args:
         BOX_ARGS
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -346,7 +383,7 @@ def eiou_loss(
                 + dh * dh / (pair.ch * pair.ch + eps))
 
     return _box_loss("eiou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
-                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 @_boxdoc
@@ -359,6 +396,7 @@ def siou_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""SCYLLA-IoU loss: IoU plus angle-aware distance and shape costs (YOLOv6, mmyolo).
 
@@ -385,6 +423,12 @@ def siou_loss(
 
     Args:
         BOX_ARGS
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     BOX_NOTES
 
@@ -413,7 +457,7 @@ def siou_loss(
         return 1.0 - pair.iou + 0.5 * (distance + shape)
 
     return _box_loss("siou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
-                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of)
+                     reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 def _format_check(fn: str) -> dict[str, Callable]:

@@ -31,6 +31,7 @@ def cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     from_logits: bool = True,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Softmax cross-entropy over dim 1, with the values and gradients of ``torch.nn.functional.cross_entropy``.
 
@@ -58,6 +59,12 @@ def cross_entropy(
         label_smoothing: :math:`\varepsilon` in [0, 1].
         from_logits: False when ``input`` holds probabilities (their log is
             floored at -100, and they are not renormalised).
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": shape (N) or (N, d1, ..., dk), ignored positions 0. "mean" and
@@ -94,7 +101,7 @@ def cross_entropy(
                  from_logits=from_logits)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                         input_kind="logits" if from_logits else "probabilities", class_weight=weight,
-                        label_smoothing=label_smoothing, weighted_mean=True)
+                        label_smoothing=label_smoothing, weighted_mean=True, dist_sync=dist_sync)
 
 
 def nll_loss(
@@ -104,6 +111,7 @@ def nll_loss(
     weight: Tensor | Sequence[float] | None = None,
     ignore_index: int | None = -100,
     reduction: Reduction = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Negative log-likelihood of log-probabilities, with the values of ``torch.nn.functional.nll_loss``.
 
@@ -123,6 +131,12 @@ def nll_loss(
         ignore_index: class index to skip; None disables it.
         reduction: "none" | "mean" | "sum"; "mean" divides by the sum of
             ``weight[target]`` over kept positions, as PyTorch does.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": (N) or (N, d1, ..., dk); otherwise a scalar (0 for an empty or
@@ -142,7 +156,8 @@ def nll_loss(
     fn = "nll_loss"
     check_common(fn, ignore_index=ignore_index, reduction=reduction)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
-                        input_kind="log-probabilities", class_weight=weight, weighted_mean=True)
+                        input_kind="log-probabilities", class_weight=weight, weighted_mean=True,
+                        dist_sync=dist_sync)
 
 
 def binary_cross_entropy(
@@ -156,6 +171,7 @@ def binary_cross_entropy(
     reduction: Reduction = "mean",
     from_logits: bool = True,
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Sigmoid (binary) cross-entropy of every element, as ``binary_cross_entropy_with_logits``.
 
@@ -199,6 +215,12 @@ def binary_cross_entropy(
             number of positive anchors, mmdetection's convention) instead of
             by the element count; 0 divides by 1. A number or a one-element
             tensor; "none" and "sum" ignore it.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape (ignored elements 0); otherwise a scalar.
@@ -223,7 +245,7 @@ def binary_cross_entropy(
                  from_logits=from_logits, avg_factor=avg_factor)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits, ignore_index=ignore_index,
                         weight=weight, pos_weight=pos_weight, label_smoothing=label_smoothing,
-                        avg_factor=avg_factor)
+                        avg_factor=avg_factor, dist_sync=dist_sync)
 
 
 def balanced_cross_entropy(
@@ -235,6 +257,7 @@ def balanced_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     from_logits: bool = True,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Alpha-balanced cross-entropy, :math:`-\alpha_t \log p_t`, in a sigmoid or a softmax form.
 
@@ -276,6 +299,12 @@ def balanced_cross_entropy(
             softmax form towards 1/C.
         reduction: "none" | "mean" | "sum".
         from_logits: False when ``input`` holds probabilities.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the per-element (sigmoid) or per-position (softmax) losses;
@@ -304,10 +333,11 @@ def balanced_cross_entropy(
     alpha = _balanced_alpha(alpha)
     if isinstance(alpha, float):
         return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
-                            ignore_index=ignore_index, alpha=alpha, label_smoothing=label_smoothing)
+                            ignore_index=ignore_index, alpha=alpha, label_smoothing=label_smoothing,
+                            dist_sync=dist_sync)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                         input_kind="logits" if from_logits else "probabilities", class_weight=alpha,
-                        label_smoothing=label_smoothing)
+                        label_smoothing=label_smoothing, dist_sync=dist_sync)
 
 
 class CrossEntropyLoss(LossModule, function=cross_entropy):

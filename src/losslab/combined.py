@@ -234,6 +234,7 @@ def dice_ce_loss(
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
     reduction: Literal["mean", "sum"] = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Dice plus cross-entropy, the usual pair for segmentation (nnU-Net, MONAI's DiceCELoss).
 
@@ -262,6 +263,12 @@ def dice_ce_loss(
         lambda_dice: weight of the Dice term, >= 0.
         lambda_ce: weight of the cross-entropy term, >= 0.
         reduction: "mean" or "sum", applied to each term before adding.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         A scalar.
@@ -289,15 +296,16 @@ def dice_ce_loss(
     _check_lambdas(fn, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
     dice = dice_pipeline(fn, input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
                          weight=weight, ignore_index=ignore_index, include_background=include_background,
-                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction)
+                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction,
+                         dist_sync=dist_sync)
     check_number(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     if mode == "multiclass":
         ce = softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                           input_kind="logits" if from_logits else "probabilities", class_weight=weight,
-                          label_smoothing=label_smoothing, weighted_mean=True)
+                          label_smoothing=label_smoothing, weighted_mean=True, dist_sync=dist_sync)
     else:
         ce = sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits, ignore_index=ignore_index,
-                          weight=weight, label_smoothing=label_smoothing)
+                          weight=weight, label_smoothing=label_smoothing, dist_sync=dist_sync)
     return lambda_dice * dice + lambda_ce * ce
 
 
@@ -320,6 +328,7 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     reduction: Literal["mean", "sum"] = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Dice plus focal loss, for segmentations whose foreground is tiny (MONAI's DiceFocalLoss).
 
@@ -350,6 +359,12 @@ def dice_focal_loss(
         lambda_dice: weight of the Dice term, >= 0.
         lambda_focal: weight of the focal term, >= 0.
         reduction: "mean" or "sum", applied to each term before adding.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         A scalar.
@@ -378,7 +393,8 @@ def dice_focal_loss(
     alpha = check_alpha(fn, alpha, expected="None or a float in [0, 1]", per_class=False)
     dice = dice_pipeline(fn, input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
                          weight=weight, ignore_index=ignore_index, include_background=include_background,
-                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction)
+                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction,
+                         dist_sync=dist_sync)
     if mode == "multiclass":
         class_weight: object = alpha
         if alpha is not None and weight is None:
@@ -388,10 +404,11 @@ def dice_focal_loss(
             class_weight = class_weight * (1.0 if alpha is None else alpha)
         focal = softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                              input_kind="logits" if from_logits else "probabilities", class_weight=class_weight,
-                             gamma=gamma)
+                             gamma=gamma, dist_sync=dist_sync)
     else:
         focal = sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
-                             ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight)
+                             ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight,
+                             dist_sync=dist_sync)
     return lambda_dice * dice + lambda_focal * focal
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _fused
+from . import _dist, _fused
 from . import _samples as S
 from ._checks import (
     along_class_dim,
@@ -89,6 +89,7 @@ def quality_focal_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Quality focal loss (Generalized Focal Loss): sigmoid BCE against an IoU-quality target, focused by |y - sigma|.
 
@@ -120,6 +121,12 @@ def quality_focal_loss(
         avg_factor: with "mean", divide the sum by this instead (GFL divides by
             the sum of the positives' quality scores or their number); 0
             divides by 1. "none" and "sum" ignore it.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape (ignored elements 0); otherwise a scalar.
@@ -161,7 +168,8 @@ def quality_focal_loss(
     dtype = compute_dtype(input)
     y, valid = quality_target(fn, input, target, ignore_index, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    path = _fused.route(input, y, w, avg_factor, eager_pays=bool(beta))
+    processes = _dist.world(fn, dist_sync)
+    path = _fused.route(input, y, w, avg_factor, eager_pays=bool(beta)) if processes == 1 else None
     if path is not None:
         kept = count(valid, y) if avg_factor is None else avg_factor
         return _fused.fused(fn, input, _fused.quality_sweep, (y, valid, _fused.spread(w, input)), (beta,), reduction,
@@ -176,7 +184,7 @@ def quality_focal_loss(
         loss = loss * w
     if valid is not None:
         loss = torch.where(valid, loss, torch.zeros_like(loss))
-    return reduce(loss, reduction, count(valid, loss), avg_factor).to(input.dtype)
+    return reduce(loss, reduction, count(valid, loss), avg_factor, processes).to(input.dtype)
 
 
 def varifocal_loss(
@@ -189,6 +197,7 @@ def varifocal_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Varifocal loss (VarifocalNet): an asymmetric focal loss against an IoU-aware classification score.
 
@@ -218,6 +227,12 @@ def varifocal_loss(
             element count or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead (VFNet uses the
             number of positives); 0 divides by 1.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.
@@ -253,7 +268,8 @@ def varifocal_loss(
     dtype = compute_dtype(input)
     q, _ = quality_target(fn, input, target, None, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    path = _fused.route(input, q, w, avg_factor, eager_pays=False)
+    processes = _dist.world(fn, dist_sync)
+    path = _fused.route(input, q, w, avg_factor, eager_pays=False) if processes == 1 else None
     if path is not None:
         return _fused.fused(fn, input, _fused.varifocal_sweep, (q, _fused.spread(w, input)),
                             (alpha, gamma, iou_weighted), reduction,
@@ -267,7 +283,7 @@ def varifocal_loss(
     loss = torch.where(q > 0, positive, negative)
     if w is not None:
         loss = loss * w
-    return reduce(loss, reduction, None, avg_factor).to(input.dtype)
+    return reduce(loss, reduction, None, avg_factor, processes).to(input.dtype)
 
 
 def distribution_focal_loss(
@@ -277,6 +293,7 @@ def distribution_focal_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Distribution focal loss (Generalized Focal Loss): cross-entropy of the two bins around a continuous target.
 
@@ -300,6 +317,12 @@ def distribution_focal_loss(
         reduction: "none" | "mean" | "sum"; "mean" divides by the number of
             positions or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead; 0 divides by 1.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the target's shape; otherwise a scalar.
@@ -350,7 +373,7 @@ def distribution_focal_loss(
     loss = -(left_weight * log_s.gather(-1, index).squeeze(-1) + right_weight * log_s.gather(-1, index + 1).squeeze(-1))
     if weight is not None:
         loss = loss * broadcast_weight(fn, "weight", weight, target.shape, input, dtype, "the target's shape")
-    return reduce(loss, reduction, None, avg_factor).to(input.dtype)
+    return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(input.dtype)
 
 
 def _nonnegative(fn: str, name: str):

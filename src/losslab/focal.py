@@ -30,6 +30,7 @@ def sigmoid_focal_loss(
     reduction: Reduction = "mean",
     from_logits: bool = True,
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Sigmoid focal loss of every element (RetinaNet), as ``torchvision.ops.sigmoid_focal_loss``.
 
@@ -64,6 +65,12 @@ def sigmoid_focal_loss(
         avg_factor: with "mean", divide the sum by this number (typically the
             number of positive anchors, as mmdetection's heads do) instead of
             by the element count; 0 divides by 1. "none" and "sum" ignore it.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar (0 for an empty or
@@ -97,7 +104,8 @@ def sigmoid_focal_loss(
                  avg_factor=avg_factor)
     alpha = _sigmoid_alpha(alpha)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
-                        ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight, avg_factor=avg_factor)
+                        ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight, avg_factor=avg_factor,
+                        dist_sync=dist_sync)
 
 
 def softmax_focal_loss(
@@ -110,6 +118,7 @@ def softmax_focal_loss(
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     from_logits: bool = True,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Multi-class focal loss over a softmax of dim 1.
 
@@ -151,6 +160,12 @@ def softmax_focal_loss(
         reduction: "none" | "mean" | "sum"; "mean" is the plain mean over
             non-ignored positions (alpha is not in the denominator).
         from_logits: False when ``input`` holds probabilities.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": (N, d1, ..., dk); otherwise a scalar.
@@ -185,7 +200,7 @@ def softmax_focal_loss(
         alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
                         input_kind="logits" if from_logits else "probabilities", class_weight=alpha,
-                        gamma=gamma, label_smoothing=label_smoothing)
+                        gamma=gamma, label_smoothing=label_smoothing, dist_sync=dist_sync)
 
 
 def _sigmoid_alpha(alpha: object) -> float | None:

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import _dist
 from . import _samples as S
 from ._checks import (
     broadcast_weight,
@@ -30,7 +31,7 @@ __all__ = ["smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss"]
 
 
 def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reduction: str, avg_factor: object,
-                 loss_of: Callable[[Tensor], Tensor]) -> Tensor:
+                 loss_of: Callable[[Tensor], Tensor], dist_sync: bool) -> Tensor:
     """Validate, compute ``loss_of(input - target)`` in the compute dtype, weight and reduce."""
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
@@ -40,7 +41,7 @@ def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reducti
     loss = loss_of(input.to(dtype) - target.to(dtype))
     if weight is not None:
         loss = loss * broadcast_weight(fn, "weight", weight, input.shape, input, dtype, "the input's shape")
-    return reduce(loss, reduction, None, avg_factor).to(input.dtype)
+    return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(input.dtype)
 
 
 def smooth_l1_loss(
@@ -51,6 +52,7 @@ def smooth_l1_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Smooth L1 loss (Fast R-CNN), as ``torch.nn.functional.smooth_l1_loss``: quadratic below beta, linear above.
 
@@ -72,6 +74,12 @@ def smooth_l1_loss(
             count, or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead (e.g. the
             number of positive anchors); 0 divides by 1.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.
@@ -103,7 +111,7 @@ def smooth_l1_loss(
         a = d.abs()
         return a if beta == 0 else torch.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta)
 
-    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of)
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
 
 
 def huber_loss(
@@ -114,6 +122,7 @@ def huber_loss(
     weight: Weight = None,
     reduction: Reduction = "mean",
     avg_factor: float | Tensor | None = None,
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Huber loss, as ``torch.nn.functional.huber_loss``: quadratic below delta, linear with slope delta above.
 
@@ -133,6 +142,12 @@ def huber_loss(
         reduction: "none" | "mean" | "sum"; "mean" divides by the element
             count, or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead; 0 divides by 1.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.
@@ -161,7 +176,7 @@ def huber_loss(
         a = d.abs()
         return torch.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
 
-    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of)
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
 
 
 class SmoothL1Loss(LossModule, function=smooth_l1_loss,

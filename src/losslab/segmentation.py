@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import _dist
 from . import _samples as S
 from ._checks import check_bool, check_number
 from ._module import LossModule
@@ -96,6 +97,7 @@ def dice_loss(
     squared: bool = False,
     log_loss: bool = False,
     reduction: Reduction = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Soft Dice loss: 1 - Dice (or -log Dice) per class, averaged over classes (and images).
 
@@ -118,6 +120,12 @@ def dice_loss(
         squared: True for sums of squares in the denominator.
         log_loss: True for -log(Dice) (floored at eps) instead of 1 - Dice.
         reduction: "none" | "mean" | "sum" over the per-class losses.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     OVERLAP_RETURNS
 
@@ -139,17 +147,19 @@ def dice_loss(
     """
     return dice_pipeline("dice_loss", input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
                          weight=weight, ignore_index=ignore_index, include_background=include_background,
-                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction)
+                         per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction,
+                         dist_sync=dist_sync)
 
 
 def dice_pipeline(fn: str, input: Tensor, target: Tensor, *, mode: str, from_logits: bool, smooth: float,
                   eps: float, weight: object, ignore_index: int | None, include_background: bool, per_image: bool,
-                  squared: bool, log_loss: bool, reduction: str) -> Tensor:
+                  squared: bool, log_loss: bool, reduction: str, dist_sync: bool = False) -> Tensor:
     """:func:`dice_loss` under the name ``fn`` (errors name it): shared with the Dice combinations."""
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     check_bool(fn, "squared", squared)
     check_bool(fn, "log_loss", log_loss)
-    total = sums(per_image)
+    processes = _dist.world(fn, dist_sync)
+    total = sums(per_image, processes)
 
     def score_loss(p: Tensor, t: Tensor) -> Tensor:
         den = total(p * p) + total(t * t) if squared else total(p) + total(t)
@@ -157,7 +167,7 @@ def dice_pipeline(fn: str, input: Tensor, target: Tensor, *, mode: str, from_log
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                        reduction=reduction, score_loss=score_loss)
+                        reduction=reduction, score_loss=score_loss, processes=processes)
 
 
 @_doc
@@ -176,6 +186,7 @@ def jaccard_loss(
     squared: bool = False,
     log_loss: bool = False,
     reduction: Reduction = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Soft Jaccard (IoU) loss of masks: 1 - soft IoU per class, averaged over classes (and images).
 
@@ -193,6 +204,12 @@ def jaccard_loss(
         squared: True for sums of squares in the union.
         log_loss: True for -log(J) (floored at eps) instead of 1 - J.
         reduction: "none" | "mean" | "sum" over the per-class losses.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     OVERLAP_RETURNS
 
@@ -213,7 +230,8 @@ def jaccard_loss(
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     check_bool(fn, "squared", squared)
     check_bool(fn, "log_loss", log_loss)
-    total = sums(per_image)
+    processes = _dist.world(fn, dist_sync)
+    total = sums(per_image, processes)
 
     def score_loss(p: Tensor, t: Tensor) -> Tensor:
         inter = total(p * t)
@@ -222,7 +240,7 @@ def jaccard_loss(
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                        reduction=reduction, score_loss=score_loss)
+                        reduction=reduction, score_loss=score_loss, processes=processes)
 
 
 @_doc
@@ -242,6 +260,7 @@ def tversky_loss(
     include_background: bool = True,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    dist_sync: bool = False,
 ) -> Tensor:
     r"""Tversky loss, and the focal Tversky loss for gamma != 1: false positives and negatives weighted apart.
 
@@ -269,6 +288,12 @@ def tversky_loss(
         beta: weight of false negatives, >= 0.
         gamma: focal exponent > 0 (1: the plain Tversky loss).
         reduction: "none" | "mean" | "sum" over the per-class losses.
+        dist_sync: under torch.distributed, all-reduce what the normalisation
+            takes from the batch (counts, weights, avg_factor, per-class sums),
+            so that the gradient DDP averages is that of the global batch;
+            every process then returns the global loss. Without an
+            initialised process group it changes nothing (README,
+            "Data-parallel training").
 
     OVERLAP_RETURNS
 
@@ -293,7 +318,8 @@ def tversky_loss(
     beta = check_number(fn, "beta", beta, low=0.0)
     gamma = check_number(fn, "gamma", gamma, low=0.0, low_open=True)
     smooth = check_number(fn, "smooth", smooth, low=0.0)
-    total = sums(per_image)
+    processes = _dist.world(fn, dist_sync)
+    total = sums(per_image, processes)
 
     def score_loss(p: Tensor, t: Tensor) -> Tensor:
         tp, fp, fn_ = total(p * t), total(p * (1.0 - t)), total((1.0 - p) * t)
@@ -305,7 +331,7 @@ def tversky_loss(
 
     return overlap_loss(fn, input, target, mode=mode, from_logits=from_logits, eps=eps, weight=weight,
                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
-                        reduction=reduction, score_loss=score_loss)
+                        reduction=reduction, score_loss=score_loss, processes=processes)
 
 
 def _checks(fn: str, **extra: Callable) -> dict[str, Callable]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _dist
 from ._checks import check_ignore_index, check_number, describe, is_number
 
 __all__ = ["class_weights", "class_counts"]
@@ -18,7 +19,8 @@ METHODS = ("inverse", "inverse_sqrt", "effective_number", "median_frequency")
 NORMALIZE = ("sum", "mean", None)
 
 
-def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None = None) -> Tensor:
+def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None = None,
+                 dist_sync: bool = False) -> Tensor:
     """Count the examples of each class in a tensor of class indices.
 
     Args:
@@ -27,6 +29,11 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
         num_classes: C, the length of the result (classes absent from the
             target count 0).
         ignore_index: value to leave out of the counts.
+        dist_sync: under torch.distributed, the counts of every process's
+            target (one all-reduce), so that class weights derived from them
+            (:func:`class_weights`) are the same on every process and equal
+            those of the global batch. Without an initialised process group it
+            changes nothing.
 
     Returns:
         int64 tensor of shape (C,) on the target's device.
@@ -57,7 +64,8 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
     out_of_range = (flat < 0) | (flat >= num_classes)
     if flat.numel() and bool(out_of_range.any()):
         raise ValueError(f"{fn}: target class indices must be in [0, {num_classes}); got {int(flat[out_of_range][0])}")
-    return torch.bincount(flat, minlength=num_classes)
+    counts = torch.bincount(flat, minlength=num_classes)
+    return _dist.all_sum(counts) if _dist.world(fn, dist_sync) > 1 else counts
 
 
 def class_weights(
