@@ -1,0 +1,242 @@
+"""The losses of the multi-process tests (tests/test_dist.py) and the worker each process runs.
+
+Every case builds one global float64 batch, the same on every process, and
+cuts it along dim 0 into unequal shards (with 3 processes one shard is
+empty); several cases make a shard entirely ignored or without positives.
+Each process computes the loss of ``input + theta`` on its shard with
+``dist_sync=True``, where ``theta`` (shaped like one example) stands for a
+model's shared parameters, and records the loss, theta's gradient averaged
+over the processes (what DDP does), and its input gradient divided by the
+world size (its share of the averaged gradient).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import losslab
+
+N = 11
+C = 4
+IGNORE = -100
+
+
+def slices(world: int) -> list[tuple[int, int]]:
+    """Unequal shards of N rows: 4 and 7 rows for 2 processes; 6, 0 (empty) and 5 rows for 3."""
+    return {1: [(0, N)], 2: [(0, 4), (4, N)], 3: [(0, 6), (6, 6), (6, N)]}[world]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _logits(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64) * 2
+
+
+def _indices(*shape: int, high: int = C, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, high, shape, generator=_gen(seed))
+
+
+def _boxes(n: int, seed: int) -> torch.Tensor:
+    g = _gen(seed)
+    xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 10
+    wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * 5 + 0.5
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def _ignore_first_shard(t: torch.Tensor) -> torch.Tensor:
+    """Every element of rows 0..3 ignored: the whole first shard of 2 processes."""
+    t = t.clone()
+    t[:4] = IGNORE
+    return t
+
+
+@dataclass
+class Case:
+    """One loss call: the global batch, and how a shard's keyword arguments are made from its target."""
+
+    name: str
+    loss: str
+    build: Callable[[], tuple[torch.Tensor, Any]]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # keyword arguments that depend on the (local or global) target, e.g. avg_factor = the number of positives
+    per_batch: Callable[[Any], dict[str, Any]] = lambda target: {}
+    backward_sum: bool = False  # "none" of Dice: backward the sum of the per-class losses
+
+
+def shard(target: Any, start: int, stop: int) -> Any:
+    if isinstance(target, tuple):
+        return tuple(t[start:stop] for t in target)
+    return target[start:stop]
+
+
+def _positives_sigmoid(t: torch.Tensor) -> dict[str, Any]:
+    return {"avg_factor": (t < C).sum().to(torch.float64)}
+
+
+def _dense_positives(t: torch.Tensor) -> dict[str, Any]:
+    return {"avg_factor": (t > 0).sum().to(torch.float64)}
+
+
+def _pair_score_sum(t: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    labels, scores = t
+    return {"avg_factor": torch.where(labels < C, scores, torch.zeros_like(scores)).sum()}
+
+
+def _box_count(t: torch.Tensor) -> dict[str, Any]:
+    return {"avg_factor": float(t.shape[0])}
+
+
+def _no_positives_in_first_shard(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    t[:4] = C  # background: no positive anchor in the first shard of 2 processes
+    return t
+
+
+def _seg_target(seed: int, ignore: bool = True) -> torch.Tensor:
+    t = _indices(N, 5, 6, high=3, seed=seed)
+    if ignore:
+        t[:4] = 255
+        t[6, :2] = 255
+    return t
+
+
+CASES: list[Case] = [
+    # the softmax family: "mean" over kept positions, or over the kept targets' weights
+    Case("cross_entropy ignore", "cross_entropy",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N)))),
+    Case("cross_entropy weight ignore", "cross_entropy",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N))), {"weight": [0.5, 2.0, 1.0, 3.0]}),
+    Case("cross_entropy label smoothing, spatial", "cross_entropy",
+         lambda: (_logits(N, C, 3), _ignore_first_shard(_indices(N, 3))), {"label_smoothing": 0.1}),
+    Case("cross_entropy sum", "cross_entropy", lambda: (_logits(N, C), _indices(N)), {"reduction": "sum"}),
+    Case("cross_entropy soft targets", "cross_entropy",
+         lambda: (_logits(N, C), torch.softmax(_logits(N, C, seed=5), dim=1))),
+    Case("nll_loss weight", "nll_loss",
+         lambda: (torch.log_softmax(_logits(N, C), 1), _ignore_first_shard(_indices(N))), {"weight": [1, 2, 3, 4.0]}),
+    Case("softmax_focal_loss alpha ignore", "softmax_focal_loss",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N))), {"alpha": [0.1, 0.2, 0.3, 0.4], "gamma": 2.0}),
+    Case("balanced_cross_entropy per-class", "balanced_cross_entropy",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N))), {"alpha": [0.4, 0.3, 0.2, 0.1]}),
+    # the sigmoid family: kept elements, or avg_factor
+    Case("binary_cross_entropy dense avg_factor", "binary_cross_entropy",
+         lambda: (_logits(N, C), (torch.rand(N, C, generator=_gen(3), dtype=torch.float64) > 0.7).double()),
+         per_batch=_dense_positives),
+    Case("binary_cross_entropy ignore", "binary_cross_entropy",
+         lambda: (_logits(N, C), _ignore_first_shard((torch.rand(N, C, generator=_gen(3)) > 0.5).long())),
+         {"ignore_index": IGNORE}),
+    Case("sigmoid_focal_loss index ignore", "sigmoid_focal_loss",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N, high=C + 1))), {"ignore_index": IGNORE}),
+    Case("sigmoid_focal_loss avg_factor no positives", "sigmoid_focal_loss",
+         lambda: (_logits(N, C), _no_positives_in_first_shard(_indices(N, high=C + 1))),
+         {"reduction": "mean"}, per_batch=_positives_sigmoid),
+    Case("quality_focal_loss pair avg_factor", "quality_focal_loss",
+         lambda: (_logits(N, C), (_no_positives_in_first_shard(_indices(N, high=C + 1)),
+                                  torch.rand(N, generator=_gen(4), dtype=torch.float64))),
+         per_batch=_pair_score_sum),
+    Case("varifocal_loss avg_factor", "varifocal_loss",
+         lambda: (_logits(N, C), torch.rand(N, C, generator=_gen(6), dtype=torch.float64)
+                  * (torch.rand(N, C, generator=_gen(7)) > 0.6)),
+         per_batch=_dense_positives),
+    Case("distribution_focal_loss", "distribution_focal_loss",
+         lambda: (_logits(N, 8), torch.rand(N, generator=_gen(8), dtype=torch.float64) * 7)),
+    # boxes and regression: the element count, or avg_factor
+    Case("giou_loss avg_factor", "giou_loss", lambda: (_boxes(N, 10), _boxes(N, 11)), per_batch=_box_count),
+    Case("ciou_loss mean", "ciou_loss", lambda: (_boxes(N, 10), _boxes(N, 11))),
+    Case("iou_loss weighted sum", "iou_loss", lambda: (_boxes(N, 12), _boxes(N, 13)),
+         {"reduction": "sum", "mode": "log"}),
+    Case("smooth_l1_loss mean", "smooth_l1_loss", lambda: (_logits(N, 4), _logits(N, 4, seed=9)), {"beta": 0.5}),
+    # segmentation: per-class sums over the global batch
+    Case("dice multiclass ignore", "dice_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(20)),
+         {"mode": "multiclass", "ignore_index": 255}),
+    Case("dice binary squared", "dice_loss",
+         lambda: (_logits(N, 1, 5, 6), (torch.rand(N, 1, 5, 6, generator=_gen(21)) > 0.6).double()),
+         {"mode": "binary", "squared": True, "smooth": 0.0}),
+    Case("dice multiclass none", "dice_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(22, ignore=False)),
+         {"mode": "multiclass", "reduction": "none", "weight": [1.0, 2.0, 0.5]}, backward_sum=True),
+    Case("dice per_image mean", "dice_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(23)),
+         {"mode": "multiclass", "ignore_index": 255, "per_image": True}),
+    Case("jaccard multilabel log", "jaccard_loss",
+         lambda: (_logits(N, 3, 5, 6), (torch.rand(N, 3, 5, 6, generator=_gen(24)) > 0.5).double()),
+         {"mode": "multilabel", "log_loss": True}),
+    Case("tversky focal", "tversky_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(25)),
+         {"mode": "multiclass", "ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 0.75}),
+    Case("dice_ce multiclass", "dice_ce_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(26)),
+         {"mode": "multiclass", "ignore_index": 255}),
+    Case("dice_focal binary", "dice_focal_loss",
+         lambda: (_logits(N, 1, 5, 6), (torch.rand(N, 1, 5, 6, generator=_gen(27)) > 0.7).double()),
+         {"mode": "binary"}),
+]
+
+# Computed without dist_sync, to show that the comparison can fail.
+CONTROL = Case("control: cross_entropy ignore without dist_sync", "cross_entropy",
+               lambda: (_logits(N, C), _ignore_first_shard(_indices(N))))
+
+
+def run_case(case: Case, start: int, stop: int, world: int, *, dist_sync: bool) -> dict[str, Any]:
+    """The loss on rows start:stop, its theta gradient (summed here, averaged by the caller) and input gradient."""
+    x, target = case.build()
+    x = x[start:stop].clone().requires_grad_(True)
+    theta = torch.zeros(x.shape[1:], dtype=x.dtype, requires_grad=True)
+    local = shard(target, start, stop)
+    fn = getattr(losslab, case.loss)
+    loss = fn(x + theta, local, **case.kwargs, **case.per_batch(local), dist_sync=dist_sync)
+    (loss.sum() if case.backward_sum else loss).backward()
+    return {"value": loss.detach().clone(), "theta_grad": theta.grad.clone(), "x_grad": x.grad / world}
+
+
+def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One process: every case's result on this rank's shard, and class_counts, saved to out_dir/rank.pt."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        start, stop = slices(world)[rank]
+        results: dict[str, Any] = {}
+        for case, dist_sync in [(c, True) for c in CASES] + [(CONTROL, False)]:
+            out = run_case(case, start, stop, world, dist_sync=dist_sync)
+            torch.distributed.all_reduce(out["theta_grad"])  # what DDP does with the parameters' gradients
+            out["theta_grad"] /= world
+            results[case.name] = out
+        target = _ignore_first_shard(_indices(N))[start:stop]
+        results["class_counts"] = losslab.class_counts(target, C, ignore_index=IGNORE, dist_sync=True)
+        results["class_counts local"] = losslab.class_counts(target, C, ignore_index=IGNORE)
+        torch.save(results, os.path.join(out_dir, f"{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore"]
+
+
+def compile_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """torch.compile(fullgraph=True) of a few cases with dist_sync: values and gradients against eager."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        start, stop = slices(world)[rank]
+        results = {}
+        for case in [c for c in CASES if c.name in COMPILED]:
+            x, target = case.build()
+            local = shard(target, start, stop)
+            fn = getattr(losslab, case.loss)
+            extra = case.per_batch(local)
+
+            def call(inp: torch.Tensor, fn=fn, case=case, local=local, extra=extra) -> torch.Tensor:
+                return fn(inp, local, **case.kwargs, **extra, dist_sync=True)
+
+            out = {}
+            for mode, f in (("eager", call), ("compiled", torch.compile(call, fullgraph=True, dynamic=False))):
+                inp = x[start:stop].clone().requires_grad_(True)
+                value = f(inp)
+                value.backward()
+                out[mode] = (value.detach().clone(), inp.grad.clone())
+            results[case.name] = out
+        torch.save(results, os.path.join(out_dir, f"compiled{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,125 @@
+"""dist_sync under real torch.distributed: 2 and 3 gloo processes against one process on the global batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import losslab
+from tests import dist_worker as W
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="needs torch.distributed with gloo")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2 processes", "3 processes"])
+def world(request, tmp_path_factory):
+    """Spawn the processes once per world size; every rank's results, by rank."""
+    size = request.param
+    folder = tmp_path_factory.mktemp(f"dist{size}")
+    mp.start_processes(W.worker, args=(size, str(folder / "init"), str(folder)), nprocs=size, join=True,
+                       start_method="spawn")
+    return size, [torch.load(folder / f"{rank}.pt", weights_only=True) for rank in range(size)]
+
+
+def single(case: W.Case) -> dict:
+    """The loss of the whole batch on one process, without dist_sync."""
+    return W.run_case(case, 0, W.N, 1, dist_sync=False)
+
+
+@pytest.mark.parametrize("case", W.CASES, ids=[c.name for c in W.CASES])
+def test_averaged_gradient_is_the_global_gradient(world, case):
+    size, ranks = world
+    expected = single(case)
+    for rank, results in enumerate(ranks):
+        got = results[case.name]
+        # every process returns the global loss
+        torch.testing.assert_close(got["value"], expected["value"], rtol=1e-12, atol=1e-12)
+        # DDP's average of the parameters' gradients is the global gradient
+        torch.testing.assert_close(got["theta_grad"], expected["theta_grad"], rtol=1e-10, atol=1e-12)
+        # and each process's share of it is the global gradient of its examples
+        start, stop = W.slices(size)[rank]
+        torch.testing.assert_close(got["x_grad"], expected["x_grad"][start:stop], rtol=1e-10, atol=1e-12)
+        assert torch.isfinite(got["value"]).all() and torch.isfinite(got["theta_grad"]).all()
+
+
+def test_without_dist_sync_the_gradients_differ(world):
+    """The control: local normalisation with an all-ignored shard is not the global gradient."""
+    _, ranks = world
+    expected = single(W.CONTROL)
+    got = ranks[0][W.CONTROL.name]
+    assert not torch.allclose(got["theta_grad"], expected["theta_grad"], rtol=1e-3)
+
+
+def test_empty_and_ignored_shards_are_finite(world):
+    size, ranks = world
+    empty = [r for r, (a, b) in enumerate(W.slices(size)) if a == b]
+    assert size == 2 or empty == [1]
+    for results in ranks:
+        for name, out in results.items():
+            if isinstance(out, dict):
+                assert torch.isfinite(out["value"]).all(), name
+                assert torch.isfinite(out["x_grad"]).all(), name
+
+
+def test_class_counts(world):
+    size, ranks = world
+    expected = losslab.class_counts(W._ignore_first_shard(W._indices(W.N)), W.C, ignore_index=W.IGNORE)
+    for results in ranks:
+        torch.testing.assert_close(results["class_counts"], expected)
+    assert sum(r["class_counts local"] for r in ranks).tolist() == expected.tolist()
+    torch.testing.assert_close(losslab.class_weights(ranks[-1]["class_counts"]), losslab.class_weights(expected))
+
+
+@pytest.mark.parametrize("case", W.CASES[:3] + W.CASES[-3:], ids=lambda c: c.name)
+def test_without_a_process_group_nothing_changes(case):
+    assert not torch.distributed.is_initialized()
+    plain = single(case)
+    synced = W.run_case(case, 0, W.N, 1, dist_sync=True)
+    for key in plain:
+        assert torch.equal(plain[key], synced[key])
+
+
+def test_dist_sync_is_checked():
+    with pytest.raises(TypeError, match="cross_entropy: dist_sync must be a bool"):
+        losslab.cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), dist_sync="yes")
+
+
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "DiceLoss", "GIoULoss", "SigmoidFocalLoss"])
+def test_modules_take_it(name):
+    module = getattr(losslab, name)
+    assert module(**({"mode": "binary"} if name == "DiceLoss" else {}), dist_sync=True).dist_sync is True
+
+
+def test_ddp_example_trains_with_torchrun(tmp_path):
+    """examples/ddp_train.py under torchrun, 2 CPU processes: the global loss on both, and the same model."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(ROOT / "examples" / "ddp_train.py"), "--steps", "30", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert logs[0]["losses"] == logs[1]["losses"]  # dist_sync: every rank sees the global loss
+    assert logs[0]["losses"][-1] < 0.7 * logs[0]["losses"][0]
+    for a, b in zip(logs[0]["state"].values(), logs[1]["state"].values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_under_torch_compile(tmp_path):
+    """fullgraph=True traces the all-reduce (a functional collective): the same values and gradients."""
+    mp.start_processes(W.compile_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    for rank in range(2):
+        results = torch.load(tmp_path / f"compiled{rank}.pt", weights_only=True)
+        assert sorted(results) == sorted(W.COMPILED)
+        for out in results.values():
+            torch.testing.assert_close(out["compiled"][0], out["eager"][0], rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(out["compiled"][1], out["eager"][1], rtol=1e-10, atol=1e-12)
