@@ -59,12 +59,8 @@ def cross_entropy(
         label_smoothing: :math:`\varepsilon` in [0, 1].
         from_logits: False when ``input`` holds probabilities (their log is
             floored at -100, and they are not renormalised).
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": shape (N) or (N, d1, ..., dk), ignored positions 0. "mean" and
@@ -131,12 +127,8 @@ def nll_loss(
         ignore_index: class index to skip; None disables it.
         reduction: "none" | "mean" | "sum"; "mean" divides by the sum of
             ``weight[target]`` over kept positions, as PyTorch does.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": (N) or (N, d1, ..., dk); otherwise a scalar (0 for an empty or
@@ -215,12 +207,8 @@ def binary_cross_entropy(
             number of positive anchors, mmdetection's convention) instead of
             by the element count; 0 divides by 1. A number or a one-element
             tensor; "none" and "sum" ignore it.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape (ignored elements 0); otherwise a scalar.
@@ -299,12 +287,8 @@ def balanced_cross_entropy(
             softmax form towards 1/C.
         reduction: "none" | "mean" | "sum".
         from_logits: False when ``input`` holds probabilities.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the per-element (sigmoid) or per-position (softmax) losses;

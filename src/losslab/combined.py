@@ -263,12 +263,8 @@ def dice_ce_loss(
         lambda_dice: weight of the Dice term, >= 0.
         lambda_ce: weight of the cross-entropy term, >= 0.
         reduction: "mean" or "sum", applied to each term before adding.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         A scalar.
@@ -359,12 +355,8 @@ def dice_focal_loss(
         lambda_dice: weight of the Dice term, >= 0.
         lambda_focal: weight of the focal term, >= 0.
         reduction: "mean" or "sum", applied to each term before adding.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         A scalar.

@@ -121,12 +121,8 @@ def quality_focal_loss(
         avg_factor: with "mean", divide the sum by this instead (GFL divides by
             the sum of the positives' quality scores or their number); 0
             divides by 1. "none" and "sum" ignore it.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape (ignored elements 0); otherwise a scalar.
@@ -227,12 +223,8 @@ def varifocal_loss(
             element count or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead (VFNet uses the
             number of positives); 0 divides by 1.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.
@@ -317,12 +309,8 @@ def distribution_focal_loss(
         reduction: "none" | "mean" | "sum"; "mean" divides by the number of
             positions or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead; 0 divides by 1.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the target's shape; otherwise a scalar.

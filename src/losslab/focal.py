@@ -65,12 +65,8 @@ def sigmoid_focal_loss(
         avg_factor: with "mean", divide the sum by this number (typically the
             number of positive anchors, as mmdetection's heads do) instead of
             by the element count; 0 divides by 1. "none" and "sum" ignore it.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar (0 for an empty or
@@ -160,12 +156,8 @@ def softmax_focal_loss(
         reduction: "none" | "mean" | "sum"; "mean" is the plain mean over
             non-ignored positions (alpha is not in the denominator).
         from_logits: False when ``input`` holds probabilities.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": (N, d1, ..., dk); otherwise a scalar.

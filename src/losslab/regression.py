@@ -74,12 +74,8 @@ def smooth_l1_loss(
             count, or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead (e.g. the
             number of positive anchors); 0 divides by 1.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.
@@ -142,12 +138,8 @@ def huber_loss(
         reduction: "none" | "mean" | "sum"; "mean" divides by the element
             count, or by ``avg_factor``.
         avg_factor: with "mean", divide the sum by this instead; 0 divides by 1.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     Returns:
         "none": the input's shape; otherwise a scalar.

@@ -120,12 +120,8 @@ def dice_loss(
         squared: True for sums of squares in the denominator.
         log_loss: True for -log(Dice) (floored at eps) instead of 1 - Dice.
         reduction: "none" | "mean" | "sum" over the per-class losses.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     OVERLAP_RETURNS
 
@@ -204,12 +200,8 @@ def jaccard_loss(
         squared: True for sums of squares in the union.
         log_loss: True for -log(J) (floored at eps) instead of 1 - J.
         reduction: "none" | "mean" | "sum" over the per-class losses.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     OVERLAP_RETURNS
 
@@ -288,12 +280,8 @@ def tversky_loss(
         beta: weight of false negatives, >= 0.
         gamma: focal exponent > 0 (1: the plain Tversky loss).
         reduction: "none" | "mean" | "sum" over the per-class losses.
-        dist_sync: under torch.distributed, all-reduce what the normalisation
-            takes from the batch (counts, weights, avg_factor, per-class sums),
-            so that the gradient DDP averages is that of the global batch;
-            every process then returns the global loss. Without an
-            initialised process group it changes nothing (README,
-            "Data-parallel training").
+        dist_sync: all-reduce the batch-dependent normalisation under
+            torch.distributed (:mod:`losslab._dist`; README, "Data-parallel training").
 
     OVERLAP_RETURNS
 
