@@ -176,7 +176,12 @@ def test_bare_binary_crossentropy_takes_logits_and_keras_prefix_probabilities():
         assert losslab.get_loss("keras.binary_crossentropy").from_logits is False
         assert losslab.get_loss("binary_cross_entropy").from_logits is True
         assert losslab.get_loss("torch.binary_cross_entropy").from_logits is False
-        assert losslab.get_loss("BinaryCrossEntropy").from_logits is True
+    # Keras' class name, and any other spelling of the same key, warn too (issue 13)
+    for spelling in ("BinaryCrossentropy", "BinaryCrossEntropy", "binary-crossentropy", "Binary Cross-Entropy"):
+        with pytest.warns(UserWarning, match=rf"get_loss: '{spelling}' is losslab's binary_cross_entropy \(logits "
+                                             r"in\);.*Keras's binary_crossentropy expects probabilities: "
+                                             r"ask for 'keras.binary_crossentropy'"):
+            assert losslab.get_loss(spelling).from_logits is True
 
 
 def test_kornia_focal_loss_is_the_softmax_form_only_with_its_prefix():

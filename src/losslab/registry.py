@@ -21,12 +21,13 @@ import difflib
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["Alias", "Case", "ErrorCase", "LossSpec", "register", "get_loss", "get_spec", "specs", "lookup"]
+__all__ = ["Alias", "Case", "ErrorCase", "LossSpec", "register", "add_aliases", "get_loss", "get_spec", "specs",
+           "lookup"]
 
 # Words that name a framework inside a qualified name ("tf.keras.losses.BinaryCrossentropy").
 SOURCE_PREFIXES = {
@@ -42,6 +43,11 @@ SOURCE_PREFIXES = {
     "monai": "MONAI",
     "smp": "segmentation_models_pytorch", "segmentation_models_pytorch": "segmentation_models_pytorch",
 }
+
+# Words of a qualified name that name no framework: a module path ("torch.nn.functional.x", "keras.losses.X").
+# A name whose prefix holds only these (and "losslab") is looked up as a bare name.
+NEUTRAL_WORDS = {"losslab", "nn", "functional", "f", "losses", "loss", "ops", "compat", "v1", "v2", "models",
+                 "structures", "bbox"}
 
 
 def normalize(name: str) -> str:
@@ -63,6 +69,14 @@ class Alias:
         qualified: reachable only with its framework's prefix (``keras.binary_crossentropy``),
             because the bare name already means something else in losslab.
         note: one line on what users of that name should know.
+        build: the nn.Module class that reproduces the framework's loss where
+            presets alone cannot (a scalar alpha expanded per class, another
+            normalisation of "mean", a quirk); :func:`get_loss` builds it
+            instead of the loss's own module. Its functional lives in
+            :mod:`losslab.frameworks`.
+        unsupported: for a framework's loss of another formula, which losslab
+            does not implement: what it is and the closest losslab loss.
+            :func:`get_loss` raises ValueError with it.
     """
 
     name: str
@@ -71,6 +85,8 @@ class Alias:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     qualified: bool = False
     note: str = ""
+    build: type[nn.Module] | None = None
+    unsupported: str = ""
 
 
 @dataclass
@@ -128,17 +144,49 @@ _BARE: dict[str, tuple[LossSpec, Alias | None]] = {}
 _QUALIFIED: dict[tuple[str, str], tuple[LossSpec, Alias]] = {}
 
 
+def _meaning(entry: tuple[LossSpec, Alias | None]) -> tuple[Any, ...]:
+    """What a name gives: the loss, the presets, the adapter, the refusal, the input it takes."""
+    spec, alias = entry
+    if alias is None:
+        return spec.name, {}, None, "", spec.input
+    return spec.name, dict(alias.defaults), alias.build, alias.unsupported, alias.input
+
+
 def _same_meaning(a: tuple[LossSpec, Alias | None], b: tuple[LossSpec, Alias | None]) -> bool:
-    defaults = [dict(x[1].defaults) if x[1] is not None else {} for x in (a, b)]
-    return a[0].name == b[0].name and defaults[0] == defaults[1]
+    return _meaning(a) == _meaning(b)
 
 
 def register(spec: LossSpec) -> LossSpec:
     """Add a loss to the registry. Raises ValueError when one of its names already means something else."""
     if spec.name in _SPECS:
         raise ValueError(f"register: a loss named {spec.name!r} is already registered")
-    entries: list[tuple[str, tuple[LossSpec, Alias | None]]] = [(normalize(spec.name), (spec, None))]
-    entries += [(normalize(a.name), (spec, a)) for a in spec.aliases if not a.qualified]
+    _index(spec, [(normalize(spec.name), (spec, None))], spec.aliases)
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def add_aliases(name: str, *aliases: Alias) -> LossSpec:
+    """Add aliases to the registered loss ``name`` (a framework's names, registered beside its adapters).
+
+    Raises ValueError as :func:`register` does when a name already means something else.
+    """
+    if name not in _SPECS:
+        raise ValueError(f"add_aliases: no loss named {name!r} is registered")
+    old = _SPECS[name]
+    spec = replace(old, aliases=old.aliases + tuple(aliases))
+    _index(spec, [], aliases)
+    for table in (_BARE, _QUALIFIED):  # the entries of the earlier names point to the new spec
+        for key, (entry_spec, alias) in list(table.items()):
+            if entry_spec is old:
+                table[key] = (spec, alias)  # type: ignore[assignment]
+    _SPECS[name] = spec
+    return spec
+
+
+def _index(spec: LossSpec, entries: list[tuple[str, tuple[LossSpec, Alias | None]]],
+           aliases: Sequence[Alias]) -> None:
+    """Check that none of the names already means something else, then add them to the lookup tables."""
+    entries = entries + [(normalize(a.name), (spec, a)) for a in aliases if not a.qualified]
     for key, entry in entries:
         if key in _BARE and not _same_meaning(_BARE[key], entry):
             other = _BARE[key]
@@ -147,11 +195,14 @@ def register(spec: LossSpec) -> LossSpec:
                 f"{' via alias ' + repr(other[1].name) if other[1] else ''}; mark the alias qualified=True"
             )
     qualified: list[tuple[tuple[str, str], tuple[LossSpec, Alias]]] = []
-    for alias in spec.aliases:
+    for alias in aliases:
         prefixes = [k for k, v in SOURCE_PREFIXES.items() if v == alias.source]
-        if alias.qualified and not prefixes:
+        if (alias.qualified or alias.build is not None or alias.unsupported) and not prefixes:
             raise ValueError(f"register: qualified alias {alias.name!r} needs a source among "
                              f"{sorted(set(SOURCE_PREFIXES.values()))}; got {alias.source!r}")
+        if (alias.build is not None or alias.unsupported) and not alias.qualified:
+            raise ValueError(f"register: alias {alias.name!r} reproduces {alias.source} with an adapter or "
+                             f"refuses: it must be qualified=True")
         for prefix in prefixes:
             key = (prefix, normalize(alias.name))
             if key in _QUALIFIED and not _same_meaning(_QUALIFIED[key], (spec, alias)):
@@ -161,8 +212,6 @@ def register(spec: LossSpec) -> LossSpec:
         _BARE.setdefault(key, entry)
     for qkey, qentry in qualified:
         _QUALIFIED.setdefault(qkey, qentry)
-    _SPECS[spec.name] = spec
-    return spec
 
 
 def specs() -> list[LossSpec]:
@@ -176,18 +225,39 @@ def lookup(name: str) -> tuple[LossSpec, Alias | None]:
     ``name`` may carry a framework prefix, separated by dots or a colon
     (``"torch.nn.BCELoss"``, ``"keras:binary_crossentropy"``): the rightmost
     word that names a framework selects that framework's alias, which matters
-    where a bare name means something else in losslab.
+    where a bare name means something else in losslab. A framework's prefix
+    never falls back to losslab's own loss: a name that the framework's table
+    lacks is an error, and so is a prefix that names no framework losslab
+    knows (``"timm.X"``). Module paths (``nn``, ``functional``, ``losses``)
+    and ``losslab.`` are ignored.
     """
     if not isinstance(name, str):
-        raise TypeError(f"get_loss: name must be a str; got {name!r} ({type(name).__name__})")
+        raise TypeError(f"get_loss: name must be a str, a config dict or a list of them; got "
+                        f"{type(name).__name__}")
     parts = [p for p in re.split(r"[.:]", name.strip()) if p]
     if not parts:
         raise ValueError("get_loss: name must be a non-empty loss name; got ''")
     key = normalize(parts[-1])
-    for word in reversed(parts[:-1]):
-        word = word.lower()
-        if word in SOURCE_PREFIXES and (word, key) in _QUALIFIED:
+    prefix_words = [word.lower() for word in parts[:-1]]
+    frameworks = [word for word in prefix_words if word in SOURCE_PREFIXES]
+    if frameworks:
+        word = frameworks[-1]
+        if (word, key) in _QUALIFIED:
             return _QUALIFIED[(word, key)]
+        source = SOURCE_PREFIXES[word]
+        known = sorted({row["lookup"] for row in names_table() if row["source"] == source}, key=str.lower)
+        close = difflib.get_close_matches(normalize(parts[-1]), [normalize(n.split(".")[-1]) for n in known], n=3,
+                                          cutoff=0.6)
+        close_names = [n for n in known if normalize(n.split(".")[-1]) in close]
+        hint = (f"did you mean {', '.join(map(repr, close_names))}? " if close_names else
+                f"its names here: {', '.join(map(repr, known))}. " if known else "")
+        raise ValueError(f"get_loss: losslab has no {source} loss named {parts[-1]!r} ({name!r}); {hint}"
+                         f"Drop the prefix for losslab's own losses; `losslab names {word}` lists them.")
+    unknown = [word for word in prefix_words if word not in NEUTRAL_WORDS]
+    if unknown:
+        raise ValueError(f"get_loss: unknown framework prefix {unknown[-1]!r} in {name!r}; losslab reproduces "
+                         f"{', '.join(sorted(set(SOURCE_PREFIXES.values()), key=str.lower))}. Drop the prefix "
+                         f"for losslab's own losses; `losslab names` lists every name.")
     if key in _BARE:
         _warn_if_framework_differs(parts[-1], key, _BARE[key])
         return _BARE[key]
@@ -233,9 +303,12 @@ def get_loss(name: str | Mapping[str, Any] | Sequence[Any], **kwargs: Any) -> nn
 
         return from_config(name, **kwargs)
     spec, alias = lookup(name)
+    if alias is not None and alias.unsupported:
+        raise ValueError(f"get_loss: {name!r} is {alias.unsupported}")
     merged = dict(alias.defaults) if alias is not None else {}
     merged.update(kwargs)
-    return spec.module(**merged)
+    module = alias.build if alias is not None and alias.build is not None else spec.module
+    return module(**merged)
 
 
 def _close_names(key: str, n: int = 5) -> list[str]:
@@ -252,24 +325,37 @@ def _close_names(key: str, n: int = 5) -> list[str]:
 
 
 def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias | None]) -> None:
-    """Warn when a bare name is spelt exactly as a framework's name that expects another input."""
+    """Warn when a bare name, however spelt, is also a framework's name for another input or other presets.
+
+    Only losslab's canonical name, spelt exactly, never warns.
+    """
     spec, alias = entry
-    if raw == (alias.name if alias is not None else spec.name):
-        return  # spelt as the name it resolves to
+    if alias is None and raw == spec.name:
+        return
     resolved_input = alias.input if alias is not None else spec.input
     resolved_defaults = dict(alias.defaults) if alias is not None else {}
-    for (prefix, qkey), (_, qalias) in _QUALIFIED.items():
-        if qkey != key or not qalias.qualified or qalias.name != raw:
+    found: dict[tuple[str, str], str] = {}
+    for (prefix, qkey), (qspec, qalias) in _QUALIFIED.items():
+        if qkey != key or (qspec is spec and qalias is alias) or (qalias.source, qalias.name) in found:
             continue
-        if qalias.input != resolved_input:
+        if qspec is not spec:
+            differs = f"is its {qspec.name}"
+        elif qalias.unsupported:
+            differs = "is another formula"
+        elif qalias.build is not None:
+            differs = f"differs ({qalias.note})" if qalias.note else "differs"
+        elif qalias.input != resolved_input:
             differs = f"expects {qalias.input}"
         elif dict(qalias.defaults) != resolved_defaults:
             differs = "presets " + ", ".join(f"{k}={v!r}" for k, v in qalias.defaults.items())
         else:
             continue
-        warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); {qalias.source}'s "
-                      f"{raw} {differs}: ask for '{prefix}.{raw}' to get that", UserWarning, stacklevel=4)
-        return
+        found[(qalias.source, qalias.name)] = f"{qalias.source}'s {qalias.name} {differs}: ask for '{prefix}.{qalias.name}'"
+    if found:
+        # the framework spelt exactly as the caller spelt it first
+        ordered = sorted(found.items(), key=lambda item: item[0][1] != raw)
+        warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); "
+                      + "; ".join(text for _, text in ordered) + " to get that", UserWarning, stacklevel=4)
 
 
 def names_table() -> list[dict[str, Any]]:
