@@ -139,10 +139,11 @@ def softmax_focal_loss(
       \alpha[\text{target}]`; e.g. from :func:`losslab.class_weights`.
     * a float in [0, 1]: the same factor for every class, so the loss is
       alpha times the unweighted one. This is the convention of Keras'
-      CategoricalFocalCrossentropy (default 0.25) and kornia's focal_loss.
-      MONAI's softmax focal loss instead gives 1 - alpha to class 0
-      (background) and alpha to the others: pass
-      ``alpha=[1 - a] + [a] * (C - 1)`` for that.
+      CategoricalFocalCrossentropy (default 0.25) and mmcv's
+      softmax_focal_loss. kornia's focal_loss and MONAI's softmax focal loss
+      instead give 1 - alpha to class 0 (background) and alpha to the
+      others: pass ``alpha=[1 - a] + [a] * (C - 1)``, or ask for
+      ``get_loss("kornia.focal_loss")``, which does it.
 
     Args:
         input: logits (N, C) or (N, C, d1, ..., dk); probabilities when
@@ -227,12 +228,12 @@ register(LossSpec(
     name="sigmoid_focal_loss", function=sigmoid_focal_loss, module=SigmoidFocalLoss, family="focal",
     formula="alpha_t (1 - p_t)^gamma BCE(x, t),  p = sigmoid(x)",
     aliases=(
-        Alias("sigmoid_focal_loss", "torchvision", note="torchvision.ops; its default reduction is 'none'"),
-        Alias("sigmoid_focal_loss", "optax"),
+        Alias("sigmoid_focal_loss", "torchvision", defaults={"reduction": "none"}, qualified=True,
+              note="torchvision.ops; its default reduction is 'none'"),
+        Alias("sigmoid_focal_loss", "optax", defaults={"alpha": None, "reduction": "none"}, qualified=True,
+              note="optax's alpha defaults to None; it returns the elementwise loss"),
         Alias("sigmoid_focal_loss", "mmcv", note="mmcv.ops; class-index targets with index C = background"),
         Alias("Focal Loss", "paper", note="RetinaNet's sigmoid form (kornia's FocalLoss is the softmax form)"),
-        Alias("binary_focal_loss_with_logits", "kornia"),
-        Alias("BinaryFocalLossWithLogits", "kornia"),
         Alias("BinaryFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": None},
               note="Keras applies alpha only with apply_class_balancing=True"),
         Alias("SigmoidFocalCrossEntropy", "TensorFlow Addons", "probabilities", _PROBS),
@@ -263,10 +264,8 @@ register(LossSpec(
         Alias("Categorical Focal Loss", "paper"),
         Alias("CategoricalFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": 0.25},
               note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets"),
-        Alias("focal_loss", "kornia", qualified=True,
-              note="kornia's focal_loss is the softmax form; the bare name 'focal_loss' is the sigmoid form"),
-        Alias("FocalLoss", "kornia", qualified=True),
-        Alias("softmax_focal_loss", "mmcv", note="mmcv.ops"),
+        Alias("softmax_focal_loss", "mmcv", defaults={"alpha": 0.25}, qualified=True,
+              note="mmcv.ops; its scalar alpha (default 0.25) scales every class"),
     ),
     samples=lambda: (
         S.softmax_cases([{}, {"gamma": 0.5, "alpha": S.per_class([0.1, 0.6, 0.3, 0.2])},

@@ -1,0 +1,34 @@
+"""Helpers of the framework adapters: per-class slices and the frameworks' own denominators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_reduction
+
+
+def reduce(fn: str, loss: Tensor, reduction: Any, count: int | Tensor | None = None) -> Tensor:
+    """"none" keeps ``loss``; "sum" sums it; "mean" divides the sum by ``count`` (default: its element count)."""
+    check_reduction(fn, reduction)
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    if count is None:
+        count = loss.numel()
+    return total / max(count, 1) if isinstance(count, int) else total / count.clamp(min=1)
+
+
+def class_slices(per_position: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """(N, *) losses of the target class spread over an (N, C, *) tensor that is 0 off the target class."""
+    index = target.long()
+    if ignore_index is not None:
+        index = torch.where(index == ignore_index, torch.zeros_like(index), index)
+    one_hot = torch.zeros((index.shape[0], num_classes, *index.shape[1:]), dtype=per_position.dtype,
+                          device=per_position.device)
+    one_hot.scatter_(1, index.unsqueeze(1), 1.0)
+    return one_hot * per_position.unsqueeze(1)

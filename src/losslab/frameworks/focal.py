@@ -1,0 +1,338 @@
+"""kornia's, MONAI's and segmentation_models_pytorch's focal losses, on losslab's focal losses.
+
+What differs from losslab's own :func:`losslab.softmax_focal_loss` and
+:func:`losslab.sigmoid_focal_loss`, and is reproduced here:
+
+* kornia (0.7 to 0.9) and MONAI give a scalar softmax ``alpha`` as
+  ``1 - alpha`` to class 0 (background) and ``alpha`` to every other class;
+  losslab's scalar alpha scales every class alike (Keras' convention).
+* kornia's "mean" divides by N x C x pixels (the element count of its
+  per-class (N, C, *) "none" output, ignored pixels included); losslab's by
+  the kept positions. kornia's default reduction is "none".
+* MONAI's focal loss is the sigmoid (one-vs-rest) form by default, without
+  alpha; its "mean" is over N x C x pixels, its "sum" averages each image's
+  pixels first.
+* segmentation_models_pytorch's multiclass focal loss is the sigmoid focal
+  loss of each class against the rest, each averaged over the kept
+  positions, summed over classes; alpha None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .._checks import check_alpha, check_bool, check_input, describe
+from .._module import LossModule
+from ..focal import sigmoid_focal_loss, softmax_focal_loss
+from ..registry import Alias, add_aliases
+from ._common import class_slices, reduce
+
+Reduction = Literal["none", "mean", "sum"]
+
+__all__ = ["kornia_focal_loss", "kornia_binary_focal_loss", "monai_focal_loss", "smp_focal_loss",
+           "KorniaFocalLoss", "KorniaBinaryFocalLoss", "MonaiFocalLoss", "SmpFocalLoss"]
+
+
+def _background_alpha(fn: str, alpha: float | None, num_classes: int, input: Tensor) -> Tensor | None:
+    """kornia's and MONAI's scalar alpha per class: 1 - alpha for class 0, alpha for the others."""
+    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    if alpha is None:
+        return None
+    return torch.tensor([1.0 - alpha] + [alpha] * (num_classes - 1), dtype=torch.float64, device=input.device)
+
+
+def kornia_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None,
+    gamma: float = 2.0,
+    reduction: Reduction = "none",
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = -100,
+) -> Tensor:
+    r"""kornia's ``focal_loss`` / ``FocalLoss`` (0.7 to 0.9): the softmax focal loss with kornia's conventions.
+
+    .. math::
+
+        \ell_{n,c} = -\alpha_c\, w_c\, [c = t_n]\, (1 - p_{n,c})^{\gamma} \log p_{n,c},
+        \qquad \alpha_0 = 1 - \alpha, \quad \alpha_{c > 0} = \alpha
+
+    Args:
+        input: logits (N, C, *).
+        target: class indices (N, *).
+        alpha: required, as in kornia: a float in [0, 1] (class 0 gets
+            1 - alpha, the others alpha) or None (no weighting).
+        gamma: focusing parameter >= 0.
+        reduction: "none" (kornia's default) gives the (N, C, *) per-class
+            slices, 0 off the target class; "mean" divides their sum by
+            N x C x pixels, ignored pixels included; "sum".
+        weight: per-class factors (C,), multiplied in, not normalised.
+        ignore_index: target value whose pixels give 0.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("kornia.FocalLoss", alpha=0.5, reduction="mean")
+        >>> x = torch.randn(2, 3, 4, 4, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 4, 4))).backward()
+    """
+    fn = "kornia.focal_loss"
+    check_input(fn, input, min_ndim=2)
+    factors = _background_alpha(fn, alpha, input.shape[1], input)
+    if weight is not None:
+        weight = torch.as_tensor(weight, dtype=torch.float64, device=input.device)
+        factors = weight if factors is None else factors * weight
+    per = softmax_focal_loss(input, target, alpha=factors, gamma=gamma, ignore_index=ignore_index, reduction="none")
+    if reduction == "none":
+        return class_slices(per, target, input.shape[1], ignore_index)
+    return reduce(fn, per, reduction, input.numel())
+
+
+def kornia_binary_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "none",
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = -100,
+) -> Tensor:
+    r"""kornia's ``binary_focal_loss_with_logits``: the sigmoid focal loss, "mean" over every element.
+
+    The same loss as :func:`losslab.sigmoid_focal_loss` for hard labels
+    (for soft labels kornia weighs the positive term by
+    :math:`\sigma(-x)^\gamma` and the negative by :math:`\sigma(x)^\gamma`).
+    kornia's default reduction is "none"; its "mean" counts ignored
+    elements (``target == ignore_index``) in the denominator. ``weight`` is
+    per class (C,), as kornia's.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("kornia.binary_focal_loss_with_logits", reduction="mean")
+        >>> x = torch.randn(4, 3, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 2, (4, 3)).float()).backward()
+    """
+    fn = "kornia.binary_focal_loss_with_logits"
+    check_input(fn, input, min_ndim=2)
+    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    loss = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, weight=weight, ignore_index=ignore_index,
+                              reduction="none")
+    return reduce(fn, loss, reduction, input.numel())
+
+
+def _kornia_binary_class(input: Tensor, target: Tensor, *, alpha: float | None, gamma: float = 2.0,
+                         reduction: Reduction = "none", weight: Tensor | Sequence[float] | None = None,
+                         ignore_index: int | None = -100) -> Tensor:
+    """kornia's ``BinaryFocalLossWithLogits``: alpha required, as in kornia's class."""
+    return kornia_binary_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction=reduction, weight=weight,
+                                    ignore_index=ignore_index)
+
+
+def _monai_target(fn: str, input: Tensor, target: Tensor, to_onehot_y: bool, include_background: bool
+                  ) -> tuple[Tensor, Tensor]:
+    """MONAI's target handling: one-hot of (N, 1, *) indices, then channel 0 dropped unless include_background."""
+    check_input(fn, input, min_ndim=2)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
+    num_classes = input.shape[1]
+    if to_onehot_y and num_classes > 1:
+        if target.ndim != input.ndim or target.shape[1] != 1:
+            raise ValueError(f"{fn}: with to_onehot_y=True the target must be class indices of shape (N, 1, *); "
+                             f"got {tuple(target.shape)} for input {tuple(input.shape)}")
+        one_hot = torch.zeros(input.shape, dtype=input.dtype, device=input.device)
+        target = one_hot.scatter_(1, target.long().clamp(0, num_classes - 1), 1.0)
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target shape {tuple(target.shape)} does not match input shape "
+                         f"{tuple(input.shape)} (MONAI takes one-hot targets; to_onehot_y=True takes (N, 1, *) "
+                         f"indices)")
+    target = target.to(input.dtype)
+    if not include_background and num_classes > 1:
+        input, target = input[:, 1:], target[:, 1:]
+    return input, target
+
+
+def monai_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | Tensor | None = None,
+    weight: float | Sequence[float] | Tensor | None = None,
+    reduction: Reduction = "mean",
+    use_softmax: bool = False,
+) -> Tensor:
+    r"""MONAI's ``FocalLoss``: sigmoid focal loss per channel by default, MONAI's alpha and denominators.
+
+    * ``use_softmax=False`` (MONAI's default): :func:`losslab.sigmoid_focal_loss`
+      of every channel against a one-hot target; a scalar alpha weighs
+      positives alpha and negatives 1 - alpha; per-class alpha weighs each
+      class's positives only.
+    * ``use_softmax=True``: :func:`losslab.softmax_focal_loss`; a scalar
+      alpha is 1 - alpha for class 0 and alpha for the others (ignored when
+      ``include_background=False``, as in MONAI).
+    * ``weight``: a number or per-class factors, multiplied in.
+    * "none": (N, C', *) per channel; "mean": their sum over N x C' x
+      pixels; "sum": each image's and channel's pixels averaged, then summed.
+
+    For soft targets MONAI forms the sigmoid focal factor from
+    :math:`\sigma(-x(2t - 1))`; for the hard one-hot targets it expects,
+    that is losslab's :math:`1 - p_t`.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("monai.FocalLoss", to_onehot_y=True)
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
+    """
+    fn = "monai.FocalLoss"
+    for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                        ("use_softmax", use_softmax)):
+        check_bool(fn, name, value)
+    input, target = _monai_target(fn, input, target, to_onehot_y, include_background)
+    num_classes = input.shape[1]
+    if isinstance(alpha, (Sequence, Tensor)) and not isinstance(alpha, str):
+        alpha_vector: Tensor | None = torch.as_tensor(alpha, dtype=torch.float64, device=input.device)
+        if alpha_vector.ndim == 0:
+            alpha = float(alpha_vector)
+            alpha_vector = None
+    else:
+        alpha_vector = None
+    if weight is not None:
+        weight = torch.as_tensor(weight, dtype=torch.float64, device=input.device)
+    pixels = max(1, input[0, 0].numel()) if input.shape[0] and num_classes else 1
+    if use_softmax:
+        factors = alpha_vector
+        if factors is None and alpha is not None and include_background:
+            factors = _background_alpha(fn, alpha, num_classes, input)
+        if weight is not None:
+            factors = weight.expand(num_classes) if factors is None else factors * weight
+        per = softmax_focal_loss(input, target, alpha=factors, gamma=gamma, reduction="none")
+        if reduction == "none":
+            hard = bool(((target == 0) | (target == 1)).all()) and bool((target.sum(1) <= 1).all())
+            if not hard:
+                raise ValueError(f"{fn}: reduction='none' with use_softmax=True needs one-hot targets in losslab "
+                                 f"(per-class terms of soft targets are not kept)")
+            return class_slices(per, target.argmax(1), num_classes, None)
+    else:
+        elementwise = weight
+        if alpha_vector is not None:
+            shape = (-1,) + (1,) * (input.ndim - 2)
+            per_class = torch.where(target == 1, alpha_vector.reshape(shape).to(input.dtype), 1.0)
+            elementwise = per_class if elementwise is None else per_class * _along(elementwise, input)
+            scalar_alpha = None
+        else:
+            scalar_alpha = check_alpha(fn, alpha, per_class=False, expected="a float, per-class values or None")
+        per = sigmoid_focal_loss(input, target, alpha=scalar_alpha, gamma=gamma, reduction="none",
+                                 weight=None if elementwise is None else _along(elementwise, input))
+        if reduction == "none":
+            return per
+    if reduction == "sum":
+        return reduce(fn, per, "sum") / pixels
+    return reduce(fn, per, reduction, input.numel())
+
+
+def _along(weight: Tensor, input: Tensor) -> Tensor:
+    """A number, a per-class vector (C,) along dim 1, or an elementwise tensor, broadcast to the input."""
+    if weight.ndim == 1 and input.ndim >= 2 and weight.shape[0] == input.shape[1]:
+        return weight.reshape((-1,) + (1,) * (input.ndim - 2))
+    return weight
+
+
+def smp_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Literal["binary", "multiclass", "multilabel"],
+    alpha: float | None = None,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""segmentation_models_pytorch's ``FocalLoss``: sigmoid focal terms, summed over classes in multiclass mode.
+
+    * "binary" / "multilabel": :func:`losslab.sigmoid_focal_loss` of every
+      element against a target of the input's shape (binary: (N, 1, *) or
+      (N, *)), "mean" over the kept elements.
+    * "multiclass": each class's sigmoid focal loss against the rest (the
+      one-hot of the (N, *) class indices), averaged over the kept positions,
+      summed over the classes: the kept positions' sum over classes,
+      divided by the number of kept positions.
+
+    alpha: None (smp's default) or a float: positives alpha, negatives
+    1 - alpha. ``ignore_index`` drops positions (multiclass) or elements.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("smp.FocalLoss", mode="multiclass")
+        >>> x = torch.randn(2, 3, 4, 4, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 4, 4))).backward()
+    """
+    fn = "smp.FocalLoss"
+    if mode not in ("binary", "multiclass", "multilabel"):
+        raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+    check_input(fn, input, min_ndim=1)
+    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    if mode != "multiclass":
+        if mode == "binary" and isinstance(target, Tensor) and target.shape != input.shape:
+            target = target.reshape(input.shape)
+        return sigmoid_focal_loss(input, target.to(input.dtype) if isinstance(target, Tensor) else target,
+                                  alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction)
+    check_input(fn, input, min_ndim=2)
+    if not isinstance(target, Tensor) or target.dtype.is_floating_point:
+        raise TypeError(f"{fn}: multiclass mode takes integer class indices (N, *); got {describe(target)}")
+    num_classes = input.shape[1]
+    kept = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    index = torch.where(kept, target.long(), torch.full_like(target.long(), num_classes))  # index C: background
+    per = sigmoid_focal_loss(input, index, alpha=alpha, gamma=gamma, reduction="none")
+    per = per * kept.unsqueeze(1).to(per.dtype)
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return reduce(fn, per, "sum")
+    return reduce(fn, per, "sum") / kept.sum().clamp(min=1)
+
+
+class KorniaFocalLoss(LossModule, function=kornia_focal_loss):
+    """kornia's ``FocalLoss`` (:func:`losslab.frameworks.focal.kornia_focal_loss`)."""
+
+
+class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss):
+    """kornia's ``binary_focal_loss_with_logits`` (:func:`losslab.frameworks.focal.kornia_binary_focal_loss`)."""
+
+
+class KorniaBinaryFocalLossClass(LossModule, function=_kornia_binary_class):
+    """kornia's ``BinaryFocalLossWithLogits``: alpha required."""
+
+
+class MonaiFocalLoss(LossModule, function=monai_focal_loss):
+    """MONAI's ``FocalLoss`` (:func:`losslab.frameworks.focal.monai_focal_loss`)."""
+
+
+class SmpFocalLoss(LossModule, function=smp_focal_loss):
+    """segmentation_models_pytorch's ``FocalLoss`` (:func:`losslab.frameworks.focal.smp_focal_loss`)."""
+
+
+_KORNIA_FOCAL = "kornia's softmax focal loss: class 0 gets 1 - alpha; 'mean' over N x C x pixels; default 'none'"
+add_aliases(
+    "softmax_focal_loss",
+    Alias("focal_loss", "kornia", qualified=True, build=KorniaFocalLoss, note=_KORNIA_FOCAL),
+    Alias("FocalLoss", "kornia", qualified=True, build=KorniaFocalLoss, note=_KORNIA_FOCAL),
+)
+add_aliases(
+    "sigmoid_focal_loss",
+    Alias("binary_focal_loss_with_logits", "kornia", qualified=True, build=KorniaBinaryFocalLoss,
+          note="default reduction 'none'; 'mean' counts ignored elements"),
+    Alias("BinaryFocalLossWithLogits", "kornia", qualified=True, build=KorniaBinaryFocalLossClass,
+          note="alpha required; default reduction 'none'; 'mean' counts ignored elements"),
+    Alias("FocalLoss", "MONAI", qualified=True, build=MonaiFocalLoss,
+          note="sigmoid per channel by default, alpha None; use_softmax=True: class 0 gets 1 - alpha"),
+    Alias("FocalLoss", "segmentation_models_pytorch", qualified=True, build=SmpFocalLoss,
+          note="alpha None; multiclass: one-vs-rest sigmoid terms summed over classes, mean over positions"),
+)
