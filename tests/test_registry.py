@@ -73,6 +73,19 @@ def test_canonical_name(spec):
 def test_alias(spec, alias):
     name = _lookup_name(alias)
     kwargs = {k: v for k, v in _required(spec).items() if k not in alias.defaults}
+    if alias.unsupported:  # another formula: the name refuses and points to losslab's closest loss
+        with pytest.raises(ValueError, match=r"closest losslab loss is \w+"):
+            losslab.get_loss(name, **kwargs)
+        return
+    if alias.build is not None:  # an adapter that reproduces the framework (tests/test_frameworks*.py)
+        params = inspect.signature(alias.build).parameters
+        required = {k: v for k, v in kwargs.items() if k in params}
+        for param, value in (("alpha", 0.25), ("mode", "multiclass")):  # required by the framework too
+            if param in params and params[param].default is inspect.Parameter.empty:
+                required[param] = value
+        module = losslab.get_loss(name, **required)
+        assert type(module) is alias.build
+        return
     module = losslab.get_loss(name, **kwargs)
     assert type(module) is spec.module, f"{name!r} gave {type(module).__name__}, not {spec.module.__name__}"
     _assert_hyperparameters(module, spec, {**kwargs, **alias.defaults})
@@ -107,8 +120,7 @@ def test_qualified_alias_bare_name_means_something_else(spec, alias):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bare Keras spellings warn that they mean losslab's loss
         bare_spec, bare_alias = registry.lookup(alias.name)
-    bare_defaults = dict(bare_alias.defaults) if bare_alias is not None else {}
-    assert bare_spec is not spec or bare_defaults != dict(alias.defaults)
+    assert registry._meaning((bare_spec, bare_alias)) != registry._meaning((spec, alias))
 
 
 def test_names_table_has_one_row_per_name_and_every_lookup_works():
@@ -185,8 +197,13 @@ def test_bare_binary_crossentropy_takes_logits_and_keras_prefix_probabilities():
 
 
 def test_kornia_focal_loss_is_the_softmax_form_only_with_its_prefix():
-    assert type(losslab.get_loss("kornia.focal_loss")) is losslab.SoftmaxFocalLoss
-    assert type(losslab.get_loss("kornia.FocalLoss")) is losslab.SoftmaxFocalLoss
+    from losslab.frameworks.focal import KorniaFocalLoss
+
+    assert type(losslab.get_loss("kornia.focal_loss", alpha=0.5)) is KorniaFocalLoss
+    assert type(losslab.get_loss("kornia.FocalLoss", alpha=None)) is KorniaFocalLoss
+    assert registry.get_spec("kornia.FocalLoss").name == "softmax_focal_loss"
+    with pytest.raises(TypeError, match="KorniaFocalLoss: missing required keyword argument.*'alpha'"):
+        losslab.get_loss("kornia.FocalLoss")  # kornia has no default alpha either
     assert type(losslab.get_loss("focal_loss")) is losslab.SigmoidFocalLoss
     assert type(losslab.get_loss("Focal Loss")) is losslab.SigmoidFocalLoss
 
@@ -570,10 +587,10 @@ DETECTION_NAMES = [
     ("VFL", "varifocal_loss"), ("VarifocalLoss", "varifocal_loss"), ("varifocal loss", "varifocal_loss"),
     ("SmoothL1Loss", "smooth_l1_loss"), ("torch.nn.SmoothL1Loss", "smooth_l1_loss"), ("smooth-l1", "smooth_l1_loss"),
     ("HuberLoss", "huber_loss"), ("keras.losses.Huber", "huber_loss"), ("optax.huber_loss", "huber_loss"),
-    ("IoU", "iou_loss"), ("UnitBox", "iou_loss"), ("mmdet.IoULoss", "iou_loss"),
-    ("GIoU", "giou_loss"), ("GIoULoss", "giou_loss"), ("torchvision.ops.generalized_box_iou_loss", "giou_loss"),
+    ("IoU", "iou_loss"), ("UnitBox", "iou_loss"),
+    ("GIoU", "giou_loss"), ("torchvision.ops.generalized_box_iou_loss", "giou_loss"),
     ("DIoU", "diou_loss"), ("distance_box_iou_loss", "diou_loss"),
-    ("CIoU", "ciou_loss"), ("complete_box_iou_loss", "ciou_loss"), ("CIoULoss", "ciou_loss"),
+    ("CIoU", "ciou_loss"), ("complete_box_iou_loss", "ciou_loss"),
     ("EIoU", "eiou_loss"), ("SIoU", "siou_loss"), ("SCYLLA-IoU", "siou_loss"),
 ]
 
@@ -588,7 +605,8 @@ def test_detection_names(name, canonical):
 
 def test_bare_iouloss_is_linear_and_warns_that_mmdetection_means_log():
     with pytest.warns(UserWarning, match=r"get_loss: 'IoULoss' is losslab's iou_loss \(boxes in\); mmdetection's "
-                                         r"IoULoss presets mode='log': ask for 'mmdet.IoULoss'"):
+                                         r"IoULoss differs \(-log IoU by default, the IoU clamped at eps = 1e-6\): "
+                                         r"ask for 'mmdet.IoULoss'"):
         assert losslab.get_loss("IoULoss").mode == "linear"
     assert losslab.get_loss("mmdet.IoULoss").mode == "log"
     assert losslab.get_loss("UnitBox").mode == "log"

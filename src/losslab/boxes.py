@@ -515,20 +515,14 @@ def _register(function: Callable, module: type, formula: str, aliases: tuple[Ali
 
 
 _register(iou_loss, IoULoss, "1 - IoU  (or 1 - IoU^2, -log IoU)",
-          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"}),
-           Alias("IoULoss", "mmdetection", "boxes", {"mode": "log"}, qualified=True,
-                 note="mmdetection's IoULoss is -log IoU by default")),
+          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"})),
           extra=({"mode": "square"}, {"mode": "log"}))
 _register(giou_loss, GIoULoss, "1 - IoU + (|C| - |P u G|) / |C|",
-          (Alias("GIoU", "paper", "boxes"), Alias("generalized_box_iou_loss", "torchvision", "boxes"),
-           Alias("GIoULoss", "mmdetection", "boxes")))
+          (Alias("GIoU", "paper", "boxes"),))
 _register(diou_loss, DIoULoss, "1 - IoU + rho^2 / c^2",
-          (Alias("DIoU", "paper", "boxes"), Alias("distance_box_iou_loss", "torchvision", "boxes"),
-           Alias("DIoULoss", "mmdetection", "boxes")))
+          (Alias("DIoU", "paper", "boxes"),))
 _register(ciou_loss, CIoULoss, "1 - IoU + rho^2 / c^2 + a v",
-          (Alias("CIoU", "paper", "boxes"), Alias("complete_box_iou_loss", "torchvision", "boxes"),
-           Alias("CIoULoss", "mmdetection", "boxes", note="mmdetection gates a by IoU > 0.5; losslab follows "
-                 "torchvision")), exact_gradient=False)
+          (Alias("CIoU", "paper", "boxes"),), exact_gradient=False)
 _register(eiou_loss, EIoULoss, "1 - IoU + rho^2 / c^2 + dw^2 / cw^2 + dh^2 / ch^2",
           (Alias("EIoU", "paper", "boxes"), Alias("Efficient IoU", "paper", "boxes")))
 _register(siou_loss, SIoULoss, "1 - IoU + (distance + shape) / 2",

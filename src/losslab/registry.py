@@ -200,9 +200,6 @@ def _index(spec: LossSpec, entries: list[tuple[str, tuple[LossSpec, Alias | None
         if (alias.qualified or alias.build is not None or alias.unsupported) and not prefixes:
             raise ValueError(f"register: qualified alias {alias.name!r} needs a source among "
                              f"{sorted(set(SOURCE_PREFIXES.values()))}; got {alias.source!r}")
-        if (alias.build is not None or alias.unsupported) and not alias.qualified:
-            raise ValueError(f"register: alias {alias.name!r} reproduces {alias.source} with an adapter or "
-                             f"refuses: it must be qualified=True")
         for prefix in prefixes:
             key = (prefix, normalize(alias.name))
             if key in _QUALIFIED and not _same_meaning(_QUALIFIED[key], (spec, alias)):
@@ -353,9 +350,10 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
         found[(qalias.source, qalias.name)] = f"{qalias.source}'s {qalias.name} {differs}: ask for '{prefix}.{qalias.name}'"
     if found:
         # the framework spelt exactly as the caller spelt it first
-        ordered = sorted(found.items(), key=lambda item: item[0][1] != raw)
+        ordered = [text for _, text in sorted(found.items(), key=lambda item: item[0][1] != raw)]
+        more = f" (and {len(ordered) - 2} more: `losslab names {raw}`)" if len(ordered) > 2 else ""
         warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); "
-                      + "; ".join(text for _, text in ordered) + " to get that", UserWarning, stacklevel=4)
+                      + "; ".join(ordered[:2]) + f" to get that{more}", UserWarning, stacklevel=4)
 
 
 def names_table() -> list[dict[str, Any]]:

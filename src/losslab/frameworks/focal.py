@@ -125,14 +125,6 @@ def kornia_binary_focal_loss(
     return reduce(fn, loss, reduction, input.numel())
 
 
-def _kornia_binary_class(input: Tensor, target: Tensor, *, alpha: float | None, gamma: float = 2.0,
-                         reduction: Reduction = "none", weight: Tensor | Sequence[float] | None = None,
-                         ignore_index: int | None = -100) -> Tensor:
-    """kornia's ``BinaryFocalLossWithLogits``: alpha required, as in kornia's class."""
-    return kornia_binary_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction=reduction, weight=weight,
-                                    ignore_index=ignore_index)
-
-
 def _monai_target(fn: str, input: Tensor, target: Tensor, to_onehot_y: bool, include_background: bool
                   ) -> tuple[Tensor, Tensor]:
     """MONAI's target handling: one-hot of (N, 1, *) indices, then channel 0 dropped unless include_background."""
@@ -307,10 +299,6 @@ class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss):
     """kornia's ``binary_focal_loss_with_logits`` (:func:`losslab.frameworks.focal.kornia_binary_focal_loss`)."""
 
 
-class KorniaBinaryFocalLossClass(LossModule, function=_kornia_binary_class):
-    """kornia's ``BinaryFocalLossWithLogits``: alpha required."""
-
-
 class MonaiFocalLoss(LossModule, function=monai_focal_loss):
     """MONAI's ``FocalLoss`` (:func:`losslab.frameworks.focal.monai_focal_loss`)."""
 
@@ -327,10 +315,9 @@ add_aliases(
 )
 add_aliases(
     "sigmoid_focal_loss",
-    Alias("binary_focal_loss_with_logits", "kornia", qualified=True, build=KorniaBinaryFocalLoss,
-          note="default reduction 'none'; 'mean' counts ignored elements"),
-    Alias("BinaryFocalLossWithLogits", "kornia", qualified=True, build=KorniaBinaryFocalLossClass,
-          note="alpha required; default reduction 'none'; 'mean' counts ignored elements"),
+    Alias("binary_focal_loss_with_logits", "kornia", build=KorniaBinaryFocalLoss,
+          note="also BinaryFocalLossWithLogits (alpha 0.25 unless given); default reduction 'none'; 'mean' "
+               "counts ignored elements"),
     Alias("FocalLoss", "MONAI", qualified=True, build=MonaiFocalLoss,
           note="sigmoid per channel by default, alpha None; use_softmax=True: class 0 gets 1 - alpha"),
     Alias("FocalLoss", "segmentation_models_pytorch", qualified=True, build=SmpFocalLoss,
