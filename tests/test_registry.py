@@ -581,8 +581,7 @@ def test_set_checks_rejects_non_bool(value):
 
 
 DETECTION_NAMES = [
-    ("QFL", "quality_focal_loss"), ("QualityFocalLoss", "quality_focal_loss"),
-    ("mmdet.QualityFocalLoss", "quality_focal_loss"),
+    ("QFL", "quality_focal_loss"), ("Quality Focal Loss", "quality_focal_loss"),
     ("DFL", "distribution_focal_loss"), ("DistributionFocalLoss", "distribution_focal_loss"),
     ("VFL", "varifocal_loss"), ("VarifocalLoss", "varifocal_loss"), ("varifocal loss", "varifocal_loss"),
     ("SmoothL1Loss", "smooth_l1_loss"), ("torch.nn.SmoothL1Loss", "smooth_l1_loss"), ("smooth-l1", "smooth_l1_loss"),

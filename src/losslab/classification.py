@@ -351,6 +351,7 @@ class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy, chec
 # registration: names, aliases and conformance samples
 
 _PROBS = {"from_logits": False}
+_NONE = {"reduction": "none"}  # TensorFlow's tf.nn and optax's losses return the unreduced loss
 
 
 register(LossSpec(
@@ -362,10 +363,13 @@ register(LossSpec(
         Alias("Softmax Cross-Entropy", "paper"),
         Alias("SoftmaxWithLoss", "Caffe"),
         Alias("softmax_cross_entropy", "TensorFlow", note="tf.compat.v1.losses; one-hot labels"),
-        Alias("softmax_cross_entropy_with_logits", "TensorFlow", note="tf.nn; probability labels"),
+        Alias("softmax_cross_entropy_with_logits", "TensorFlow", defaults=_NONE,
+              note="tf.nn; probability labels; returns the per-example loss"),
         Alias("sparse_softmax_cross_entropy", "TensorFlow", note="tf.compat.v1.losses; class-index labels"),
-        Alias("sparse_softmax_cross_entropy_with_logits", "TensorFlow", note="tf.nn; class-index labels"),
-        Alias("softmax_cross_entropy_with_integer_labels", "optax"),
+        Alias("sparse_softmax_cross_entropy_with_logits", "TensorFlow", defaults=_NONE,
+              note="tf.nn; class-index labels; returns the per-example loss"),
+        Alias("softmax_cross_entropy_with_integer_labels", "optax", defaults=_NONE,
+              note="returns the per-example loss"),
         Alias("Multinomial Logistic Loss", "Caffe", "probabilities", _PROBS,
               note="Caffe's MultinomialLogisticLoss takes probabilities (the bare name follows it)"),
         Alias("Categorical Cross-Entropy", "Keras", "probabilities", _PROBS,
@@ -415,11 +419,16 @@ register(LossSpec(
         Alias("Logistic Loss", "paper"),
         Alias("Sigmoid Cross-Entropy", "paper"),
         Alias("sigmoid_cross_entropy", "TensorFlow", note="tf.compat.v1.losses"),
-        Alias("sigmoid_cross_entropy_with_logits", "TensorFlow", note="tf.nn"),
+        Alias("sigmoid_cross_entropy_with_logits", "TensorFlow", defaults=_NONE,
+              note="tf.nn; returns the elementwise loss"),
         Alias("SigmoidCrossEntropyLoss", "Caffe"),
-        Alias("sigmoid_binary_cross_entropy", "optax"),
-        Alias("log_loss", "TensorFlow", "probabilities", _PROBS,
-              note="tf.compat.v1.losses.log_loss adds epsilon=1e-7 inside the log; losslab floors the log at -100"),
+        Alias("sigmoid_binary_cross_entropy", "optax", defaults=_NONE, note="returns the elementwise loss"),
+        Alias("log_loss", "paper", "probabilities", _PROBS, note="binary cross-entropy of probabilities; the log "
+              "is floored at -100 (TensorFlow's log_loss is another formula: tf.log_loss)"),
+        Alias("log_loss", "TensorFlow", "probabilities", qualified=True,
+              unsupported="tf.compat.v1.losses.log_loss, which adds epsilon = 1e-7 inside both logs: a formula "
+                          "losslab does not implement; the closest losslab loss is binary_cross_entropy with "
+                          "from_logits=False (BCELoss), whose log is floored at -100 instead"),
         Alias("binary_crossentropy", "Keras", "probabilities", _PROBS, qualified=True,
               note="Keras defaults to probabilities (from_logits=False); the bare name takes logits"),
         Alias("One-vs-Rest Cross-Entropy", "paper", note="class-index targets, index C = background"),

@@ -67,7 +67,7 @@ def quality_target(fn: str, input: Tensor, target: object, ignore_index: int | N
         raise TypeError(f"{fn}: target labels must be integer class indices; got dtype {labels.dtype}")
     if not scores.dtype.is_floating_point:
         raise TypeError(f"{fn}: target scores must be floating point; got dtype {scores.dtype}")
-    onehot, valid = sigmoid_target(fn, input, labels, ignore_index, dtype)
+    onehot, valid = sigmoid_target(fn, input, labels, ignore_index, dtype, one_class_indices=True)
     kept = None if ignore_index is None else labels != ignore_index
     s = scores.to(dtype)
     check_unit_interval(fn, "target scores", s, kept)
@@ -458,7 +458,6 @@ register(LossSpec(
     formula="-|y - sigma|^beta [(1 - y) log(1 - sigma) + y log sigma],  sigma = sigmoid(x)",
     aliases=(
         Alias("QFL", "paper"), Alias("Quality Focal Loss", "paper"),
-        Alias("QualityFocalLoss", "mmdetection", note="mmdetection sums each anchor's classes before reducing"),
     ),
     samples=lambda: quality_cases([{}, {"beta": 0.5, "weight": S.per_class([0.5, 2.0, 1.0, 1.5])},
                                    {"beta": 0.0, "avg_factor": 3.5}], seed=60, ignore=True),

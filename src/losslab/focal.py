@@ -232,11 +232,9 @@ register(LossSpec(
               note="torchvision.ops; its default reduction is 'none'"),
         Alias("sigmoid_focal_loss", "optax", defaults={"alpha": None, "reduction": "none"}, qualified=True,
               note="optax's alpha defaults to None; it returns the elementwise loss"),
-        Alias("sigmoid_focal_loss", "mmcv", note="mmcv.ops; class-index targets with index C = background"),
         Alias("Focal Loss", "paper", note="RetinaNet's sigmoid form (kornia's FocalLoss is the softmax form)"),
         Alias("BinaryFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": None},
               note="Keras applies alpha only with apply_class_balancing=True"),
-        Alias("SigmoidFocalCrossEntropy", "TensorFlow Addons", "probabilities", _PROBS),
     ),
     samples=lambda: (
         S.sigmoid_cases([{}, {"alpha": None, "gamma": 0.5}, {"alpha": 0.75, "gamma": 0.0},
@@ -265,7 +263,7 @@ register(LossSpec(
         Alias("CategoricalFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": 0.25},
               note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets"),
         Alias("softmax_focal_loss", "mmcv", defaults={"alpha": 0.25}, qualified=True,
-              note="mmcv.ops; its scalar alpha (default 0.25) scales every class"),
+              note="mmcv.ops; its scalar alpha (default 0.25) scales every class; 'mean' over N"),
     ),
     samples=lambda: (
         S.softmax_cases([{}, {"gamma": 0.5, "alpha": S.per_class([0.1, 0.6, 0.3, 0.2])},

@@ -322,18 +322,23 @@ def _close_names(key: str, n: int = 5) -> list[str]:
 
 
 def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias | None]) -> None:
-    """Warn when a bare name, however spelt, is also a framework's name for another input or other presets.
+    """Warn when a bare name, however spelt, is also a framework's name for another loss, input or presets.
 
-    Only losslab's canonical name, spelt exactly, never warns.
+    losslab's canonical name spelt exactly never warns; an alias spelt exactly
+    as registered (a paper's "Quality Focal Loss") warns only where a
+    framework spells its other meaning the same way.
     """
     spec, alias = entry
     if alias is None and raw == spec.name:
         return
+    exact = raw in {a.name for a in spec.aliases if not a.qualified and normalize(a.name) == key}
     resolved_input = alias.input if alias is not None else spec.input
     resolved_defaults = dict(alias.defaults) if alias is not None else {}
     found: dict[tuple[str, str], str] = {}
     for (prefix, qkey), (qspec, qalias) in _QUALIFIED.items():
         if qkey != key or (qspec is spec and qalias is alias) or (qalias.source, qalias.name) in found:
+            continue
+        if exact and qalias.name != raw:
             continue
         if qspec is not spec:
             differs = f"is its {qspec.name}"
@@ -343,10 +348,11 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
             differs = f"differs ({qalias.note})" if qalias.note else "differs"
         elif qalias.input != resolved_input:
             differs = f"expects {qalias.input}"
-        elif dict(qalias.defaults) != resolved_defaults:
+        elif {k: v for k, v in qalias.defaults.items() if k != "reduction"} != \
+                {k: v for k, v in resolved_defaults.items() if k != "reduction"}:
             differs = "presets " + ", ".join(f"{k}={v!r}" for k, v in qalias.defaults.items())
         else:
-            continue
+            continue  # the same loss; a framework's default reduction alone is no reason to warn
         found[(qalias.source, qalias.name)] = f"{qalias.source}'s {qalias.name} {differs}: ask for '{prefix}.{qalias.name}'"
     if found:
         # the framework spelt exactly as the caller spelt it first

@@ -68,7 +68,7 @@ def mmdet_iou_loss(
         >>> loss = loss_fn(pred, target)  # the disjoint pair costs -log(1e-6), not inf
         >>> loss.backward()
         >>> loss.round(decimals=3)
-        tensor(7.881, grad_fn=<RoundBackward1>)
+        tensor(7.8810, grad_fn=<RoundBackward1>)
     """
     fn = "mmdet.IoULoss"
     if mode not in ("linear", "square", "log"):
@@ -130,4 +130,12 @@ add_aliases(
           unsupported="mmdetection's Extended IoU loss (with a smooth point), not the Efficient IoU loss that "
                       "losslab's eiou_loss implements; losslab does not implement it; the closest losslab loss "
                       "is iou_loss"),
+)
+add_aliases(
+    "siou_loss",
+    Alias("SIoULoss", "mmdetection", "boxes", qualified=True,
+          unsupported="mmdetection's SIoU loss, whose default neg_gamma=False makes the distance cost "
+                      "2 - exp(+gamma rho_x) - exp(+gamma rho_y) (the paper's is exp(-gamma rho)), with its own "
+                      "eps placements and a clamp to [-1, 1]: losslab does not implement it; the closest losslab "
+                      "loss is siou_loss (the paper's form, mmdetection's neg_gamma=True up to eps)"),
 )

@@ -12,9 +12,9 @@ What differs from losslab's own :func:`losslab.softmax_focal_loss` and
 * MONAI's focal loss is the sigmoid (one-vs-rest) form by default, without
   alpha; its "mean" is over N x C x pixels, its "sum" averages each image's
   pixels first.
-* segmentation_models_pytorch's multiclass focal loss is the sigmoid focal
-  loss of each class against the rest, each averaged over the kept
-  positions, summed over classes; alpha None.
+* segmentation_models_pytorch's (0.6) multiclass focal loss is the sigmoid
+  focal loss of each class against the rest, each averaged over the kept
+  positions, then averaged over classes (0.5 summed them); alpha None.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from ._common import class_slices, reduce
 Reduction = Literal["none", "mean", "sum"]
 
 __all__ = ["kornia_focal_loss", "kornia_binary_focal_loss", "monai_focal_loss", "smp_focal_loss",
-           "KorniaFocalLoss", "KorniaBinaryFocalLoss", "MonaiFocalLoss", "SmpFocalLoss"]
+           "tfa_sigmoid_focal_loss", "mmcv_sigmoid_focal_loss", "KorniaFocalLoss", "KorniaBinaryFocalLoss",
+           "MonaiFocalLoss", "SmpFocalLoss", "TfaSigmoidFocalLoss", "MmcvSigmoidFocalLoss"]
 
 
 def _background_alpha(fn: str, alpha: float | None, num_classes: int, input: Tensor) -> Tensor | None:
@@ -247,18 +248,21 @@ def smp_focal_loss(
     ignore_index: int | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    r"""segmentation_models_pytorch's ``FocalLoss``: sigmoid focal terms, summed over classes in multiclass mode.
+    r"""segmentation_models_pytorch's ``FocalLoss`` (0.6): sigmoid focal terms, averaged per class, then over classes.
 
-    * "binary" / "multilabel": :func:`losslab.sigmoid_focal_loss` of every
-      element against a target of the input's shape (binary: (N, 1, *) or
-      (N, *)), "mean" over the kept elements.
+    * "binary": :func:`losslab.sigmoid_focal_loss` of every element against
+      a target of the input's shape ((N, 1, *) or (N, *)), "mean" over the
+      kept elements.
     * "multiclass": each class's sigmoid focal loss against the rest (the
       one-hot of the (N, *) class indices), averaged over the kept positions,
-      summed over the classes: the kept positions' sum over classes,
-      divided by the number of kept positions.
+      then averaged over the classes (smp 0.5 summed them: multiply by C).
+    * "multilabel": each channel's loss averaged over its kept elements,
+      then over the channels.
 
     alpha: None (smp's default) or a float: positives alpha, negatives
-    1 - alpha. ``ignore_index`` drops positions (multiclass) or elements.
+    1 - alpha. ``ignore_index``: a target value whose positions (multiclass)
+    or elements are dropped. "none" gives the elementwise losses, 0 where
+    ignored; "sum" their sum.
 
     Example:
         >>> import torch, losslab
@@ -270,25 +274,99 @@ def smp_focal_loss(
     if mode not in ("binary", "multiclass", "multilabel"):
         raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
     check_input(fn, input, min_ndim=1)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
     alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
-    if mode != "multiclass":
-        if mode == "binary" and isinstance(target, Tensor) and target.shape != input.shape:
+    if mode == "binary":
+        if target.shape != input.shape and target.numel() == input.numel():
             target = target.reshape(input.shape)
-        return sigmoid_focal_loss(input, target.to(input.dtype) if isinstance(target, Tensor) else target,
-                                  alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction)
+        return sigmoid_focal_loss(input, target.to(input.dtype), alpha=alpha, gamma=gamma, ignore_index=ignore_index,
+                                  reduction=reduction)
     check_input(fn, input, min_ndim=2)
-    if not isinstance(target, Tensor) or target.dtype.is_floating_point:
-        raise TypeError(f"{fn}: multiclass mode takes integer class indices (N, *); got {describe(target)}")
-    num_classes = input.shape[1]
-    kept = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
-    index = torch.where(kept, target.long(), torch.full_like(target.long(), num_classes))  # index C: background
-    per = sigmoid_focal_loss(input, index, alpha=alpha, gamma=gamma, reduction="none")
-    per = per * kept.unsqueeze(1).to(per.dtype)
-    if reduction == "none":
-        return per
-    if reduction == "sum":
-        return reduce(fn, per, "sum")
-    return reduce(fn, per, "sum") / kept.sum().clamp(min=1)
+    if mode == "multiclass":
+        if target.dtype.is_floating_point:
+            raise TypeError(f"{fn}: multiclass mode takes integer class indices (N, *); got {describe(target)}")
+        kept = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+        index = torch.where(kept, target.long(), torch.full_like(target.long(), input.shape[1]))  # C: background
+        kept = kept.unsqueeze(1).expand(input.shape)
+        per = sigmoid_focal_loss(input, index, alpha=alpha, gamma=gamma, reduction="none")
+    else:
+        kept = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+        clean = torch.where(kept, target, torch.zeros_like(target)).to(input.dtype)
+        per = sigmoid_focal_loss(input, clean, alpha=alpha, gamma=gamma, reduction="none")
+    per = per * kept.to(per.dtype)
+    if reduction != "mean":
+        return reduce(fn, per, reduction)
+    dims = [0] + list(range(2, per.ndim))
+    per_class = per.sum(dims) / kept.sum(dims).clamp(min=1)
+    return per_class.mean()
+
+
+def tfa_sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    from_logits: bool = False,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "none",
+) -> Tensor:
+    r"""TensorFlow Addons' ``SigmoidFocalCrossEntropy``: probabilities in, each example's loss summed over the last axis.
+
+    :func:`losslab.sigmoid_focal_loss` of every element, summed over the
+    last dimension: "none" (TensorFlow Addons' default) gives shape
+    ``input.shape[:-1]``; "mean" averages those sums (Keras'
+    sum_over_batch_size); "sum". Keras clips probabilities to
+    [1e-7, 1 - 1e-7] where losslab floors the log at -100: the two differ
+    only for probabilities within 1e-7 of 0 or 1.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("tfa.SigmoidFocalCrossEntropy")
+        >>> p = torch.tensor([[0.9, 0.2], [0.3, 0.6]], requires_grad=True)
+        >>> loss_fn(p, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).sum().backward()
+    """
+    fn = "tfa.SigmoidFocalCrossEntropy"
+    check_input(fn, input, min_ndim=1)
+    per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, from_logits=from_logits,
+                             reduction="none").sum(dim=-1)
+    return reduce(fn, per, reduction)
+
+
+def mmcv_sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""mmcv's ``ops.sigmoid_focal_loss``: one-vs-rest sigmoid focal loss of (N, C) logits, "mean" divides by N.
+
+    :func:`losslab.sigmoid_focal_loss` with class-index targets (N,) (index C
+    = background), whose "mean" mmcv divides by the number of samples N, not
+    by N x C ("none" gives (N, C)). mmcv's kernel floors the probabilities at
+    float32's smallest normal number inside the log, which matters only for
+    logits beyond about +-87.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("mmcv.sigmoid_focal_loss")
+        >>> x = torch.randn(4, 3, requires_grad=True)
+        >>> loss_fn(x, torch.tensor([0, 3, 2, 1])).backward()
+    """
+    fn = "mmcv.sigmoid_focal_loss"
+    check_input(fn, input, min_ndim=2)
+    per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction="none")
+    return reduce(fn, per, reduction, input.shape[0])
+
+
+class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss):
+    """mmcv's ``sigmoid_focal_loss`` (:func:`losslab.frameworks.focal.mmcv_sigmoid_focal_loss`)."""
+
+
+class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss):
+    """TensorFlow Addons' ``SigmoidFocalCrossEntropy`` (:func:`losslab.frameworks.focal.tfa_sigmoid_focal_loss`)."""
 
 
 class KorniaFocalLoss(LossModule, function=kornia_focal_loss):
@@ -320,6 +398,10 @@ add_aliases(
                "counts ignored elements"),
     Alias("FocalLoss", "MONAI", qualified=True, build=MonaiFocalLoss,
           note="sigmoid per channel by default, alpha None; use_softmax=True: class 0 gets 1 - alpha"),
+    Alias("sigmoid_focal_loss", "mmcv", qualified=True, build=MmcvSigmoidFocalLoss,
+          note="mmcv.ops; class-index targets with index C = background; 'mean' divides by N"),
+    Alias("SigmoidFocalCrossEntropy", "TensorFlow Addons", "probabilities", build=TfaSigmoidFocalLoss,
+          note="probabilities in; each example's loss summed over the last axis; default reduction 'none'"),
     Alias("FocalLoss", "segmentation_models_pytorch", qualified=True, build=SmpFocalLoss,
-          note="alpha None; multiclass: one-vs-rest sigmoid terms summed over classes, mean over positions"),
+          note="smp 0.6: alpha None; sigmoid terms averaged per class over kept positions, then over classes"),
 )
