@@ -295,6 +295,8 @@ def get_loss(name: str | Mapping[str, Any] | Sequence[Any], **kwargs: Any) -> nn
         >>> loss_fn(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0])).round(decimals=4)
         tensor(0.1643)
     """
+    if isinstance(name, (bytes, bytearray)):
+        raise TypeError(f"get_loss: name must be a str, a config dict or a list of them; got {type(name).__name__}")
     if not isinstance(name, str) and isinstance(name, (Mapping, Sequence)):
         from .combined import from_config  # combined builds on the registry
 
