@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _samples as S
-from ._checks import check_alpha, check_common
+from ._checks import check_alpha, check_common, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, ErrorCase, LossSpec, register
@@ -19,6 +19,7 @@ Reduction = Literal["none", "mean", "sum"]
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "SigmoidFocalLoss", "SoftmaxFocalLoss"]
 
 
+@numpy_arguments
 def sigmoid_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -81,6 +82,9 @@ def sigmoid_focal_loss(
     :math:`\sigma(x)` and :math:`\sigma(-x)` (no cancellation) and floored at
     the smallest normal number before the power, so the gradient is finite for
     every gamma >= 0, including gamma < 1 at p_t = 1 and logits of +-1e4.
+    Keras' BinaryFocalCrossentropy clips probabilities (after its sigmoid,
+    with from_logits=True) to [1e-7, 1 - 1e-7]: beyond logits of about +-16
+    its loss is flat and its gradient 0, where losslab's stays exact.
 
     References:
         Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
@@ -104,6 +108,7 @@ def sigmoid_focal_loss(
                         dist_sync=dist_sync)
 
 
+@numpy_arguments
 def softmax_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -171,7 +176,11 @@ def softmax_focal_loss(
 
     Numerics: log p comes from ``log_softmax``; :math:`1 - p` from
     ``-expm1(log p)``, floored at the smallest normal number before the power,
-    so gradients stay finite for every gamma >= 0 at saturated logits.
+    so gradients stay finite for every gamma >= 0 at saturated logits. Keras'
+    CategoricalFocalCrossentropy clips its probabilities (after its softmax,
+    with from_logits=True) to [1e-7, 1 - 1e-7], so for logits more than about
+    16 apart its loss stops growing (at -log(1e-7)) and its gradient vanishes
+    where losslab's keeps the exact value.
 
     References:
         Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
@@ -234,7 +243,8 @@ register(LossSpec(
               note="optax's alpha defaults to None; it returns the elementwise loss"),
         Alias("Focal Loss", "paper", note="RetinaNet's sigmoid form (kornia's FocalLoss is the softmax form)"),
         Alias("BinaryFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": None},
-              note="Keras applies alpha only with apply_class_balancing=True"),
+              note="Keras applies alpha only with apply_class_balancing=True; it clips probabilities to "
+                   "[1e-7, 1 - 1e-7]"),
     ),
     samples=lambda: (
         S.sigmoid_cases([{}, {"alpha": None, "gamma": 0.5}, {"alpha": 0.75, "gamma": 0.0},
@@ -261,7 +271,8 @@ register(LossSpec(
         Alias("Multi-Class Focal Loss", "paper"),
         Alias("Categorical Focal Loss", "paper"),
         Alias("CategoricalFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": 0.25},
-              note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets"),
+              note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets; it clips "
+                   "probabilities to [1e-7, 1 - 1e-7]"),
         Alias("softmax_focal_loss", "mmcv", defaults={"alpha": 0.25}, qualified=True,
               note="mmcv.ops; its scalar alpha (default 0.25) scales every class; 'mean' over N"),
     ),
