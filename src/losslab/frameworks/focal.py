@@ -361,19 +361,32 @@ def mmcv_sigmoid_focal_loss(
     return reduce(fn, per, reduction, input.shape[0])
 
 
-class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss):
+def _scalar_alpha(fn: str):
+    """A construction-time check of a scalar alpha, with the adapter's name in its message."""
+    return lambda alpha: check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+
+
+def _smp_mode(mode: object) -> None:
+    if mode not in ("binary", "multiclass", "multilabel"):
+        raise ValueError(f"smp.FocalLoss: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+
+
+class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss,
+                           checks={"alpha": _scalar_alpha("mmcv.sigmoid_focal_loss")}):
     """mmcv's ``sigmoid_focal_loss`` (:func:`losslab.frameworks.focal.mmcv_sigmoid_focal_loss`)."""
 
 
-class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss):
+class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss,
+                          checks={"alpha": _scalar_alpha("tfa.SigmoidFocalCrossEntropy")}):
     """TensorFlow Addons' ``SigmoidFocalCrossEntropy`` (:func:`losslab.frameworks.focal.tfa_sigmoid_focal_loss`)."""
 
 
-class KorniaFocalLoss(LossModule, function=kornia_focal_loss):
+class KorniaFocalLoss(LossModule, function=kornia_focal_loss, checks={"alpha": _scalar_alpha("kornia.focal_loss")}):
     """kornia's ``FocalLoss`` (:func:`losslab.frameworks.focal.kornia_focal_loss`)."""
 
 
-class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss):
+class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss,
+                            checks={"alpha": _scalar_alpha("kornia.binary_focal_loss_with_logits")}):
     """kornia's ``binary_focal_loss_with_logits`` (:func:`losslab.frameworks.focal.kornia_binary_focal_loss`)."""
 
 
@@ -381,7 +394,8 @@ class MonaiFocalLoss(LossModule, function=monai_focal_loss):
     """MONAI's ``FocalLoss`` (:func:`losslab.frameworks.focal.monai_focal_loss`)."""
 
 
-class SmpFocalLoss(LossModule, function=smp_focal_loss):
+class SmpFocalLoss(LossModule, function=smp_focal_loss,
+                   checks={"alpha": _scalar_alpha("smp.FocalLoss"), "mode": _smp_mode}):
     """segmentation_models_pytorch's ``FocalLoss`` (:func:`losslab.frameworks.focal.smp_focal_loss`)."""
 
 
