@@ -391,3 +391,44 @@ def test_canonical_names_never_warn():
 def test_non_string_names_are_type_errors_without_echoing():
     with pytest.raises(TypeError, match=r"get_loss: name must be a str, a config dict or a list of them; got bytes$"):
         losslab.get_loss(b"focal_loss")
+
+
+# ----------------------------------------------------------------------------
+# Keras: classes on the last axis, probabilities renormalised
+
+
+def keras_categorical_reference(p, y, *, from_logits=False, label_smoothing=0.0, gamma=None, alpha=0.25):
+    """Keras 3's categorical_crossentropy / categorical_focal_crossentropy on the last axis (without its clip)."""
+    c = p.shape[-1]
+    y = y * (1 - label_smoothing) + label_smoothing / c
+    out = torch.softmax(p, -1) if from_logits else p / p.sum(-1, keepdim=True)
+    ce = -y * out.log()
+    if gamma is not None:
+        ce = alpha * (1 - out) ** gamma * ce
+    return ce.sum(-1)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_keras_categorical_crossentropies_channels_last(from_logits, label_smoothing):
+    g = torch.Generator().manual_seed(14)
+    raw = torch.randn(2, 3, 4, 5, generator=g)
+    x = (raw if from_logits else torch.softmax(raw, -1) * 1.3).requires_grad_(True)  # not normalised: Keras divides
+    labels = torch.randint(0, 5, (2, 3, 4), generator=g)
+    onehot = F.one_hot(labels, 5).to(x.dtype)
+    ref = keras_categorical_reference(x, onehot, from_logits=from_logits, label_smoothing=label_smoothing)
+    kw = dict(from_logits=from_logits, label_smoothing=label_smoothing)
+    _assert_same(losslab.get_loss("keras.losses.CategoricalCrossentropy", **kw)(x, onehot), ref.mean(), x)
+    _assert_same(losslab.get_loss("keras.categorical_crossentropy", reduction="none", **kw)(x, onehot), ref, x)
+    if label_smoothing == 0.0:
+        sparse = losslab.get_loss("keras.sparse_categorical_crossentropy", from_logits=from_logits)
+        _assert_same(sparse(x, labels), ref.mean(), x)
+        _assert_same(sparse(x, labels.unsqueeze(-1)), ref.mean(), x)  # a trailing axis of 1
+    focal = keras_categorical_reference(x, onehot, gamma=2.0, **kw)
+    _assert_same(losslab.get_loss("keras.CategoricalFocalCrossentropy", **kw)(x, onehot), focal.mean(), x)
+
+
+def test_keras_names_take_probabilities_by_default():
+    for name in ("keras.CategoricalCrossentropy", "categorical_crossentropy", "keras.SparseCategoricalCrossentropy",
+                 "CategoricalFocalCrossentropy", "keras.BinaryFocalCrossentropy", "keras.BinaryCrossentropy"):
+        assert losslab.get_loss(name).from_logits is False, name

@@ -170,7 +170,9 @@ ISSUE_NAMES = [
 @pytest.mark.parametrize(("name", "canonical", "from_logits"), ISSUE_NAMES, ids=[n for n, _, _ in ISSUE_NAMES])
 def test_issue_names(name, canonical, from_logits):
     module = losslab.get_loss(name)
-    assert type(module) is registry.get_spec(canonical).module
+    spec, alias = registry.lookup(name)
+    assert spec.name == canonical
+    assert type(module) is (alias.build if alias is not None and alias.build is not None else spec.module)
     if from_logits is None:
         assert "from_logits" not in inspect.signature(type(module)).parameters
     else:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _samples as S
-from ._checks import check_alpha, check_common
+from ._checks import check_alpha, check_common, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, ErrorCase, LossSpec, register
@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 
+@numpy_arguments
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -100,6 +101,7 @@ def cross_entropy(
                         label_smoothing=label_smoothing, weighted_mean=True, dist_sync=dist_sync)
 
 
+@numpy_arguments
 def nll_loss(
     input: Tensor,
     target: Tensor,
@@ -152,6 +154,7 @@ def nll_loss(
                         dist_sync=dist_sync)
 
 
+@numpy_arguments
 def binary_cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -236,6 +239,7 @@ def binary_cross_entropy(
                         avg_factor=avg_factor, dist_sync=dist_sync)
 
 
+@numpy_arguments
 def balanced_cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -324,16 +328,31 @@ def balanced_cross_entropy(
                         label_smoothing=label_smoothing, dist_sync=dist_sync)
 
 
-class CrossEntropyLoss(LossModule, function=cross_entropy):
-    """Module form of :func:`losslab.cross_entropy`."""
+class CrossEntropyLoss(LossModule, function=cross_entropy, positional=("weight",)):
+    """Module form of :func:`losslab.cross_entropy`.
+
+    ``weight`` is also its first positional argument, as in ``torch.nn.CrossEntropyLoss``, so
+    ``CrossEntropyLoss(w)`` is a drop-in for ``torch.nn.CrossEntropyLoss(w)``; PyTorch's deprecated
+    ``size_average`` and ``reduce`` are not accepted, so every other argument is keyword-only.
+    """
 
 
-class NLLLoss(LossModule, function=nll_loss):
-    """Module form of :func:`losslab.nll_loss`."""
+class NLLLoss(LossModule, function=nll_loss, positional=("weight",)):
+    """Module form of :func:`losslab.nll_loss`.
+
+    ``weight`` is also its first positional argument, as in ``torch.nn.NLLLoss``, so ``NLLLoss(w)`` is
+    a drop-in for ``torch.nn.NLLLoss(w)``; every other argument is keyword-only.
+    """
 
 
-class BinaryCrossEntropyLoss(LossModule, function=binary_cross_entropy):
-    """Module form of :func:`losslab.binary_cross_entropy`."""
+class BinaryCrossEntropyLoss(LossModule, function=binary_cross_entropy, positional=("weight",)):
+    """Module form of :func:`losslab.binary_cross_entropy`.
+
+    ``weight`` is also its first positional argument, as in ``torch.nn.BCEWithLogitsLoss`` and
+    ``torch.nn.BCELoss``, so ``BinaryCrossEntropyLoss(w)`` is a drop-in for ``BCEWithLogitsLoss(w)``.
+    PyTorch's ``pos_weight`` comes fifth, after the deprecated ``size_average`` and ``reduce``, which
+    losslab does not accept: pass ``pos_weight`` (and every other argument) by keyword.
+    """
 
 
 def _balanced_alpha(alpha: object) -> object:
@@ -372,10 +391,6 @@ register(LossSpec(
               note="returns the per-example loss"),
         Alias("Multinomial Logistic Loss", "Caffe", "probabilities", _PROBS,
               note="Caffe's MultinomialLogisticLoss takes probabilities (the bare name follows it)"),
-        Alias("Categorical Cross-Entropy", "Keras", "probabilities", _PROBS,
-              note="Keras' categorical_crossentropy: probabilities by default, one-hot targets"),
-        Alias("sparse_categorical_crossentropy", "Keras", "probabilities", _PROBS,
-              note="class-index targets"),
         Alias("cross_entropy", "PyTorch", note="torch.nn.functional.cross_entropy"),
     ),
     samples=lambda: (

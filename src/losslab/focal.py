@@ -270,9 +270,6 @@ register(LossSpec(
     aliases=(
         Alias("Multi-Class Focal Loss", "paper"),
         Alias("Categorical Focal Loss", "paper"),
-        Alias("CategoricalFocalCrossentropy", "Keras", "probabilities", {"from_logits": False, "alpha": 0.25},
-              note="Keras' scalar alpha (default 0.25) scales every class; one-hot targets; it clips "
-                   "probabilities to [1e-7, 1 - 1e-7]"),
         Alias("softmax_focal_loss", "mmcv", defaults={"alpha": 0.25}, qualified=True,
               note="mmcv.ops; its scalar alpha (default 0.25) scales every class; 'mean' over N"),
     ),
