@@ -432,3 +432,11 @@ def test_keras_names_take_probabilities_by_default():
     for name in ("keras.CategoricalCrossentropy", "categorical_crossentropy", "keras.SparseCategoricalCrossentropy",
                  "CategoricalFocalCrossentropy", "keras.BinaryFocalCrossentropy", "keras.BinaryCrossentropy"):
         assert losslab.get_loss(name).from_logits is False, name
+
+
+def test_caffe_sigmoid_cross_entropy_divides_by_the_batch_size():
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(4, 3, generator=g, requires_grad=True)
+    t = torch.rand(4, 3, generator=g)
+    ref = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x)).sum() / 4
+    _assert_same(losslab.get_loss("caffe.SigmoidCrossEntropyLoss")(x, t), ref, x)

@@ -436,7 +436,6 @@ register(LossSpec(
         Alias("sigmoid_cross_entropy", "TensorFlow", note="tf.compat.v1.losses"),
         Alias("sigmoid_cross_entropy_with_logits", "TensorFlow", defaults=_NONE,
               note="tf.nn; returns the elementwise loss"),
-        Alias("SigmoidCrossEntropyLoss", "Caffe"),
         Alias("sigmoid_binary_cross_entropy", "optax", defaults=_NONE, note="returns the elementwise loss"),
         Alias("log_loss", "paper", "probabilities", _PROBS, note="binary cross-entropy of probabilities; the log "
               "is floored at -100 (TensorFlow's log_loss is another formula: tf.log_loss)"),

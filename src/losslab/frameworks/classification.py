@@ -1,4 +1,4 @@
-"""Keras' categorical cross-entropies, on losslab's softmax losses.
+"""Keras' categorical cross-entropies and Caffe's sigmoid cross-entropy, on losslab's losses.
 
 Keras takes the classes on the last axis (``axis=-1``), where losslab (as
 PyTorch) takes them on dim 1: for inputs of more than two dimensions
@@ -8,6 +8,9 @@ layout. They take probabilities by default (``from_logits=False``) and, as
 Keras does, divide them by their sum over the class axis first. Keras clips
 the probabilities to [1e-7, 1 - 1e-7] where losslab takes the exact log:
 the two differ only for probabilities within 1e-7 of 0 or 1.
+
+Caffe's ``SigmoidCrossEntropyLoss`` divides its sum by the batch size N,
+not by the element count.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from torch import Tensor
 
 from .._checks import check_bool, check_input, check_number, describe
 from .._module import LossModule
-from ..classification import cross_entropy
+from ..classification import binary_cross_entropy, cross_entropy
 from ..focal import softmax_focal_loss
 from ..registry import Alias, add_aliases
 
 Reduction = Literal["none", "mean", "sum"]
 
-__all__ = ["keras_categorical_crossentropy", "keras_sparse_categorical_crossentropy",
+__all__ = ["caffe_sigmoid_cross_entropy", "CaffeSigmoidCrossEntropyLoss", "keras_categorical_crossentropy", "keras_sparse_categorical_crossentropy",
            "keras_categorical_focal_crossentropy", "KerasCategoricalCrossentropy",
            "KerasSparseCategoricalCrossentropy", "KerasCategoricalFocalCrossentropy"]
 
@@ -146,6 +149,33 @@ def keras_categorical_focal_crossentropy(
     return loss.squeeze(0) if reduction == "none" and input.ndim == 1 else loss
 
 
+def caffe_sigmoid_cross_entropy(input: Tensor, target: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    r"""Caffe's ``SigmoidCrossEntropyLoss``: binary cross-entropy of logits, summed and divided by the batch size N.
+
+    Caffe normalises this layer by the number of examples (its
+    ``BATCH_SIZE`` normalisation), not by the element count: "mean" is the
+    sum over every element divided by ``input.shape[0]``.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("caffe.SigmoidCrossEntropyLoss")
+        >>> x = torch.tensor([[2.0, -1.0, 0.5]], requires_grad=True)
+        >>> loss = loss_fn(x, torch.tensor([[1.0, 0.0, 1.0]]))
+        >>> loss.backward()
+        >>> loss.round(decimals=4)
+        tensor(0.9143, grad_fn=<RoundBackward1>)
+    """
+    fn = "caffe.SigmoidCrossEntropyLoss"
+    check_input(fn, input, min_ndim=1)
+    if reduction != "mean":
+        return binary_cross_entropy(input, target, reduction=reduction)
+    return binary_cross_entropy(input, target, reduction="sum") / max(input.shape[0], 1)
+
+
+class CaffeSigmoidCrossEntropyLoss(LossModule, function=caffe_sigmoid_cross_entropy):
+    """Caffe's ``SigmoidCrossEntropyLoss`` (:func:`losslab.frameworks.classification.caffe_sigmoid_cross_entropy`)."""
+
+
 class KerasCategoricalCrossentropy(LossModule, function=keras_categorical_crossentropy):
     """Keras' ``CategoricalCrossentropy`` (:func:`losslab.frameworks.classification.keras_categorical_crossentropy`)."""
 
@@ -165,6 +195,11 @@ add_aliases(
           note=f"Keras' categorical_crossentropy: one-hot targets, {_LAST}"),
     Alias("sparse_categorical_crossentropy", "Keras", "probabilities", build=KerasSparseCategoricalCrossentropy,
           note=f"class-index targets, {_LAST}"),
+)
+add_aliases(
+    "binary_cross_entropy",
+    Alias("SigmoidCrossEntropyLoss", "Caffe", build=CaffeSigmoidCrossEntropyLoss,
+          note="'mean' is the sum divided by the batch size N (Caffe's BATCH_SIZE normalisation)"),
 )
 add_aliases(
     "softmax_focal_loss",
