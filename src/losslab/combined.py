@@ -441,8 +441,8 @@ def _pair_errors(fn: str, lambda_name: str) -> list[ErrorCase]:
 register(LossSpec(
     name="dice_ce_loss", function=dice_ce_loss, module=DiceCELoss, family="segmentation",
     formula="lambda_dice Dice + lambda_ce CE (softmax CE for multiclass, BCE otherwise)",
-    aliases=(Alias("dice_ce", "losslab"), Alias("DiceCELoss", "MONAI",
-                                                 note="MONAI's Dice is per image with smooth 1e-5 by default"),
+    aliases=(Alias("dice_ce", "losslab"),
+             Alias("DiceCELoss", "losslab", note="losslab's module; MONAI's DiceCELoss is 'monai.DiceCELoss'"),
              Alias("Dice + CE", "paper")),
     samples=lambda: segmentation_cases(_PAIR_VARIANTS + [{"label_smoothing": 0.1, "lambda_ce": 2.0}], seed=120),
     errors=lambda: _pair_errors("dice_ce_loss", "lambda_ce"),
@@ -452,8 +452,9 @@ register(LossSpec(
 register(LossSpec(
     name="dice_focal_loss", function=dice_focal_loss, module=DiceFocalLoss, family="segmentation",
     formula="lambda_dice Dice + lambda_focal FL (softmax focal for multiclass, sigmoid focal otherwise)",
-    aliases=(Alias("dice_focal", "losslab"), Alias("DiceFocalLoss", "MONAI",
-                                                   note="MONAI's Dice is per image with smooth 1e-5 by default"),
+    aliases=(Alias("dice_focal", "losslab"),
+             Alias("DiceFocalLoss", "losslab",
+                   note="losslab's module; MONAI's DiceFocalLoss is 'monai.DiceFocalLoss'"),
              Alias("Dice + Focal", "paper")),
     samples=lambda: segmentation_cases(_PAIR_VARIANTS + [{"gamma": 0.5, "alpha": 0.25, "lambda_focal": 2.0}],
                                        seed=121),

@@ -422,9 +422,8 @@ _VARIANTS = [{}, {"smooth": 0.0, "per_image": True}, {"weight": S.per_class([0.5
 register(LossSpec(
     name="dice_loss", function=dice_loss, module=DiceLoss, family="segmentation",
     formula="1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s) per class",
-    aliases=(Alias("Soft Dice", "paper"), Alias("Dice", "paper"), Alias("Soft Dice Loss", "paper"),
-             Alias("DiceLoss", "segmentation_models_pytorch", defaults={"smooth": 0.0}, qualified=True,
-                   note="smp drops classes absent from the target; losslab penalises false positives there")),
+    aliases=(Alias("Soft Dice", "paper"), Alias("Dice", "paper"), Alias("Soft Dice Loss", "paper")),
+    # the frameworks' names (monai., smp., kornia., keras.) are registered in losslab.frameworks.segmentation
     samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True}, {"log_loss": True, "smooth": 0.0}], seed=110)
                      + segmentation_cases([{"from_logits": False}], seed=111, domain="probabilities")),
     errors=lambda: segmentation_errors("dice_loss"),
@@ -434,9 +433,8 @@ register(LossSpec(
     name="jaccard_loss", function=jaccard_loss, module=JaccardLoss, family="segmentation",
     formula="1 - (sum(p t) + s) / (sum(p) + sum(t) - sum(p t) + s) per class",
     aliases=(Alias("Soft Jaccard", "paper"), Alias("Jaccard", "paper"), Alias("Soft IoU", "paper"),
-             Alias("Soft IoU Loss", "paper", note="for boxes, 'IoU loss' is iou_loss"),
-             Alias("JaccardLoss", "segmentation_models_pytorch", defaults={"smooth": 0.0}, qualified=True,
-                   note="smp drops classes absent from the target; losslab penalises false positives there")),
+             Alias("Soft IoU Loss", "paper", note="for boxes, 'IoU loss' is iou_loss")),
+    # smp.JaccardLoss is registered in losslab.frameworks.segmentation
     samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True, "log_loss": True}], seed=112)
                      + segmentation_cases([{"from_logits": False}], seed=113, domain="probabilities")),
     errors=lambda: segmentation_errors("jaccard_loss"),

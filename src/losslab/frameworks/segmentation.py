@@ -1,1 +1,1062 @@
-"""(in progress)"""
+"""MONAI's, segmentation_models_pytorch's, kornia's and Keras' overlap losses, on losslab's overlap losses.
+
+Each framework's Dice, Jaccard or Tversky is the same ratio of soft counts as
+losslab's; what differs, and is reproduced here, is where the constants go,
+which classes count and how the ratios are averaged:
+
+* MONAI 1.6 (``DiceLoss``, ``DiceCELoss``, ``DiceFocalLoss``): probabilities
+  in (``sigmoid=True`` / ``softmax=True`` turn the activations on), one-hot
+  targets of the input's shape (``to_onehot_y=True`` takes (N, 1, *)
+  indices), one ratio per image and class (``batch=False``) with
+  ``smooth_nr`` / ``smooth_dr`` = 1e-5, ``weight`` multiplied in and then
+  the plain mean, mean(w L), not sum(w L) / sum(w). DiceCELoss's
+  cross-entropy always reads the raw input as logits, and DiceFocalLoss's
+  focal term is MONAI's sigmoid (one-vs-rest) focal loss even with
+  ``softmax=True``.
+* segmentation_models_pytorch 0.5 / 0.6: one ratio per class over the whole
+  batch; ``smooth`` (default 0) is added to TP (its Dice is the Tversky
+  index at alpha = beta = 0.5, so its smooth s is losslab's Dice smooth 2 s);
+  the denominator is clamped at ``eps`` 1e-7; classes absent from the target
+  give 0 but still count in the mean; Tversky's ``gamma`` powers the mean.
+* kornia 0.9: softmax of logits, class indices, ``eps`` 1e-8 added to the
+  denominator; Dice's default ``average="micro"`` pools all classes of an
+  image into one ratio, "macro" averages the classes present in the image;
+  Tversky averages the present classes of each image.
+* Keras 3: probabilities in, one ratio over the whole tensor (Dice: over
+  ``axis``), ``epsilon`` 1e-7 added to the denominator; Keras' Tversky
+  applies ``alpha`` to the false negatives and ``beta`` to the false
+  positives, the reverse of its docstring and of Salehi et al.
+
+A constant added to a denominator (kornia's and Keras' eps) is reproduced
+exactly through losslab's loss by one constant extra element of prediction
+eps (and target 0): it adds eps to sum(p) and nothing to the intersection.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .._checks import (
+    check_bool,
+    check_class_indices,
+    check_input,
+    check_number,
+    check_target_tensor,
+    check_unit_interval,
+    compute_dtype,
+    describe,
+)
+from .._module import LossModule
+from ..classification import binary_cross_entropy, cross_entropy
+from ..registry import Alias, add_aliases
+from ..segmentation import dice_loss, jaccard_loss, tversky_loss
+from .focal import monai_focal_loss
+
+__all__ = ["monai_dice_loss", "monai_dice_ce_loss", "monai_dice_focal_loss", "smp_dice_loss", "smp_jaccard_loss",
+           "smp_tversky_loss", "kornia_dice_loss", "kornia_tversky_loss", "keras_dice", "keras_tversky",
+           "MonaiDiceLoss", "MonaiDiceCELoss", "MonaiDiceFocalLoss", "SmpDiceLoss", "SmpJaccardLoss",
+           "SmpTverskyLoss", "KorniaDiceLoss", "KorniaTverskyLoss", "KerasDice", "KerasTversky"]
+
+Reduction = Literal["none", "mean", "sum"]
+
+# The smallest denominator handed to losslab's ratio where the framework adds its constant itself: the clamp
+# never acts on a positive denominator of a normal float.
+_TINY = float(torch.finfo(torch.float64).tiny)
+
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
+
+
+def _pad(x: Tensor, amount: float, value: bool = True) -> Tensor:
+    """``x`` with extra elements along its last dim that sum to ``amount`` (``value=False``: zeros, as many).
+
+    ceil(amount) elements of amount / ceil(amount) each, so that each stays in [0, 1].
+    """
+    if amount <= 0:
+        return x
+    count = max(1, math.ceil(amount))
+    return torch.cat([x, x.new_full((*x.shape[:-1], count), amount / count if value else 0.0)], dim=-1)
+
+
+def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """(N, *) integer labels in [0, C) -> (N, C, *) one-hot of ``dtype``."""
+    out = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=dtype, device=labels.device)
+    return out.scatter_(1, labels.long().unsqueeze(1), 1.0)
+
+
+# ----------------------------------------------------------------------------
+# MONAI
+
+
+def _monai_one_hot(fn: str, target: Tensor, num_classes: int, dtype: torch.dtype,
+                   ignore_index: int | None = None) -> Tensor:
+    """MONAI's ``one_hot`` of (N, 1, *) labels; a sentinel ``ignore_index`` (outside [0, C)) becomes class 0 first."""
+    if target.ndim < 2 or target.shape[1] != 1:
+        raise ValueError(f"{fn}: with to_onehot_y=True the target must be class indices of shape (N, 1, *); "
+                         f"got {tuple(target.shape)}")
+    labels = target[:, 0]
+    if labels.dtype.is_floating_point:
+        labels = labels.round()
+    labels = labels.long()
+    if ignore_index is not None and not 0 <= ignore_index < num_classes:
+        labels = torch.where(labels == ignore_index, torch.zeros_like(labels), labels)
+    check_class_indices(fn, labels, num_classes, None)
+    return _one_hot(labels, num_classes, dtype)
+
+
+def _monai_ignore_mask(target: Tensor, ignore_index: int | None) -> Tensor | None:
+    """MONAI's ``create_ignore_mask`` of the target as given: (N, 1, *), 1 where kept, or None."""
+    if ignore_index is None:
+        return None
+    if target.shape[1] == 1:
+        return (target != ignore_index).to(torch.float64)
+    if 0 <= ignore_index < target.shape[1]:
+        return 1.0 - target[:, ignore_index:ignore_index + 1].to(torch.float64)
+    return (target.sum(dim=1, keepdim=True) > 0).to(torch.float64)
+
+
+def _monai_weight(fn: str, weight: Any, num_classes: int, like: Tensor) -> Tensor | None:
+    """MONAI's Dice class weight: a number for every class or one value per kept class, non-negative."""
+    if weight is None or num_classes == 1:
+        return None
+    w = torch.as_tensor(weight, dtype=like.dtype, device=like.device)
+    if w.ndim == 0:
+        w = w.expand(num_classes)
+    elif w.shape != (num_classes,):
+        raise ValueError(f"{fn}: weight must hold one value per class ({num_classes}; without class 0 when "
+                         f"include_background=False), as MONAI's; got shape {tuple(w.shape)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{fn}: weight must be non-negative; got {w.tolist()}")
+    return w
+
+
+def _monai_prepare(fn: str, input: Tensor, target: Tensor, *, include_background: bool, to_onehot_y: bool,
+                   sigmoid: bool, softmax: bool, other_act: Callable[[Tensor], Tensor] | None,
+                   ignore_index: int | None) -> tuple[Tensor, Tensor]:
+    """MONAI DiceLoss's activation, one-hot, background and ignore mask: p and t (N, C', *), masked."""
+    check_input(fn, input, min_ndim=3, what="(N, C, *spatial), as MONAI's")
+    check_target_tensor(fn, input, target)
+    for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                        ("sigmoid", sigmoid), ("softmax", softmax)):
+        check_bool(fn, name, value)
+    if other_act is not None and not callable(other_act):
+        raise TypeError(f"{fn}: other_act must be None or callable; got {describe(other_act)}")
+    if int(sigmoid) + int(softmax) + int(other_act is not None) > 1:
+        raise ValueError(f"{fn}: incompatible values: more than one of sigmoid=True, softmax=True, other_act "
+                         f"(as in MONAI)")
+    dtype = compute_dtype(input)
+    p = input.to(dtype)
+    num_classes = input.shape[1]
+    if sigmoid:
+        p = torch.sigmoid(p)
+    if softmax:
+        if num_classes == 1:
+            warnings.warn("single channel prediction, `softmax=True` ignored.", UserWarning, stacklevel=4)
+        else:
+            p = torch.softmax(p, dim=1)
+    if other_act is not None:
+        p = other_act(p)
+    original = target
+    if to_onehot_y:
+        if num_classes == 1:
+            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", UserWarning, stacklevel=4)
+        else:
+            target = _monai_one_hot(fn, target, num_classes, dtype, ignore_index)
+    if not include_background:
+        if num_classes == 1:
+            warnings.warn("single channel prediction, `include_background=False` ignored.", UserWarning,
+                          stacklevel=4)
+        else:
+            p, target = p[:, 1:], target[:, 1:]
+    if target.shape != p.shape:
+        raise ValueError(f"{fn}: ground truth has shape {tuple(target.shape)}, the input {tuple(p.shape)} "
+                         f"(MONAI takes one-hot targets of the input's shape; to_onehot_y=True takes (N, 1, *) "
+                         f"class indices)")
+    mask = _monai_ignore_mask(original, ignore_index)
+    t = target.to(dtype)
+    if mask is not None:
+        mask = mask.to(dtype)
+        p, t = p * mask, t * mask
+    check_unit_interval(fn, "target", t)
+    if not (sigmoid or softmax and num_classes > 1):
+        # MONAI would take the Dice of raw values silently; losslab's Dice needs probabilities
+        if not _in_unit_interval(p):
+            raise ValueError(f"{fn}: the input must hold probabilities in [0, 1] (MONAI's default applies no "
+                             f"activation); pass sigmoid=True or softmax=True for logits")
+    return p, t
+
+
+def _in_unit_interval(x: Tensor) -> bool:
+    if x.numel() == 0:
+        return True
+    low, high = torch.aminmax(x.detach())
+    return bool(low >= 0) and bool(high <= 1)
+
+
+def _monai_dice_terms(fn: str, p: Tensor, t: Tensor, *, squared_pred: bool, jaccard: bool, smooth_nr: float,
+                      smooth_dr: float, batch: bool) -> Tensor:
+    """MONAI's 1 - Dice (or 1 - Jaccard) per image and class, (N, C'), or per class over the batch, (C',)."""
+    smooth_nr = check_number(fn, "smooth_nr", smooth_nr, low=0.0)
+    smooth_dr = check_number(fn, "smooth_dr", smooth_dr, low=0.0)
+    if smooth_nr == smooth_dr:
+        # MONAI's (2 TP + s) / (sum p + sum t + s) is losslab's Dice with smooth s; its Jaccard,
+        # (2 TP + s) / (2 union + s), is losslab's with smooth s / 2. The denominator is >= the smooth, so an
+        # eps no larger than it never clamps.
+        smooth = smooth_nr / 2 if jaccard else smooth_nr
+        loss = jaccard_loss if jaccard else dice_loss
+        return loss(p, t, mode="multilabel", from_logits=False, smooth=smooth, eps=smooth or _TINY,
+                    per_image=not batch, squared=squared_pred, reduction="none")
+    # Different constants in numerator and denominator, which losslab's losses do not take: MONAI's ratio of
+    # the same soft counts.
+    dims = (0, *range(2, p.ndim)) if batch else tuple(range(2, p.ndim))
+    tp = (p * t).sum(dim=dims)
+    sizes = (p * p).sum(dim=dims) + (t * t).sum(dim=dims) if squared_pred else p.sum(dim=dims) + t.sum(dim=dims)
+    num = 2.0 * tp + smooth_nr
+    den = 2.0 * (sizes - tp) + smooth_dr if jaccard else sizes + smooth_dr
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return 1.0 - torch.where(den > 0, num / safe, torch.ones_like(num))
+
+
+def monai_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Callable[[Tensor], Tensor] | None = None,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    reduction: Reduction = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: float | Sequence[float] | Tensor | None = None,
+    soft_label: bool = False,
+    ignore_index: int | None = None,
+) -> Tensor:
+    r"""MONAI's ``DiceLoss`` (1.6): probabilities in, one Dice per image and class, MONAI's smoothing and weights.
+
+    .. math::
+
+        \ell_{n,c} = w_c \left(1 - \frac{2 \sum p_{n,c} t_{n,c} + s_{nr}}
+                                      {\sum p_{n,c} + \sum t_{n,c} + s_{dr}}\right)
+
+    (``jaccard=True``: :math:`1 - (2\,TP + s_{nr}) / (2\,(\sum p + \sum t - TP) + s_{dr})`;
+    ``squared_pred=True``: sums of squares in the denominator). "mean" is
+    the plain mean of :math:`\ell` over images and classes, so ``weight``
+    scales the loss rather than weighting an average; "none" has MONAI's
+    broadcastable shape (N, C', 1, ..., 1) (``batch=True``: (C', 1, ..., 1)).
+
+    Computed by :func:`losslab.dice_loss` / :func:`losslab.jaccard_loss`
+    ("multilabel", per image, smooth = smooth_nr; Jaccard's smooth_nr / 2)
+    when smooth_nr = smooth_dr, and from the same soft counts otherwise.
+
+    Args:
+        input: (N, C, *spatial): probabilities, or logits with ``sigmoid=True``
+            or ``softmax=True`` (``other_act``: any activation).
+        target: one-hot (N, C, *spatial), or class indices (N, 1, *spatial)
+            with ``to_onehot_y=True``.
+        include_background: False drops channel 0 (after the softmax).
+        batch: True sums over the batch too: one ratio per class.
+        weight: a number or one value per kept class; multiplied in.
+        soft_label: MONAI's soft-label form (Wang et al.'s semimetric
+            intersection) is another formula: raises ValueError.
+        ignore_index: a label (with index targets) or, with one-hot targets,
+            a class channel (its pixels leave every class) or a sentinel
+            (all-zero pixels leave): those pixels are zeroed in p and t.
+
+    Differences from MONAI: inputs outside [0, 1] without an activation raise
+    (MONAI computes a meaningless Dice); where MONAI divides 0 by 0
+    (smooth_dr = 0 and an empty class) this gives loss 0, not NaN.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("monai.DiceLoss", to_onehot_y=True, softmax=True)
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
+    """
+    fn = "monai.DiceLoss"
+    check_bool(fn, "squared_pred", squared_pred)
+    check_bool(fn, "jaccard", jaccard)
+    check_bool(fn, "batch", batch)
+    check_bool(fn, "soft_label", soft_label)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    if soft_label and not squared_pred:
+        raise ValueError(f"{fn}: soft_label=True is MONAI's soft-label Dice (intersection (|p|_1 + |t|_1 - "
+                         f"|p - t|_1) / 2, Wang et al.), another formula for soft targets; the closest losslab "
+                         f"loss is dice_loss (intersection sum(p t), the same for hard targets)")
+    p, t = _monai_prepare(fn, input, target, include_background=include_background, to_onehot_y=to_onehot_y,
+                          sigmoid=sigmoid, softmax=softmax, other_act=other_act, ignore_index=ignore_index)
+    f = _monai_dice_terms(fn, p, t, squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr,
+                          smooth_dr=smooth_dr, batch=batch)
+    w = _monai_weight(fn, weight, t.shape[1], f)
+    if w is not None:
+        f = f * w
+    if reduction == "mean":
+        f = f.mean()
+    elif reduction == "sum":
+        f = f.sum()
+    else:
+        f = f.reshape(list(f.shape[:2]) + [1] * (input.ndim - 2))
+    return f.to(input.dtype)
+
+
+def _monai_pair_checks(fn: str, input: Tensor, target: Tensor, reduction: Any, lambdas: dict[str, Any],
+                       reductions: tuple[str, ...]) -> None:
+    check_input(fn, input, min_ndim=3, what="(N, C, *spatial), as MONAI's")
+    check_target_tensor(fn, input, target)
+    if reduction not in reductions:
+        raise ValueError(f"{fn}: reduction must be one of {', '.join(map(repr, reductions))}; got {reduction!r}")
+    for name, value in lambdas.items():
+        check_number(fn, name, value, low=0.0)
+    if input.ndim != target.ndim:
+        raise ValueError(f"{fn}: input and target must have the same number of dimensions (class indices as "
+                         f"(N, 1, *spatial)); got {tuple(input.shape)} and {tuple(target.shape)}")
+    if target.shape[1] not in (1, input.shape[1]):
+        raise ValueError(f"{fn}: the target must have 1 channel (class indices) or the input's "
+                         f"{input.shape[1]} (one-hot); got {tuple(target.shape)}")
+
+
+def monai_dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Callable[[Tensor], Tensor] | None = None,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    reduction: Literal["mean", "sum"] = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: Tensor | Sequence[float] | None = None,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    r"""MONAI's ``DiceCELoss``: :func:`monai_dice_loss` plus PyTorch's cross-entropy of the raw input.
+
+    .. math::
+
+        \ell = \lambda_{dice}\, \mathrm{Dice}_{MONAI} + \lambda_{ce}\, \mathrm{CE}
+
+    The CE term always reads ``input`` as logits (the activation flags reach
+    the Dice term only):
+
+    * C > 1, target (N, 1, *): :func:`losslab.cross_entropy` of the class
+      indices, ``weight`` per class, "mean" divided by the sum of the
+      targets' weights (PyTorch's);
+    * C > 1, one-hot target (N, C, *): :func:`losslab.cross_entropy` with the
+      target as class probabilities (softmax over all C channels, also for
+      multi-label targets), "mean" over positions whatever the weights;
+    * C = 1: :func:`losslab.binary_cross_entropy` with
+      ``pos_weight=weight`` and no label smoothing.
+
+    The Dice term gets ``weight`` (without class 0 when
+    ``include_background=False``) as MONAI's DiceLoss takes it. "none" does
+    not exist (as in MONAI). ``ignore_index`` is not a MONAI argument here.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("monai.DiceCELoss", to_onehot_y=True, softmax=True)
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
+    """
+    fn = "monai.DiceCELoss"
+    _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_ce": lambda_ce},
+                       ("mean", "sum"))
+    dice_weight = weight
+    if weight is not None and not include_background:
+        w = torch.as_tensor(weight)
+        dice_weight = w[1:] if w.ndim else w
+    dice = monai_dice_loss(input, target, include_background=include_background, to_onehot_y=to_onehot_y,
+                           sigmoid=sigmoid, softmax=softmax, other_act=other_act, squared_pred=squared_pred,
+                           jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                           batch=batch, weight=dice_weight)
+    if input.shape[1] == 1:
+        ce = binary_cross_entropy(input, target.to(input.dtype), pos_weight=weight, reduction=reduction)
+    elif target.shape[1] == 1:
+        labels = target[:, 0]
+        ce = cross_entropy(input, labels.round().long() if labels.dtype.is_floating_point else labels.long(),
+                           weight=weight, reduction=reduction, label_smoothing=label_smoothing)
+    else:
+        ce = cross_entropy(input, target.to(input.dtype), weight=weight, reduction=reduction,
+                           label_smoothing=label_smoothing)
+    return lambda_dice * dice + lambda_ce * ce
+
+
+def monai_dice_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Callable[[Tensor], Tensor] | None = None,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    reduction: Reduction = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    gamma: float = 2.0,
+    weight: float | Sequence[float] | Tensor | None = None,
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    alpha: float | None = None,
+) -> Tensor:
+    r"""MONAI's ``DiceFocalLoss``: :func:`monai_dice_loss` plus MONAI's sigmoid focal loss of the raw input.
+
+    .. math::
+
+        \ell = \lambda_{dice}\, \mathrm{Dice}_{MONAI} + \lambda_{focal}\, \mathrm{FL}_{MONAI}
+
+    The focal term is :func:`losslab.frameworks.focal.monai_focal_loss` with
+    its default ``use_softmax=False``: each channel's sigmoid focal loss
+    against the one-hot target (one-vs-rest), "mean" over N x C' x pixels,
+    even when ``softmax=True`` feeds the Dice term softmax probabilities.
+    ``weight`` (a number or one value per kept class) and ``alpha`` (positives
+    alpha, negatives 1 - alpha) go to the focal term, ``weight`` also to the
+    Dice term. "none" adds the Dice term's (N, C', 1, ...) to the focal
+    term's (N, C', *) by broadcasting, as MONAI does.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("monai.DiceFocalLoss", to_onehot_y=True, softmax=True)
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
+    """
+    fn = "monai.DiceFocalLoss"
+    _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_focal": lambda_focal},
+                       ("none", "mean", "sum"))
+    check_bool(fn, "to_onehot_y", to_onehot_y)
+    if to_onehot_y:
+        if input.shape[1] == 1:
+            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", UserWarning, stacklevel=3)
+        else:
+            target = _monai_one_hot(fn, target, input.shape[1], compute_dtype(input))
+    dice = monai_dice_loss(input, target, include_background=include_background, to_onehot_y=False,
+                           sigmoid=sigmoid, softmax=softmax, other_act=other_act, squared_pred=squared_pred,
+                           jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                           batch=batch, weight=weight)
+    focal = monai_focal_loss(input, target.to(input.dtype), include_background=include_background,
+                             to_onehot_y=False, gamma=gamma, alpha=alpha, weight=weight, reduction=reduction)
+    return lambda_dice * dice + lambda_focal * focal
+
+
+# ----------------------------------------------------------------------------
+# segmentation_models_pytorch
+
+
+def _smp_layout(fn: str, input: Tensor, target: Tensor, mode: Any, classes: Any, ignore_index: int | None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """smp's flattening: input (N, C, K), target (N, C, K) or (N, K) indices; presence per class; classes kept."""
+    if mode not in ("binary", "multiclass", "multilabel"):
+        raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+    check_input(fn, input, min_ndim=2 if mode != "binary" else 1, what="(N, C, *)")
+    check_target_tensor(fn, input, target)
+    if classes is not None:
+        if mode == "binary":
+            raise ValueError(f"{fn}: classes is not supported with mode='binary' (as in smp)")
+        classes = torch.as_tensor(classes, device=input.device).long().reshape(-1)
+    n = input.shape[0]
+    if mode == "binary":
+        if target.numel() != input.numel():
+            raise ValueError(f"{fn}: in mode 'binary' the target must have the input's number of elements; "
+                             f"got {tuple(target.shape)} for input {tuple(input.shape)}")
+        x, y = input.reshape(n, 1, -1), target.reshape(n, 1, -1)
+    elif mode == "multilabel":
+        if target.numel() != input.numel():
+            raise ValueError(f"{fn}: in mode 'multilabel' the target must have the input's shape; got "
+                             f"{tuple(target.shape)} for input {tuple(input.shape)}")
+        x, y = input.reshape(n, input.shape[1], -1), target.reshape(n, input.shape[1], -1)
+    else:
+        if target.dtype.is_floating_point or target.numel() * input.shape[1] != input.numel():
+            raise ValueError(f"{fn}: in mode 'multiclass' the target must be integer class indices (N, *) of the "
+                             f"input's positions; got {describe(target)} of shape {tuple(target.shape)}")
+        x, y = input.reshape(n, input.shape[1], -1), target.reshape(n, -1)
+    if mode == "multiclass":
+        kept = y if ignore_index is None else torch.where(y == ignore_index, torch.full_like(y, -1), y)
+        present = torch.stack([(kept == c).any() for c in range(x.shape[1])]) if x.shape[1] else \
+            torch.zeros(0, dtype=torch.bool, device=x.device)
+    else:
+        valid = torch.ones_like(y, dtype=torch.bool) if ignore_index is None else y != ignore_index
+        values = torch.where(valid, y.to(compute_dtype(input)), torch.zeros((), dtype=compute_dtype(input),
+                                                                          device=y.device))
+        hard = (values == 0) | (values == 1)
+        if not bool(hard.all()):
+            raise ValueError(f"{fn}: soft targets are scored by segmentation_models_pytorch 0.5 with the "
+                             f"intersection (sum p + sum t - |p - t|_1) / 2 = sum(min(p, t)) (Wang et al.), "
+                             f"another formula; the closest losslab loss is {fn.split('.')[1].lower()[:-4]}_loss "
+                             f"(intersection sum(p t), the same for hard targets)")
+        present = (values.sum(dim=(0, 2)) > 0)
+    return x, y, present, classes
+
+
+def _smp_reduce(loss: Tensor, present: Tensor, classes: Tensor | None) -> Tensor:
+    """smp: absent classes give 0 and still count; ``classes`` selects; the mean."""
+    loss = loss * present.to(loss.dtype)
+    if classes is not None:
+        loss = loss[classes]
+    return loss.mean()
+
+
+def _smp_mode(mode: str) -> str:
+    return "multilabel" if mode == "binary" else mode  # binary is laid out as (N, 1, K)
+
+
+def smp_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Literal["binary", "multiclass", "multilabel"],
+    classes: Sequence[int] | Tensor | None = None,
+    log_loss: bool = False,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    ignore_index: int | None = None,
+    eps: float = 1e-7,
+) -> Tensor:
+    r"""segmentation_models_pytorch's ``DiceLoss`` (0.5, 0.6): one Dice per class over the batch, absent classes 0.
+
+    .. math::
+
+        \mathrm{Dice}_c = \frac{TP_c + s}{TP_c + (FP_c + FN_c) / 2 + s}
+                        = \frac{2\,TP_c + 2 s}{\sum p_c + \sum t_c + 2 s}, \qquad
+        \ell = \frac{1}{C} \sum_c [\textstyle\sum t_c > 0]\, (1 - \mathrm{Dice}_c)
+
+    smp's Dice is its Tversky index at alpha = beta = 0.5, so its ``smooth``
+    s is added to TP: :func:`losslab.dice_loss` with smooth 2 s, summed over
+    the batch ("none" per class), then smp's mask and mean. ``log_loss``:
+    :math:`-\log \max(\mathrm{Dice}, \varepsilon)`. The denominator is
+    clamped at ``eps``; for a class present in the hard target it is at
+    least 1/2, so the clamp acts only where smp drops the class anyway.
+
+    Args:
+        mode: "binary" (input and target of N x K elements), "multiclass"
+            (input (N, C, *), class indices (N, *)), "multilabel".
+        classes: the class indices whose losses are averaged (not in "binary").
+        ignore_index: target value whose positions (multiclass) or elements
+            leave every sum.
+
+    Raises:
+        ValueError: soft targets (values other than 0 and 1): smp 0.5 scores
+            them with the intersection sum(min(p, t)), another formula.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("smp.DiceLoss", mode="multiclass")
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
+    """
+    fn = "smp.DiceLoss"
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
+    per_class = dice_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=2.0 * smooth, eps=eps,
+                          ignore_index=ignore_index, log_loss=log_loss, reduction="none")
+    return _smp_reduce(per_class, present, classes)
+
+
+def smp_jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Literal["binary", "multiclass", "multilabel"],
+    classes: Sequence[int] | Tensor | None = None,
+    log_loss: bool = False,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+) -> Tensor:
+    r"""segmentation_models_pytorch's ``JaccardLoss`` (0.5, 0.6): one IoU per class over the batch, absent classes 0.
+
+    .. math::
+
+        J_c = \frac{TP_c + s}{\max(\sum p_c + \sum t_c - TP_c + s,\ \varepsilon)}, \qquad
+        \ell = \frac{1}{C} \sum_c [\textstyle\sum t_c > 0]\, (1 - J_c)
+
+    :func:`losslab.jaccard_loss` with the same smooth and eps, summed over the
+    batch, then smp's mask and mean (``log_loss``: :math:`-\log \max(J, \varepsilon)`).
+    smp's JaccardLoss has no ``ignore_index``. Soft targets raise, as in
+    :func:`smp_dice_loss`.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("smp.JaccardLoss", mode="multilabel")
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, (torch.rand(2, 3, 8, 8) > 0.5).float()).backward()
+    """
+    fn = "smp.JaccardLoss"
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    x, y, present, classes = _smp_layout(fn, input, target, mode, classes, None)
+    per_class = jaccard_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=smooth, eps=eps,
+                             log_loss=log_loss, reduction="none")
+    return _smp_reduce(per_class, present, classes)
+
+
+def smp_tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Literal["binary", "multiclass", "multilabel"],
+    classes: Sequence[int] | Tensor | None = None,
+    log_loss: bool = False,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    ignore_index: int | None = None,
+    eps: float = 1e-7,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+) -> Tensor:
+    r"""segmentation_models_pytorch's ``TverskyLoss`` (0.5, 0.6): its Dice with the Tversky index, gamma after the mean.
+
+    .. math::
+
+        \mathrm{TI}_c = \frac{TP_c + s}{\max(TP_c + \alpha FP_c + \beta FN_c + s,\ \varepsilon)}, \qquad
+        \ell = \Bigl(\frac{1}{C} \sum_c [\textstyle\sum t_c > 0]\, (1 - \mathrm{TI}_c)\Bigr)^{\gamma}
+
+    alpha weighs false positives, beta false negatives (Salehi et al.'s, and
+    losslab's, convention). smp powers the mean over classes by ``gamma``,
+    not each class's loss (losslab's focal Tversky powers each class).
+    :func:`losslab.tversky_loss` (gamma 1) per class over the batch;
+    ``log_loss`` takes :math:`-\log \max(1 - \ell_c, \varepsilon)` of those
+    (exact to rounding of 1 - (1 - TI)). Soft targets raise, as in
+    :func:`smp_dice_loss`.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("smp.TverskyLoss", mode="binary", alpha=0.3, beta=0.7)
+        >>> x = torch.randn(2, 1, 8, 8, requires_grad=True)
+        >>> loss_fn(x, (torch.rand(2, 1, 8, 8) > 0.5).float()).backward()
+    """
+    fn = "smp.TverskyLoss"
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    gamma = check_number(fn, "gamma", gamma, low=0.0)
+    check_bool(fn, "log_loss", log_loss)
+    x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
+    per_class = tversky_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, alpha=alpha, beta=beta,
+                             smooth=smooth, eps=eps, ignore_index=ignore_index, reduction="none")
+    if log_loss:
+        per_class = -(1.0 - per_class).clamp_min(eps).log()
+    return _smp_reduce(per_class, present, classes) ** gamma
+
+
+# ----------------------------------------------------------------------------
+# kornia
+
+
+def _kornia_layout(fn: str, input: Tensor, target: Tensor, ignore_index: int | None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """kornia's softmax p and one-hot t, ignored pixels zeroed, flattened to (N, C, K); and the kept pixels (N, K)."""
+    check_input(fn, input, min_ndim=3, what="(N, C, H, W) (kornia's; any spatial rank here)")
+    check_target_tensor(fn, input, target)
+    if target.shape != input.shape[:1] + input.shape[2:] or target.dtype.is_floating_point:
+        raise ValueError(f"{fn}: target must be integer class indices of shape "
+                         f"{tuple(input.shape[:1] + input.shape[2:])}; got {describe(target)} of shape "
+                         f"{tuple(target.shape)}")
+    num_classes = input.shape[1]
+    check_class_indices(fn, target, num_classes, ignore_index)
+    dtype = compute_dtype(input)
+    n = input.shape[0]
+    labels = target.reshape(n, -1).long()
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    labels = torch.where(valid, labels, torch.zeros_like(labels))
+    keep = valid.unsqueeze(1).to(dtype)
+    p = torch.softmax(input.to(dtype), dim=1).reshape(n, num_classes, -1) * keep
+    t = _one_hot(labels, num_classes, dtype) * keep
+    return p, t, valid
+
+
+def kornia_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    average: Literal["micro", "macro"] = "micro",
+    eps: float = 1e-8,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int | None = -100,
+) -> Tensor:
+    r"""kornia's ``dice_loss`` / ``DiceLoss`` (0.9): softmax of logits, eps in the denominator, mean over images.
+
+    .. math::
+
+        \text{micro:}\quad \ell_n = 1 - \frac{2 \sum_c \sum p_{n,c} t_{n,c}}
+                                            {\sum_c (\sum p_{n,c} + \sum t_{n,c}) + \varepsilon}
+        \qquad
+        \text{macro:}\quad \ell_n = \frac{\sum_{c \in P_n} w_c (1 - \mathrm{Dice}_{n,c})}{\sum_{c \in P_n} w_c},
+        \quad \mathrm{Dice}_{n,c} = \frac{2 \sum p_{n,c} t_{n,c}}{\sum p_{n,c} + \sum t_{n,c} + \varepsilon}
+
+    and :math:`\ell = \frac{1}{N} \sum_n \ell_n` (a 0-d tensor; kornia has no
+    ``reduction``). "micro" (kornia's default) pools all classes and pixels of
+    an image into one ratio: :func:`losslab.dice_loss` of the image's
+    flattened (C x pixels) probabilities. "macro" averages over
+    :math:`P_n`, the classes present in image n's kept target: a class
+    predicted but absent is left out. An image whose pixels are all ignored
+    (or whose present classes all weigh 0) counts as loss 1 with zero
+    gradient. eps is added through one extra element of prediction eps.
+
+    Args:
+        input: logits (N, C, *spatial) (kornia: (N, C, H, W)).
+        target: class indices (N, *spatial).
+        average: "micro" or "macro".
+        eps: >= 0, added to the denominator.
+        weight: per-class weights (C,), "macro" only here.
+        ignore_index: class-index value whose pixels leave both sums.
+
+    Raises:
+        ValueError: ``weight`` with ``average="micro"``: kornia then pools
+            class-weighted sums into one ratio (a generalised Dice), which
+            losslab does not implement; the closest losslab loss is
+            dice_loss with weight (the weighted mean of per-class losses),
+            or ``average="macro"`` here.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("kornia.DiceLoss", average="macro")
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
+    """
+    fn = "kornia.dice_loss"
+    if average not in ("micro", "macro"):
+        raise ValueError(f"{fn}: average must be 'micro' or 'macro'; got {describe(average)}")
+    eps = check_number(fn, "eps", eps, low=0.0)
+    if average == "micro" and weight is not None:
+        raise ValueError(f"{fn}: weight with average='micro' is kornia's class-weighted sums pooled into one ratio "
+                         f"(a generalised Dice), which losslab does not implement; the closest losslab loss is "
+                         f"dice_loss with weight (a weighted mean of per-class losses), or average='macro'")
+    p, t, valid = _kornia_layout(fn, input, target, ignore_index)
+    n, num_classes = p.shape[:2]
+    if average == "micro":
+        flat_p, flat_t = p.reshape(n, 1, -1), t.reshape(n, 1, -1)
+        per = dice_loss(_pad(flat_p, eps), _pad(flat_t, eps, value=False), mode="multilabel", from_logits=False,
+                        smooth=0.0, eps=_TINY, per_image=True, reduction="none")[:, 0]
+        per = torch.where(valid.any(dim=1), per, torch.ones_like(per))  # nothing kept: loss 1, no gradient
+    else:
+        per_class = dice_loss(_pad(p, eps), _pad(t, eps, value=False), mode="multilabel", from_logits=False,
+                              smooth=0.0, eps=_TINY, per_image=True, reduction="none")  # (N, C)
+        w = torch.ones(num_classes, dtype=p.dtype, device=p.device) if weight is None else \
+            torch.as_tensor(weight, dtype=p.dtype, device=p.device)
+        if w.shape != (num_classes,):
+            raise ValueError(f"{fn}: weight must hold one value per class ({num_classes}); got shape "
+                             f"{tuple(w.shape)}")
+        present = t.sum(dim=2) > 0
+        wp = w * present.to(p.dtype)
+        norm = wp.sum(dim=1)
+        empty = norm == 0
+        per = (per_class * wp).sum(dim=1) / torch.where(empty, torch.ones_like(norm), norm)
+        per = torch.where(empty, torch.ones_like(per), per)
+    return per.mean().to(input.dtype)
+
+
+def _kornia_dice_class(input: Tensor, target: Tensor, *, average: Literal["micro", "macro"] = "micro",
+                       eps: float = 1e-8, weight: Tensor | Sequence[float] | None = None,
+                       ignore_index: int | None = -100) -> Tensor:
+    """kornia's ``DiceLoss``: :func:`kornia_dice_loss`."""
+    return kornia_dice_loss(input, target, average=average, eps=eps, weight=weight, ignore_index=ignore_index)
+
+
+def _tversky_denominator_pad(fn: str, p: Tensor, t: Tensor, fp_weight: float, fn_weight: float, eps: float
+                             ) -> tuple[Tensor, Tensor]:
+    """Extra elements that add ``eps`` to TP + fp_weight FP + fn_weight FN and nothing else."""
+    if eps == 0:
+        return p, t
+    if fp_weight > 0:  # predicted mass on no target: FP += eps / fp_weight
+        return _pad(p, eps / fp_weight), _pad(t, eps / fp_weight, value=False)
+    if fn_weight > 0:  # target mass with no prediction: FN += eps / fn_weight
+        return _pad(p, eps / fn_weight, value=False), _pad(t, eps / fn_weight)
+    raise ValueError(f"{fn}: alpha = beta = 0 gives the index TP / (TP + eps), which losslab's tversky_loss "
+                     f"cannot express; the closest losslab loss is tversky_loss with alpha, beta > 0")
+
+
+def kornia_tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    eps: float = 1e-8,
+    ignore_index: int | None = -100,
+) -> Tensor:
+    r"""kornia's ``tversky_loss`` / ``TverskyLoss`` (0.9): per image, the mean index of the classes present.
+
+    .. math::
+
+        \mathrm{TI}_{n,c} = \frac{TP_{n,c}}{TP_{n,c} + \alpha FP_{n,c} + \beta FN_{n,c} + \varepsilon},
+        \qquad \ell = 1 - \frac{1}{N} \sum_n \frac{1}{\max(|P_n|, 1)} \sum_{c \in P_n} \mathrm{TI}_{n,c}
+
+    with softmax probabilities, one-hot targets, ignored pixels removed and
+    :math:`P_n` the classes present in image n's kept target (an image
+    without any counts as loss 1). alpha weighs false positives, beta false
+    negatives; both are required, as in kornia. :func:`losslab.tversky_loss`
+    per image and class, eps added through one extra element.
+
+    Raises:
+        ValueError: alpha = beta = 0 (the index TP / (TP + eps)), which
+            losslab's tversky_loss cannot express.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("kornia.TverskyLoss", alpha=0.3, beta=0.7)
+        >>> x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
+    """
+    fn = "kornia.tversky_loss"
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    beta = check_number(fn, "beta", beta, low=0.0)
+    eps = check_number(fn, "eps", eps, low=0.0)
+    p, t, _ = _kornia_layout(fn, input, target, ignore_index)
+    present = t.sum(dim=2) > 0
+    p, t = _tversky_denominator_pad(fn, p, t, alpha, beta, eps)
+    per_class = tversky_loss(p, t, mode="multilabel", from_logits=False, alpha=alpha, beta=beta, smooth=0.0,
+                             eps=_TINY, per_image=True, reduction="none")  # (N, C): 1 - TI
+    kept = present.to(per_class.dtype)
+    score = ((1.0 - per_class) * kept).sum(dim=1) / kept.sum(dim=1).clamp_min(1.0)
+    return (1.0 - score.mean()).to(input.dtype)
+
+
+def _kornia_tversky_class(input: Tensor, target: Tensor, *, alpha: float, beta: float, eps: float = 1e-8,
+                          ignore_index: int | None = -100) -> Tensor:
+    """kornia's ``TverskyLoss``: :func:`kornia_tversky_loss`."""
+    return kornia_tversky_loss(input, target, alpha=alpha, beta=beta, eps=eps, ignore_index=ignore_index)
+
+
+# ----------------------------------------------------------------------------
+# Keras
+
+
+def _keras_flatten(fn: str, input: Tensor, target: Tensor, axis: Any) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """(M, 1, K): the kept dims flattened to M, the summed ``axis`` dims to K; and the kept dims' shape."""
+    check_input(fn, input)
+    check_target_tensor(fn, input, target)
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target must have the input's shape {tuple(input.shape)}; got "
+                         f"{tuple(target.shape)}")
+    ndim = input.ndim
+    if axis is None:
+        summed = list(range(ndim))
+    else:
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        if not all(isinstance(a, int) and -ndim <= a < ndim for a in axes) or not axes:
+            raise ValueError(f"{fn}: axis must be None, an int or a tuple of ints in [-{ndim}, {ndim}); got "
+                             f"{axis!r}")
+        summed = sorted({a % ndim for a in axes})
+    kept = [d for d in range(ndim) if d not in summed]
+    shape = tuple(input.shape[d] for d in kept)
+    dtype = compute_dtype(input)
+
+    def flat(x: Tensor) -> Tensor:
+        return x.to(dtype).permute(*kept, *summed).reshape(math.prod(shape), 1, -1)
+
+    return flat(input), flat(target), shape
+
+
+def keras_dice(
+    input: Tensor,
+    target: Tensor,
+    *,
+    axis: int | Sequence[int] | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Keras 3's ``Dice`` / ``dice``: one ratio over ``axis`` (default: the whole tensor), epsilon 1e-7 added below.
+
+    .. math::
+
+        \ell = 1 - \frac{2 \sum p t}{\sum t + \sum p + 10^{-7}}
+
+    summed over ``axis`` (None: every dim, one value). Probabilities in, as
+    Keras'. Arguments in losslab's order: ``loss(input, target)`` =
+    Keras' ``loss(y_true, y_pred)`` with y_pred = input. An empty target
+    with an empty prediction gives loss 1. "mean" (Keras'
+    "sum_over_batch_size") and "sum" reduce the values left by ``axis``;
+    "none" keeps them. :func:`losslab.dice_loss` with smooth 0 and epsilon
+    through one extra element of prediction 1e-7.
+
+    Example:
+        >>> import torch, losslab
+        >>> loss_fn = losslab.get_loss("keras.Dice", axis=(1, 2, 3))
+        >>> p = torch.rand(2, 8, 8, 1, requires_grad=True)
+        >>> loss_fn(p, (torch.rand(2, 8, 8, 1) > 0.5).float()).backward()
+    """
+    fn = "keras.Dice"
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean' (Keras' 'sum_over_batch_size'), 'sum'; "
+                         f"got {reduction!r}")
+    p, t, shape = _keras_flatten(fn, input, target, axis)
+    per = dice_loss(_pad(p, KERAS_EPSILON), _pad(t, KERAS_EPSILON, value=False), mode="binary",
+                    from_logits=False, smooth=0.0, eps=_TINY, per_image=True, reduction="none")
+    per = per.reshape(shape)
+    if reduction == "mean":
+        per = per.mean()
+    elif reduction == "sum":
+        per = per.sum()
+    return per.to(input.dtype)
+
+
+def keras_tversky(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Keras 3's ``Tversky`` / ``tversky``: one index over the whole tensor, Keras' alpha on the false negatives.
+
+    .. math::
+
+        \ell = 1 - \frac{TP}{TP + \alpha\, FN + \beta\, FP + 10^{-7}}
+
+    with :math:`TP = \sum p t`, :math:`FN = \sum (1 - p) t`,
+    :math:`FP = \sum p (1 - t)` over every element. Keras' docstring says
+    alpha controls false positives, but its code multiplies alpha by
+    sum((1 - y_pred) * y_true), the false negatives: reproduced here, and
+    :func:`losslab.get_loss` warns. (losslab's own :func:`losslab.tversky_loss`
+    follows Salehi et al.: alpha on FP.) Probabilities in; arguments in
+    losslab's order (input = Keras' y_pred). The value is a scalar whatever
+    ``reduction``. :func:`losslab.tversky_loss` (its alpha = Keras' beta, its
+    beta = Keras' alpha, smooth 0), epsilon through one extra element.
+
+    Raises:
+        ValueError: alpha = beta = 0 (the index TP / (TP + epsilon)).
+
+    Example:
+        >>> import warnings, torch, losslab
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     loss_fn = losslab.get_loss("keras.Tversky", alpha=0.7, beta=0.3)
+        >>> p = torch.rand(2, 8, 8, 1, requires_grad=True)
+        >>> loss_fn(p, (torch.rand(2, 8, 8, 1) > 0.5).float()).backward()
+    """
+    fn = "keras.Tversky"
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    beta = check_number(fn, "beta", beta, low=0.0)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean' (Keras' 'sum_over_batch_size'), 'sum'; "
+                         f"got {reduction!r}")
+    p, t, _ = _keras_flatten(fn, input, target, None)
+    p, t = _tversky_denominator_pad(fn, p, t, beta, alpha, KERAS_EPSILON)
+    loss = tversky_loss(p, t, mode="binary", from_logits=False, alpha=beta, beta=alpha, smooth=0.0, eps=_TINY,
+                        reduction="none")
+    return loss.reshape(()).to(input.dtype)
+
+
+# ----------------------------------------------------------------------------
+# modules and names
+
+
+class MonaiDiceLoss(LossModule, function=monai_dice_loss):
+    """MONAI's ``DiceLoss`` (:func:`losslab.frameworks.segmentation.monai_dice_loss`)."""
+
+
+class MonaiDiceCELoss(LossModule, function=monai_dice_ce_loss):
+    """MONAI's ``DiceCELoss`` (:func:`losslab.frameworks.segmentation.monai_dice_ce_loss`)."""
+
+
+class MonaiDiceFocalLoss(LossModule, function=monai_dice_focal_loss):
+    """MONAI's ``DiceFocalLoss`` (:func:`losslab.frameworks.segmentation.monai_dice_focal_loss`)."""
+
+
+class SmpDiceLoss(LossModule, function=smp_dice_loss):
+    """segmentation_models_pytorch's ``DiceLoss`` (:func:`losslab.frameworks.segmentation.smp_dice_loss`)."""
+
+
+class SmpJaccardLoss(LossModule, function=smp_jaccard_loss):
+    """segmentation_models_pytorch's ``JaccardLoss`` (:func:`losslab.frameworks.segmentation.smp_jaccard_loss`)."""
+
+
+class SmpTverskyLoss(LossModule, function=smp_tversky_loss):
+    """segmentation_models_pytorch's ``TverskyLoss`` (:func:`losslab.frameworks.segmentation.smp_tversky_loss`)."""
+
+
+class KorniaDiceLoss(LossModule, function=_kornia_dice_class):
+    """kornia's ``DiceLoss`` / ``dice_loss`` (:func:`losslab.frameworks.segmentation.kornia_dice_loss`)."""
+
+
+class KorniaTverskyLoss(LossModule, function=_kornia_tversky_class):
+    """kornia's ``TverskyLoss`` / ``tversky_loss`` (:func:`losslab.frameworks.segmentation.kornia_tversky_loss`)."""
+
+
+class KerasDice(LossModule, function=keras_dice):
+    """Keras' ``Dice`` (:func:`losslab.frameworks.segmentation.keras_dice`)."""
+
+
+class _KerasTverskyModule(LossModule, function=keras_tversky):
+    """Keras' ``Tversky`` (:func:`losslab.frameworks.segmentation.keras_tversky`)."""
+
+
+KERAS_TVERSKY_WARNING = ("keras.Tversky reproduces Keras 3, whose alpha weighs the false negatives and beta the "
+                         "false positives (its docstring says the reverse); losslab's tversky_loss puts alpha on "
+                         "the false positives (Salehi et al.)")
+
+
+class KerasTversky(_KerasTverskyModule):
+    """Keras' ``Tversky`` (:func:`losslab.frameworks.segmentation.keras_tversky`); warns about Keras' alpha."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        warnings.warn(KERAS_TVERSKY_WARNING, UserWarning, stacklevel=3)
+        super().__init__(**kwargs)
+
+
+_MONAI_DICE = ("probabilities in (sigmoid/softmax=True for logits); per image; smooth_nr = smooth_dr = 1e-5; "
+               "'mean' is mean(w L)")
+_SMP = "smooth added to TP (Dice: losslab's 2 x smooth), default 0; over the batch; absent classes 0 but counted"
+_KORNIA_DICE = "softmax; eps 1e-8 added below; 'micro' (default) pools an image's classes, 'macro' present classes"
+
+add_aliases(
+    "dice_loss",
+    Alias("DiceLoss", "MONAI", input="probabilities", qualified=True, build=MonaiDiceLoss, note=_MONAI_DICE),
+    Alias("DiceLoss", "segmentation_models_pytorch", qualified=True, build=SmpDiceLoss, note=_SMP),
+    Alias("dice_loss", "kornia", qualified=True, build=KorniaDiceLoss, note=_KORNIA_DICE),
+    Alias("DiceLoss", "kornia", qualified=True, build=KorniaDiceLoss, note=_KORNIA_DICE),
+    Alias("Dice", "Keras", input="probabilities", qualified=True, build=KerasDice,
+          note="one ratio over the whole tensor (or axis), epsilon 1e-7 added below"),
+    Alias("GeneralizedDiceLoss", "MONAI", qualified=True,
+          unsupported="MONAI's generalised Dice loss (Sudre et al.: class-weighted sums in one ratio), which "
+                      "losslab does not implement; the closest losslab loss is dice_loss with weight"),
+    Alias("GeneralizedDiceFocalLoss", "MONAI", qualified=True,
+          unsupported="MONAI's generalised Dice plus focal loss, which losslab does not implement; the closest "
+                      "losslab loss is dice_focal_loss"),
+    Alias("GeneralizedWassersteinDiceLoss", "MONAI", qualified=True,
+          unsupported="MONAI's Wasserstein Dice loss (a class-distance matrix), which losslab does not implement; "
+                      "the closest losslab loss is dice_loss"),
+)
+add_aliases(
+    "jaccard_loss",
+    Alias("JaccardLoss", "segmentation_models_pytorch", qualified=True, build=SmpJaccardLoss,
+          note="smooth default 0; over the batch; absent classes 0 but counted; no ignore_index"),
+)
+add_aliases(
+    "tversky_loss",
+    Alias("TverskyLoss", "segmentation_models_pytorch", qualified=True, build=SmpTverskyLoss,
+          note=_SMP.split(" (Dice")[0] + "; gamma powers the mean over classes"),
+    Alias("tversky_loss", "kornia", qualified=True, build=KorniaTverskyLoss,
+          note="alpha, beta required; softmax; eps 1e-8 added below; mean over present classes per image"),
+    Alias("TverskyLoss", "kornia", qualified=True, build=KorniaTverskyLoss,
+          note="alpha, beta required; softmax; eps 1e-8 added below; mean over present classes per image"),
+    Alias("Tversky", "Keras", input="probabilities", qualified=True, build=KerasTversky,
+          note="Keras' alpha weighs false negatives, beta false positives (warns); one ratio; epsilon 1e-7"),
+)
+add_aliases(
+    "dice_ce_loss",
+    Alias("DiceCELoss", "MONAI", qualified=True, build=MonaiDiceCELoss,
+          note="MONAI's Dice (activation flags, per image, smooth 1e-5, mean(w L)) + CE of the raw logits "
+               "(one-hot targets as probabilities; BCE with pos_weight for one channel)"),
+)
+add_aliases(
+    "dice_focal_loss",
+    Alias("DiceFocalLoss", "MONAI", qualified=True, build=MonaiDiceFocalLoss,
+          note="MONAI's Dice + MONAI's sigmoid (one-vs-rest) focal loss of the raw logits, even with softmax=True"),
+)
