@@ -236,7 +236,7 @@ def dice_ce_loss(
     reduction: Literal["mean", "sum"] = "mean",
     dist_sync: bool = False,
 ) -> Tensor:
-    r"""Dice plus cross-entropy, the usual pair for segmentation (nnU-Net, MONAI's DiceCELoss).
+    r"""Dice plus cross-entropy, the usual pair for segmentation (nnU-Net; MONAI's DiceCELoss differs).
 
     .. math::
 
@@ -247,6 +247,12 @@ def dice_ce_loss(
     :func:`binary_cross_entropy` ("binary", "multilabel": sigmoid, ``weight``
     along dim 1, plain mean). The Dice term keeps a gradient on small
     structures; the cross-entropy term keeps every pixel's gradient.
+
+    MONAI's DiceCELoss is a variant, not this loss: its Dice is per image
+    with smooth 1e-5, its ``weight`` scales the Dice mean (mean(w L), not the
+    weighted average), and for C > 1 its cross-entropy is the softmax CE over
+    all channels, also of multi-label one-hot targets (here "multilabel" takes
+    the sigmoid BCE). ``get_loss("monai.DiceCELoss")`` reproduces MONAI.
 
     Args:
         mode: "binary", "multiclass" or "multilabel", as in :func:`dice_loss`.
@@ -326,7 +332,7 @@ def dice_focal_loss(
     reduction: Literal["mean", "sum"] = "mean",
     dist_sync: bool = False,
 ) -> Tensor:
-    r"""Dice plus focal loss, for segmentations whose foreground is tiny (MONAI's DiceFocalLoss).
+    r"""Dice plus focal loss, for segmentations whose foreground is tiny (MONAI's DiceFocalLoss differs).
 
     .. math::
 
@@ -337,6 +343,13 @@ def dice_focal_loss(
     alpha alone) or :func:`sigmoid_focal_loss` ("binary", "multilabel";
     ``alpha`` weighs positives, ``weight`` applies along dim 1). Both focal
     terms take the plain mean over kept elements.
+
+    MONAI's DiceFocalLoss differs: its focal term is the sigmoid
+    (one-vs-rest) focal loss of every channel against the one-hot target,
+    averaged over N x C x pixels, even with ``softmax=True`` (here
+    "multiclass" takes the softmax focal loss); its Dice is per image with
+    smooth 1e-5 and its ``weight`` scales the Dice mean.
+    ``get_loss("monai.DiceFocalLoss")`` reproduces MONAI.
 
     Args:
         mode: "binary", "multiclass" or "multilabel", as in :func:`dice_loss`.

@@ -70,9 +70,10 @@ _RETURNS = """Returns:
     numerator and denominator (with smooth = 0, an exactly empty prediction
     scores 1 by definition, 0/0 -> 1); a false positive on an empty target
     is still penalised, 1 - smooth / (sum(p) + smooth). Libraries that drop
-    absent classes (segmentation_models_pytorch) miss that penalty; those
-    that put eps only in the denominator (kornia) give loss 1 to a perfect
-    empty prediction. Empty batches and all-ignored targets give 0 with zero
+    absent classes (segmentation_models_pytorch, kornia's "macro" Dice and
+    its Tversky) miss that penalty; Keras' Dice, with epsilon only in the
+    denominator of one ratio over the whole tensor, gives loss 1 to an empty
+    target predicted empty. Empty batches and all-ignored targets give 0 with zero
     gradients. Half precision is computed in float32."""
 
 
@@ -111,9 +112,13 @@ def dice_loss(
     In [0, 1]; 0 for a perfect hard prediction.
 
     Smoothing convention: s is added once to the numerator 2 TP and once to
-    the denominator, the common form (Milletari et al., smp, MONAI's
+    the denominator, the common form (Milletari et al., MONAI's
     smooth_nr = smooth_dr). :func:`tversky_loss` adds s to TP instead, so with
     s > 0 it equals this loss only with s halved (exactly so at s = 0).
+    segmentation_models_pytorch (0.5) computes its Dice as its Tversky index,
+    so its smooth s is s = 2 x smp's here; ``get_loss("smp.DiceLoss")``
+    reproduces smp, ``get_loss("monai.DiceLoss")`` MONAI (per image, weights
+    scaling the mean).
 
     Args:
         OVERLAP_ARGS
