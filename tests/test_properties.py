@@ -165,6 +165,8 @@ def problems(draw, loss: str, *, dtypes=FULL, ignore: bool | None = None, probab
         choices = ["hard", "soft", "index"] if index_target is None else (["index"] if index_target else
                                                                           ["hard", "soft"])
         kind = draw(st.sampled_from(choices))
+        if c == 1 and kind == "index":  # one class: class indices are an error (label 1 = background), issue 13
+            kind = "hard"
         use_index = kind == "index"
         if use_index:
             values = st.integers(0, c)  # index c = background

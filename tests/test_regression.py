@@ -267,7 +267,12 @@ class _ElementwiseLoss:
 
     def test_module_signature_is_the_functionals(self):
         params = inspect.signature(self.module).parameters
-        assert list(params) == [self.param, "weight", "reduction", "avg_factor", "dist_sync"]
+        if self.module is losslab.HuberLoss:  # torch.nn.HuberLoss(reduction='mean', delta=1.0): both positional
+            assert list(params) == ["reduction", "delta", "weight", "avg_factor", "dist_sync"]
+            assert [params[n].kind for n in ("reduction", "delta")] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2
+        else:  # torch.nn.SmoothL1Loss's positional arguments are the deprecated size_average and reduce
+            assert list(params) == [self.param, "weight", "reduction", "avg_factor", "dist_sync"]
+            assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
         assert params[self.param].default == 1.0 and params["reduction"].default == "mean"
 
     # shapes and dtypes ----------------------------------------------------------
@@ -288,14 +293,24 @@ class _ElementwiseLoss:
                 assert_matches_torch(value_and_grad(self.fn, x, t, **self.kw(), reduction=reduction),
                                      value_and_grad(self.torch_fn, x, t, **self.kw(), reduction=reduction), F64)
 
-    @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
-    def test_integer_and_bool_targets_are_cast(self, dtype):
+    @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+    def test_integer_targets_are_cast(self, dtype):
         x = logits(5, 4, seed=27)
         t = torch.randint(0, 3, (5, 4), generator=gen(28)).to(dtype)
         for reduction in REDUCTIONS:
             ours = value_and_grad(self.fn, x, t, **self.kw(), reduction=reduction)
             assert_matches_torch(ours, value_and_grad(self.torch_fn, x, t.to(F64), **self.kw(), reduction=reduction),
                                  F64)
+
+    def test_bool_target_is_an_error(self):
+        """Issue 13: a bool tensor of regression targets is a mistake (a mask passed for values), not 0 and 1."""
+        x, t = logits(5, 4, seed=27), torch.rand(5, 4, generator=gen(28)) > 0.5
+        with pytest.raises(TypeError, match=rf"^{self.name}: target must hold regression targets \(a floating-point "
+                                            rf"or integer tensor\); got dtype torch.bool$"):
+            self.fn(x, t, **self.kw())
+        with pytest.raises(TypeError, match=rf"^{self.name}: avg_factor must be None, a number >= 0 or a one-element "
+                                            rf"real tensor; got dtype torch.bool$"):
+            self.fn(x, t.double(), **self.kw(), avg_factor=torch.tensor(True))
 
     def test_target_of_another_floating_dtype(self):
         x64, t32 = logits(5, 4, seed=29), logits(5, 4, seed=30, dtype=F32)

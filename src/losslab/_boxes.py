@@ -18,6 +18,7 @@ Conventions (documented on every box loss):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from ._checks import (
     broadcast_weight,
     check_input,
     check_non_negative,
+    check_not_bool,
     check_target_tensor,
     shape_str,
     to_tensor,
@@ -63,14 +65,25 @@ def from_xyxy(boxes: Tensor, box_format: str) -> Tensor:
 
 
 def check_boxes(fn: str, pred: Any, target: Any) -> None:
-    """pred is a floating (..., 4) tensor, target a real tensor of the same shape on the same device."""
+    """pred is a floating (..., 4) tensor, target a real, non-bool tensor of the same shape on the same device."""
     check_input(fn, pred, min_ndim=1, what="(..., 4)", name="pred")
     if pred.shape[-1] != 4:
         raise ValueError(f"{fn}: pred must have shape (..., 4) (one box per row); got {shape_str(pred.shape)}")
     check_target_tensor(fn, pred, target, input_name="pred")
+    check_not_bool(fn, target, holds="box coordinates")
     if target.shape != pred.shape:
         raise ValueError(f"{fn}: target must have the pred's shape {shape_str(pred.shape)}; "
                          f"got {shape_str(target.shape)}")
+
+
+def check_finite_boxes(fn: str, name: str, boxes: Tensor) -> None:
+    """Values check: every coordinate is finite (pred and target alike)."""
+    if not values_checked(boxes) or boxes.numel() == 0:
+        return
+    boxes = boxes.detach()
+    finite = torch.isfinite(boxes)
+    if not bool(finite.all()):
+        raise ValueError(f"{fn}: {name} boxes must be finite; got {boxes[~finite][0].item()!r}")
 
 
 def check_target_boxes(fn: str, box: tuple[Tensor, Tensor, Tensor, Tensor], target: Tensor, box_format: str) -> None:
@@ -78,8 +91,7 @@ def check_target_boxes(fn: str, box: tuple[Tensor, Tensor, Tensor, Tensor], targ
     if not values_checked(target) or target.numel() == 0:
         return
     x1, y1, x2, y2 = box
-    if not bool(torch.isfinite(target).all()):
-        raise ValueError(f"{fn}: target boxes must be finite; got {target[~torch.isfinite(target)][0].item()!r}")
+    check_finite_boxes(fn, "target", target)
     bad = (x2 < x1) | (y2 < y1)
     if bool(bad.any()):
         index = tuple(int(i) for i in bad.nonzero()[0])
@@ -91,7 +103,7 @@ def check_target_boxes(fn: str, box: tuple[Tensor, Tensor, Tensor, Tensor], targ
 
 def box_weight(fn: str, weight: Any, pred: Tensor, dtype: torch.dtype) -> Tensor:
     """A non-negative per-box weight broadcasting to pred.shape[:-1]; one shaped like pred is averaged over its 4."""
-    value = to_tensor(fn, "weight", weight, pred, dtype, "a tensor, a number or a sequence of numbers")
+    value = to_tensor(fn, "weight", weight, pred, dtype)
     if value.shape == pred.shape:
         value = value.to(dtype)
         check_non_negative(fn, "weight", value)
@@ -105,9 +117,24 @@ def _stop_gradient_below(ratio: Tensor, denominator: Tensor, eps: float) -> Tens
     return torch.where(denominator > eps, ratio, ratio.detach())
 
 
+def _power_of_two_at_least(length: Tensor) -> Tensor:
+    """The smallest power of two >= ``length`` (and >= 1), detached: dividing by it is exact."""
+    return torch.exp2(torch.ceil(torch.log2(length.detach().clamp_min(1.0))))
+
+
 @dataclass
 class Pair:
-    """The quantities of matched (pred, target) boxes that the IoU losses are built from."""
+    """The quantities of matched (pred, target) boxes that the IoU losses are built from.
+
+    Lengths are in units of ``scale``, a power of two at least the enclosing
+    box's larger side (1 for boxes smaller than 1): every scaled length is at
+    most 1 and every scaled area at most 1, so finite boxes far apart (1e20 in
+    float32) give no inf and no inf / inf. Every loss is a ratio of lengths or
+    of areas, which the scale leaves unchanged; ``eps`` is rescaled with it
+    (``eps_area`` = eps / scale^2, floored at the square root of the dtype's
+    smallest normal number, ``eps_length`` = eps / scale). Dividing by a power
+    of two is exact, so boxes below about 1 in size compute exactly as unscaled.
+    """
 
     iou: Tensor  # I / (U + eps)
     union: Tensor
@@ -120,29 +147,36 @@ class Pair:
     hp: Tensor
     wg: Tensor
     hg: Tensor
+    eps_area: Tensor
+    eps_length: Tensor
 
     @classmethod
     def of(cls, p: tuple[Tensor, ...], g: tuple[Tensor, ...], eps: float) -> Pair:
         px1, py1, px2, py2 = p
         gx1, gy1, gx2, gy2 = g
-        wp, hp = (px2 - px1).clamp_min(0), (py2 - py1).clamp_min(0)
-        wg, hg = (gx2 - gx1).clamp_min(0), (gy2 - gy1).clamp_min(0)
-        iw = (torch.minimum(px2, gx2) - torch.maximum(px1, gx1)).clamp_min(0)
-        ih = (torch.minimum(py2, gy2) - torch.maximum(py1, gy1)).clamp_min(0)
-        inter = iw * ih
-        union = wp * hp + wg * hg - inter
-        iou = _stop_gradient_below(inter / (union + eps), union, eps)
         cw = (torch.maximum(px2, gx2) - torch.minimum(px1, gx1)).clamp_min(0)
         ch = (torch.maximum(py2, gy2) - torch.minimum(py1, gy1)).clamp_min(0)
-        dx = 0.5 * ((gx1 + gx2) - (px1 + px2))
-        dy = 0.5 * ((gy1 + gy2) - (py1 + py2))
-        return cls(iou, union, cw * ch, cw, ch, dx, dy, wp, hp, wg, hg)
+        scale = _power_of_two_at_least(torch.maximum(cw, ch))
+        cw, ch = cw / scale, ch / scale
+        wp, hp = (px2 - px1).clamp_min(0) / scale, (py2 - py1).clamp_min(0) / scale
+        wg, hg = (gx2 - gx1).clamp_min(0) / scale, (gy2 - gy1).clamp_min(0) / scale
+        iw = (torch.minimum(px2, gx2) - torch.maximum(px1, gx1)).clamp_min(0) / scale
+        ih = (torch.minimum(py2, gy2) - torch.maximum(py1, gy1)).clamp_min(0) / scale
+        # half of each centre coordinate first: x1 + x2 could overflow where (x1 + x2) / 2 does not
+        dx = ((0.5 * gx1 + 0.5 * gx2) - (0.5 * px1 + 0.5 * px2)) / scale
+        dy = ((0.5 * gy1 + 0.5 * gy2) - (0.5 * py1 + 0.5 * py2)) / scale
+        eps_length = eps / scale
+        eps_area = (eps_length / scale).clamp_min(math.sqrt(torch.finfo(scale.dtype).tiny))
+        inter = iw * ih
+        union = wp * hp + wg * hg - inter
+        iou = _stop_gradient_below(inter / (union + eps_area), union, eps_area)
+        return cls(iou, union, cw * ch, cw, ch, dx, dy, wp, hp, wg, hg, eps_area, eps_length)
 
-    def giou_penalty(self, eps: float) -> Tensor:
+    def giou_penalty(self) -> Tensor:
         """(C - U) / (C + eps): the share of the enclosing box that neither box covers."""
         c = self.enclosing_area
-        return _stop_gradient_below((c - self.union) / (c + eps), c, eps)
+        return _stop_gradient_below((c - self.union) / (c + self.eps_area), c, self.eps_area)
 
-    def centre_penalty(self, eps: float) -> Tensor:
+    def centre_penalty(self) -> Tensor:
         """rho^2 / c^2: squared centre distance over the squared diagonal of the enclosing box."""
-        return (self.dx * self.dx + self.dy * self.dy) / (self.cw * self.cw + self.ch * self.ch + eps)
+        return (self.dx * self.dx + self.dy * self.dy) / (self.cw * self.cw + self.ch * self.ch + self.eps_area)

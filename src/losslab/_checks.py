@@ -11,10 +11,11 @@ they cost no device synchronisation: on CPU tensors, or everywhere after
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -62,11 +63,41 @@ def values_checked(tensor: Tensor) -> bool:
     return _value_checks
 
 
+def _outline(value: Any) -> str | None:
+    """"a list of shape (3, 2)" for a list, tuple or NumPy array (the shape from the first items); else None."""
+    if isinstance(value, np.ndarray):
+        return f"a NumPy array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        shape, item = [], value
+        while isinstance(item, (list, tuple)):
+            shape.append(len(item))
+            if not item:
+                break
+            item = item[0]
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    return None
+
+
 def describe(value: Any) -> str:
-    """Short description of a received value for error messages."""
+    """Short description of a received value for error messages (never longer than about 100 characters).
+
+    Short lists are shown as they are; a long list or tuple and any NumPy array
+    are named by type and shape, so a million numbers do not end up in a message.
+    """
     if isinstance(value, Tensor):
         return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return f"{value!r} ({type(value).__name__})"
+    outline = _outline(value)
+    if isinstance(value, np.ndarray):
+        return outline  # type: ignore[return-value]
+    text = repr(value)
+    if len(text) > 80:
+        return outline or f"a {type(value).__name__} ({text[:60]}...)"
+    return f"{text} ({type(value).__name__})"
+
+
+def describe_data(value: Any) -> str:
+    """A received input or target for error messages: type and shape, never its values."""
+    return describe(value) if isinstance(value, Tensor) else (_outline(value) or describe(value))
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -88,10 +119,20 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def to_tensor(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype, expected: str) -> Tensor:
+TENSOR_LIKE = "a tensor, a NumPy array, a number or a flat sequence of numbers"
+
+
+def _sequence(value: Any) -> bool:
+    """A list or tuple-like sequence; str and bytes are not sequences of numbers here (b"abc" is not [97, 98, 99])."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
+def to_tensor(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype, expected: str = TENSOR_LIKE) -> Tensor:
     """A tensor, NumPy array, number or sequence of numbers as a tensor on the input's device.
 
     Tensors keep their dtype (the caller casts); everything else becomes ``dtype``.
+    The module twins call this at construction (on a CPU stand-in input), so a
+    bad hyperparameter fails there with the same message as in the functional.
     """
     if isinstance(value, Tensor):
         if value.device != input.device:
@@ -100,13 +141,65 @@ def to_tensor(fn: str, name: str, value: Any, input: Tensor, dtype: torch.dtype,
         if value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {value.dtype}")
         return value
-    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
-        return torch.as_tensor(value.astype(np.float64), device=input.device).to(dtype)
+    if isinstance(value, np.ndarray):
+        # torch.compile shows NumPy arrays as tensors whose NumPy dtype it cannot read: check it eagerly only
+        if not torch.compiler.is_compiling() and value.dtype.kind not in "iuf":
+            raise TypeError(f"{fn}: {name} must be {expected}; got {describe(value)}")
+        return torch.as_tensor(value).to(device=input.device, dtype=dtype)
     if is_number(value):
         return torch.tensor(float(value), dtype=dtype, device=input.device)
-    if isinstance(value, Sequence) and not isinstance(value, str) and all(is_number(v) for v in value):
+    if _sequence(value) and all(is_number(v) for v in value):
         return torch.tensor([float(v) for v in value], dtype=dtype, device=input.device)
     raise TypeError(f"{fn}: {name} must be {expected}; got {describe(value)}")
+
+
+def plain(value: Any) -> Any:
+    """NumPy scalars (and 0-d arrays) as Python numbers; everything else as it is.
+
+    Run on every keyword argument before anything else looks at it, so that the
+    checks, the computation and torch.compile see Python floats and ints (dynamo
+    shows a NumPy scalar as a 0-d array whose dtype it cannot read, which broke
+    ``fullgraph=True`` for ``gamma=np.float64(2.0)``). Arrays stay arrays: they
+    become tensors on the input's device in :func:`to_tensor`.
+    """
+    if isinstance(value, np.generic):
+        if isinstance(value, np.floating):
+            return float(value)
+        if isinstance(value, np.integer):
+            return int(value)
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        if torch.compiler.is_compiling():
+            kind = torch.as_tensor(value).dtype  # the dtype through a tensor, which dynamo can read
+            if kind.is_floating_point:
+                return float(value)
+            if kind != torch.bool and not kind.is_complex:
+                return int(value)
+            return value
+        if value.dtype.kind == "f":
+            return float(value)
+        if value.dtype.kind in "iu":
+            return int(value)
+    return value
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def numpy_arguments(function: F) -> F:
+    """Decorate a public loss: NumPy scalars among its keyword arguments become Python numbers (:func:`plain`).
+
+    The signature, name and docstring are the function's own (``functools.wraps``).
+    """
+
+    @functools.wraps(function)
+    def loss(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            if isinstance(value, (np.generic, np.ndarray)):
+                kwargs[name] = plain(value)
+        return function(*args, **kwargs)
+
+    return loss  # type: ignore[return-value]
 
 
 def check_number(fn: str, name: str, value: Any, *, low: float | None = None,
@@ -157,12 +250,14 @@ def check_common(fn: str, **kwargs: Any) -> None:
         check_ignore_index(fn, kwargs["ignore_index"])
     if "avg_factor" in kwargs:
         check_avg_factor(fn, kwargs["avg_factor"])
+    if "dist_sync" in kwargs:
+        check_bool(fn, "dist_sync", kwargs["dist_sync"])
 
 
 def check_input(fn: str, input: Any, *, min_ndim: int = 0, what: str = "", name: str = "input") -> None:
     """``input`` is a floating-point tensor with at least ``min_ndim`` dimensions (``name``: its argument name)."""
     if not isinstance(input, Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe(input)}")
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe_data(input)}")
     if not input.dtype.is_floating_point:
         raise TypeError(
             f"{fn}: {name} must be a floating-point tensor (float16, bfloat16, float32 or float64); "
@@ -175,13 +270,19 @@ def check_input(fn: str, input: Any, *, min_ndim: int = 0, what: str = "", name:
 def check_target_tensor(fn: str, input: Tensor, target: Any, *, name: str = "target",
                         input_name: str = "input") -> None:
     if not isinstance(target, Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe(target)}")
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {describe_data(target)}")
     if target.device != input.device:
         raise ValueError(
             f"{fn}: {name} must be on the {input_name}'s device ({input.device}); got a tensor on {target.device}"
         )
     if target.dtype.is_complex:
         raise TypeError(f"{fn}: {name} must be a real tensor; got dtype {target.dtype}")
+
+
+def check_not_bool(fn: str, target: Tensor, *, name: str = "target", holds: str = "values") -> None:
+    """A target of numbers (boxes, regression targets, distances): a bool tensor is a mistake, not 0 and 1."""
+    if target.dtype == torch.bool:
+        raise TypeError(f"{fn}: {name} must hold {holds} (a floating-point or integer tensor); got dtype torch.bool")
 
 
 def compute_dtype(input: Tensor) -> torch.dtype:
@@ -212,7 +313,8 @@ def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None 
     """Values check: every (unmasked) element lies in [0, 1]."""
     if not values_checked(tensor) or tensor.numel() == 0:
         return
-    kept = tensor.detach() if mask is None else torch.where(mask, tensor.detach(), 0.5)
+    tensor = tensor.detach()  # reading a value off a tensor that requires grad warns
+    kept = tensor if mask is None else torch.where(mask, tensor, 0.5)
     low, high = torch.aminmax(kept)  # one pass; NaN propagates and fails both comparisons
     if not (float(low) >= 0 and float(high) <= 1):
         bad = ~((tensor >= 0) & (tensor <= 1))
@@ -227,7 +329,7 @@ def class_vector(fn: str, name: str, value: Any, num_classes: int, input: Tensor
 
     Its values must be finite and non-negative (checked where values are checked).
     """
-    vec = to_tensor(fn, name, value, input, dtype, f"a tensor or a sequence of numbers of length {num_classes}")
+    vec = to_tensor(fn, name, value, input, dtype)
     if vec.shape != (num_classes,):
         raise ValueError(
             f"{fn}: {name} must have shape ({num_classes},), one value per class of the input; "
@@ -240,6 +342,7 @@ def class_vector(fn: str, name: str, value: Any, num_classes: int, input: Tensor
 
 def check_non_negative(fn: str, name: str, value: Tensor) -> None:
     """Values check: a weight tensor is finite and non-negative."""
+    value = value.detach()
     if values_checked(value) and not bool(((value >= 0) & torch.isfinite(value)).all()):
         shown = value.tolist() if value.numel() <= 16 else f"a tensor of shape {shape_str(value.shape)}"
         raise ValueError(f"{fn}: {name} must be finite and non-negative; got {shown}")
@@ -258,8 +361,7 @@ def check_alpha(fn: str, alpha: Any, *, expected: str, per_class: bool, scalar: 
         if negative_disables and alpha < 0:
             return None
         return check_number(fn, "alpha", alpha, low=0.0, high=1.0)
-    if per_class and (isinstance(alpha, (Tensor, np.ndarray)) or
-                      (isinstance(alpha, Sequence) and not isinstance(alpha, str))):
+    if per_class and (isinstance(alpha, (Tensor, np.ndarray)) or _sequence(alpha)):
         return alpha
     raise TypeError(f"{fn}: alpha must be {expected}; got {describe(alpha)}")
 
@@ -271,7 +373,7 @@ def along_class_dim(fn: str, name: str, value: Any, input: Tensor, dtype: torch.
     (dim 1) of an (N, C, d1, ...) input; any other shape must broadcast to the
     input's shape without changing it.
     """
-    value = to_tensor(fn, name, value, input, dtype, "a tensor, a number or a sequence of numbers")
+    value = to_tensor(fn, name, value, input, dtype)
     if input.ndim >= 2 and value.ndim == 1 and value.shape[0] == input.shape[1]:
         value = value.reshape((-1,) + (1,) * (input.ndim - 2))
     try:
@@ -298,12 +400,16 @@ def check_avg_factor(fn: str, avg_factor: Any, input: Tensor | None = None) -> A
         return None
     if is_number(avg_factor):
         return check_number(fn, "avg_factor", avg_factor, low=0.0)
+    if isinstance(avg_factor, Tensor) and avg_factor.dtype == torch.bool:
+        raise TypeError(f"{fn}: avg_factor must be None, a number >= 0 or a one-element real tensor; "
+                        f"got dtype torch.bool")
     if isinstance(avg_factor, Tensor) and avg_factor.numel() == 1 and not avg_factor.dtype.is_complex:
         if input is not None and avg_factor.device != input.device:
             raise ValueError(f"{fn}: avg_factor must be on the input's device ({input.device}); "
                              f"got a tensor on {avg_factor.device}")
         if values_checked(avg_factor) and not bool(((avg_factor >= 0) & torch.isfinite(avg_factor)).all()):
-            raise ValueError(f"{fn}: avg_factor must be a finite number in [0, inf); got {avg_factor.item()!r}")
+            raise ValueError(f"{fn}: avg_factor must be a finite number in [0, inf); "
+                             f"got {avg_factor.detach().item()!r}")
         return avg_factor
     raise TypeError(f"{fn}: avg_factor must be None, a number >= 0 or a one-element tensor; "
                     f"got {describe(avg_factor)}")
@@ -312,7 +418,7 @@ def check_avg_factor(fn: str, avg_factor: Any, input: Tensor | None = None) -> A
 def broadcast_weight(fn: str, name: str, value: Any, shape: Sequence[int], input: Tensor, dtype: torch.dtype,
                      what: str) -> Tensor:
     """A non-negative weight that broadcasts to ``shape`` (``what`` names that shape in errors)."""
-    value = to_tensor(fn, name, value, input, dtype, "a tensor, a number or a sequence of numbers")
+    value = to_tensor(fn, name, value, input, dtype)
     try:
         fits = torch.broadcast_shapes(value.shape, tuple(shape)) == tuple(shape)
     except RuntimeError:

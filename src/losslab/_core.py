@@ -109,13 +109,25 @@ def focal_weight(one_minus_pt: Tensor, gamma: float) -> Tensor:
 # sigmoid form
 
 
-def sigmoid_index(fn: str, input: Tensor, target: Tensor,
-                  ignore_index: int | None) -> tuple[Tensor, Tensor | None] | None:
-    """For an index-form target: the class indices and the mask of kept positions; None for a dense target."""
+def sigmoid_index(fn: str, input: Tensor, target: Tensor, ignore_index: int | None, *,
+                  one_class_indices: bool = False) -> tuple[Tensor, Tensor | None] | None:
+    """For an index-form target: the class indices and the mask of kept positions; None for a dense target.
+
+    With one class (input (N, 1, d1, ...)) a target of shape (N, d1, ...) is an
+    error unless ``one_class_indices``: read as class indices, label 1 would be
+    the background index C = 1, a negative, so the 0/1 labels of a binary
+    problem would silently train the opposite class.
+    """
     check_target_tensor(fn, input, target)
     if target.shape == input.shape:
         return None
     index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else None
+    if index_shape is not None and target.shape == index_shape and input.shape[1] == 1 and not one_class_indices:
+        raise ValueError(
+            f"{fn}: a target of shape {shape_str(target.shape)} for an input of shape {shape_str(input.shape)} "
+            f"(one class) would be read as class indices with index 1 = background, so label 1 would count as "
+            f"a negative; pass labels shaped like the input, e.g. target.float().unsqueeze(1)"
+        )
     if index_shape is not None and target.shape == index_shape:
         if target.dtype.is_floating_point or target.dtype == torch.bool:
             raise TypeError(
@@ -134,7 +146,7 @@ def sigmoid_index(fn: str, input: Tensor, target: Tensor,
 
 
 def sigmoid_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | None,
-                   dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+                   dtype: torch.dtype, *, one_class_indices: bool = False) -> tuple[Tensor, Tensor | None]:
     """Dense float targets shaped like the input, and the mask of kept elements (None: all kept).
 
     The target is either shaped like the input (multi-label or soft labels in
@@ -143,7 +155,7 @@ def sigmoid_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     binary problem, index C is background (negative for every class) and
     ``ignore_index`` drops the whole position.
     """
-    index = sigmoid_index(fn, input, target, ignore_index)
+    index = sigmoid_index(fn, input, target, ignore_index, one_class_indices=one_class_indices)
     if index is None:
         valid = None if ignore_index is None else target != ignore_index
         dense = target.to(dtype)

@@ -2,9 +2,12 @@
 
 A twin is declared in one line, ``class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss)``:
 its constructor takes exactly the functional's keyword-only arguments (with
-the same defaults, visible to ``inspect.signature`` and ``help``), validates
-the hyperparameters at once (the common ones, the loss's own ``checks``, and
-weight tensors), registers tensor hyperparameters as
+the same defaults, visible to ``inspect.signature`` and ``help``; the twins of
+PyTorch's modules also take PyTorch's first positional argument(s), e.g.
+``CrossEntropyLoss(weight)``, declared with ``positional=("weight",)``), validates
+the hyperparameters at once with the functional's own messages (the common
+ones, the loss's own ``checks``, and weights through the functional's own
+conversion, :func:`losslab._checks.to_tensor`), registers tensor hyperparameters as
 buffers (so ``.to(device)`` moves them), and ``forward(input, target)`` is one
 call of the functional; keyword arguments of ``forward`` override the stored
 ones for that call (``loss_fn(pred, target, avg_factor=num_pos)``).
@@ -16,18 +19,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_common, check_non_negative, is_number
+from ._checks import check_common, check_non_negative, is_number, plain, to_tensor
 
-
-def _is_array_like(value: Any) -> bool:
-    """A NumPy array or a non-empty list/tuple of numbers: stored as a tensor buffer."""
-    if isinstance(value, np.ndarray):
-        return True
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(is_number(v) for v in value)
+_CPU = torch.empty(0, dtype=torch.float64)  # the stand-in input of construction-time checks
 
 
 class LossModule(nn.Module):
@@ -36,10 +33,12 @@ class LossModule(nn.Module):
     function: ClassVar[Callable[..., Tensor]]
     _parameters_of_function: ClassVar[dict[str, inspect.Parameter]]
     _checks: ClassVar[dict[str, Callable[[Any], Any]]]
+    _positional: ClassVar[tuple[str, ...]] = ()
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "pos_weight", "alpha")
 
     def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
-                          checks: dict[str, Callable[[Any], Any]] | None = None, **kw: Any) -> None:
+                          checks: dict[str, Callable[[Any], Any]] | None = None,
+                          positional: tuple[str, ...] = (), **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if function is None:
             return
@@ -47,12 +46,19 @@ class LossModule(nn.Module):
         cls._checks = dict(checks or {})
         params = [p for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
         cls._parameters_of_function = {p.name: p for p in params}
+        unknown = [name for name in positional if name not in cls._parameters_of_function]
+        if unknown:
+            raise TypeError(f"{cls.__name__}: positional names {unknown} are not arguments of {function.__name__}")
+        cls._positional = tuple(positional)
 
-        def __init__(self: LossModule, **kwargs: Any) -> None:
-            LossModule.__init__(self, **kwargs)
+        def __init__(self: LossModule, *args: Any, **kwargs: Any) -> None:
+            LossModule.__init__(self, *args, **kwargs)
 
         this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        __init__.__signature__ = inspect.Signature([this, *params])  # type: ignore[attr-defined]
+        by_name = cls._parameters_of_function
+        first = [by_name[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in positional]
+        rest = [p for p in params if p.name not in positional]
+        __init__.__signature__ = inspect.Signature([this, *first, *rest])  # type: ignore[attr-defined]
         __init__.__doc__ = f"Store the keyword arguments of :func:`losslab.{function.__name__}`."
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         cls.__init__ = __init__  # type: ignore[method-assign]
@@ -60,10 +66,19 @@ class LossModule(nn.Module):
             cls.__doc__ = (f"Module form of :func:`losslab.{function.__name__}`: takes the same keyword "
                            f"arguments; ``forward(input, target)`` calls it.")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
         cls = type(self)
         params = cls._parameters_of_function
+        if len(args) > len(cls._positional):
+            if cls._positional:
+                raise TypeError(f"{cls.__name__}: takes at most {len(cls._positional)} positional argument(s) "
+                                f"({', '.join(cls._positional)}); got {len(args)}: pass the others by keyword")
+            raise TypeError(f"{cls.__name__}: takes keyword arguments only; got {len(args)} positional argument(s)")
+        for name, value in zip(cls._positional, args):
+            if name in kwargs:
+                raise TypeError(f"{cls.__name__}: got multiple values for argument {name!r}")
+            kwargs[name] = value
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
             raise TypeError(f"{cls.__name__}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
@@ -71,15 +86,16 @@ class LossModule(nn.Module):
         missing = [n for n, p in params.items() if p.default is p.empty and n not in kwargs]
         if missing:
             raise TypeError(f"{cls.__name__}: missing required keyword argument(s) {', '.join(map(repr, missing))}")
-        values = {n: kwargs.get(n, p.default) for n, p in params.items()}
+        values = {n: plain(kwargs.get(n, p.default)) for n, p in params.items()}
         fn = cls.function.__name__
         for name, check in cls._checks.items():  # the loss's own checks first: they may narrow the common ones
             check(values[name])
         check_common(fn, **values)
         self._hyperparameters = tuple(values)
         for name, value in values.items():
-            if _is_array_like(value):
-                value = torch.as_tensor(np.asarray(value, dtype=np.float64))  # cast to the compute dtype at use
+            if name in self.WEIGHTS and value is not None and not is_number(value):
+                # the functional's own conversion and message; cast to the compute dtype at use
+                value = to_tensor(fn, name, value, value if isinstance(value, Tensor) else _CPU, torch.float64)
             if name in self.WEIGHTS and (isinstance(value, Tensor) or (is_number(value) and name != "alpha")):
                 # a scalar alpha may be negative (sigmoid_focal_loss: disabled); a scalar weight may not
                 check_non_negative(fn, name, torch.as_tensor(value, dtype=torch.float64))

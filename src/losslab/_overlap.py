@@ -41,6 +41,9 @@ def probabilities_and_targets(fn: str, input: Tensor, target: Tensor, *, mode: s
     check_input(fn, input, min_ndim=1 if mode == "binary" else 2,
                 what="(N, C, d1, ..., dk) for mode " + repr(mode))
     check_target_tensor(fn, input, target)
+    if mode != "binary" and input.shape[1] < 1:
+        raise ValueError(f"{fn}: input must have at least one class along dim 1 in mode {mode!r}; "
+                         f"got shape {shape_str(input.shape)}")
     x = input.to(dtype)
     if mode == "multiclass":
         index_shape = input.shape[:1] + input.shape[2:]

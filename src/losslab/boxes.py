@@ -16,8 +16,17 @@ from torch import Tensor
 
 from . import _dist
 from . import _samples as S
-from ._boxes import Pair, box_weight, check_box_format, check_boxes, check_target_boxes, corners, from_xyxy
-from ._checks import check_avg_factor, check_common, check_number, compute_dtype
+from ._boxes import (
+    Pair,
+    box_weight,
+    check_box_format,
+    check_boxes,
+    check_finite_boxes,
+    check_target_boxes,
+    corners,
+    from_xyxy,
+)
+from ._checks import check_avg_factor, check_common, check_number, compute_dtype, numpy_arguments
 from ._core import reduce
 from ._module import LossModule
 from .registry import Alias, Case, ErrorCase, LossSpec, register
@@ -80,6 +89,7 @@ def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: fl
     avg_factor = check_avg_factor(fn, avg_factor, pred)
     dtype = compute_dtype(pred)
     g = corners(target.to(dtype), box_format)
+    check_finite_boxes(fn, "pred", pred)
     check_target_boxes(fn, g, target, box_format)
     loss = loss_of(Pair.of(corners(pred.to(dtype), box_format), g, eps), eps)
     if weight is not None:
@@ -93,6 +103,7 @@ def _check_mode(mode: object) -> None:
 
 
 @_boxdoc
+@numpy_arguments
 def iou_loss(
     pred: Tensor,
     target: Tensor,
@@ -153,6 +164,7 @@ def iou_loss(
 
 
 @_boxdoc
+@numpy_arguments
 def giou_loss(
     pred: Tensor,
     target: Tensor,
@@ -194,10 +206,11 @@ def giou_loss(
     """
     return _box_loss("giou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor,
-                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(e), dist_sync=dist_sync)
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(), dist_sync=dist_sync)
 
 
 @_boxdoc
+@numpy_arguments
 def diou_loss(
     pred: Tensor,
     target: Tensor,
@@ -240,15 +253,16 @@ def diou_loss(
     """
     return _box_loss("diou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor,
-                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.centre_penalty(e), dist_sync=dist_sync)
+                     loss_of=lambda pair, e: 1.0 - pair.iou + pair.centre_penalty(), dist_sync=dist_sync)
 
 
-def _aspect(w: Tensor, h: Tensor, eps: float) -> Tensor:
-    """atan(w / h) with both floored at eps: finite value and gradient for zero-size boxes."""
+def _aspect(w: Tensor, h: Tensor, eps: Tensor) -> Tensor:
+    """atan(w / h) with both floored at eps (a length): finite value and gradient for zero-size boxes."""
     return torch.atan(w.clamp_min(eps) / h.clamp_min(eps))
 
 
 @_boxdoc
+@numpy_arguments
 def ciou_loss(
     pred: Tensor,
     target: Tensor,
@@ -304,16 +318,18 @@ def ciou_loss(
     """
 
     def loss_of(pair: Pair, eps: float) -> Tensor:
-        v = (4.0 / math.pi**2) * (_aspect(pair.wg, pair.hg, eps) - _aspect(pair.wp, pair.hp, eps)) ** 2
+        v = (4.0 / math.pi**2) * (_aspect(pair.wg, pair.hg, pair.eps_length)
+                                  - _aspect(pair.wp, pair.hp, pair.eps_length)) ** 2
         with torch.no_grad():
             a = v / (1.0 - pair.iou + v + eps)
-        return 1.0 - pair.iou + pair.centre_penalty(eps) + a * v
+        return 1.0 - pair.iou + pair.centre_penalty() + a * v
 
     return _box_loss("ciou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 @_boxdoc
+@numpy_arguments
 def eiou_loss(
     pred: Tensor,
     target: Tensor,
@@ -359,14 +375,15 @@ def eiou_loss(
 
     def loss_of(pair: Pair, eps: float) -> Tensor:
         dw, dh = pair.wp - pair.wg, pair.hp - pair.hg
-        return (1.0 - pair.iou + pair.centre_penalty(eps) + dw * dw / (pair.cw * pair.cw + eps)
-                + dh * dh / (pair.ch * pair.ch + eps))
+        return (1.0 - pair.iou + pair.centre_penalty() + dw * dw / (pair.cw * pair.cw + pair.eps_area)
+                + dh * dh / (pair.ch * pair.ch + pair.eps_area))
 
     return _box_loss("eiou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
 @_boxdoc
+@numpy_arguments
 def siou_loss(
     pred: Tensor,
     target: Tensor,
@@ -422,13 +439,13 @@ def siou_loss(
     """
 
     def loss_of(pair: Pair, eps: float) -> Tensor:
-        dx, dy = pair.dx, pair.dy
-        angle = 2.0 * dx.abs() * dy.abs() / (dx * dx + dy * dy + eps)
+        dx, dy, eps_length = pair.dx, pair.dy, pair.eps_length
+        angle = 2.0 * dx.abs() * dy.abs() / (dx * dx + dy * dy + pair.eps_area)
         gamma = 2.0 - angle
-        distance = (-torch.expm1(-gamma * (dx / (pair.cw + eps)) ** 2)
-                    - torch.expm1(-gamma * (dy / (pair.ch + eps)) ** 2))
-        omega_w = (pair.wp - pair.wg).abs() / (torch.maximum(pair.wp, pair.wg) + eps)
-        omega_h = (pair.hp - pair.hg).abs() / (torch.maximum(pair.hp, pair.hg) + eps)
+        distance = (-torch.expm1(-gamma * (dx / (pair.cw + eps_length)) ** 2)
+                    - torch.expm1(-gamma * (dy / (pair.ch + eps_length)) ** 2))
+        omega_w = (pair.wp - pair.wg).abs() / (torch.maximum(pair.wp, pair.wg) + eps_length)
+        omega_h = (pair.hp - pair.hg).abs() / (torch.maximum(pair.hp, pair.hg) + eps_length)
         shape = (-torch.expm1(-omega_w)) ** 4 + (-torch.expm1(-omega_h)) ** 4
         return 1.0 - pair.iou + 0.5 * (distance + shape)
 

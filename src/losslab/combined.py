@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _samples as S
-from ._checks import check_alpha, check_number, class_vector, compute_dtype, describe
+from ._checks import check_alpha, check_number, class_vector, compute_dtype, describe, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from ._overlap import check_mode
@@ -26,6 +26,9 @@ Mode = Literal["binary", "multiclass", "multilabel"]
 LossLike = nn.Module | str | Mapping[str, Any] | Callable[[Tensor, Any], Tensor]
 
 __all__ = ["combine", "CombinedLoss", "dice_ce_loss", "dice_focal_loss", "DiceCELoss", "DiceFocalLoss"]
+
+
+_RESERVED = nn.ModuleDict()  # a label must not be one of its attributes ("training", "forward", ...)
 
 
 class _Function(nn.Module):
@@ -106,7 +109,7 @@ class CombinedLoss(nn.Module):
             raise ValueError(f"{fn}: losses must hold at least one loss; got none")
         labels = [label for label, _ in items]
         for label in labels:
-            if not label or "." in label or hasattr(nn.ModuleDict, label):
+            if not label or "." in label or hasattr(_RESERVED, label):
                 raise ValueError(f"{fn}: {label!r} cannot label a term: labels must be non-empty, without '.', "
                                  f"and not a module attribute name")
         if weights is None:
@@ -216,6 +219,7 @@ def _check_lambdas(fn: str, **lambdas: object) -> None:
         check_number(fn, name, value, low=0.0)
 
 
+@numpy_arguments
 def dice_ce_loss(
     input: Tensor,
     target: Tensor,
@@ -311,6 +315,7 @@ def dice_ce_loss(
     return lambda_dice * dice + lambda_ce * ce
 
 
+@numpy_arguments
 def dice_focal_loss(
     input: Tensor,
     target: Tensor,

@@ -24,10 +24,12 @@ from ._checks import (
     check_bool,
     check_common,
     check_input,
+    check_not_bool,
     check_number,
     check_target_tensor,
     check_unit_interval,
     compute_dtype,
+    numpy_arguments,
     shape_str,
     values_checked,
 )
@@ -80,6 +82,7 @@ def _log_sigmoids(x: Tensor) -> tuple[Tensor, Tensor]:
     return F.logsigmoid(x), F.logsigmoid(-x)
 
 
+@numpy_arguments
 def quality_focal_loss(
     input: Tensor,
     target: Target,
@@ -183,6 +186,7 @@ def quality_focal_loss(
     return reduce(loss, reduction, count(valid, loss), avg_factor, processes).to(input.dtype)
 
 
+@numpy_arguments
 def varifocal_loss(
     input: Tensor,
     target: Target,
@@ -278,6 +282,7 @@ def varifocal_loss(
     return reduce(loss, reduction, None, avg_factor, processes).to(input.dtype)
 
 
+@numpy_arguments
 def distribution_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -345,6 +350,7 @@ def distribution_focal_loss(
                          f"{shape_str(input.shape)}")
     avg_factor = check_avg_factor(fn, avg_factor, input)
     check_target_tensor(fn, input, target)
+    check_not_bool(fn, target, holds="distances in bins")
     if target.shape != input.shape[:-1]:
         raise ValueError(f"{fn}: target must have shape {shape_str(input.shape[:-1])} (the input's shape without "
                          f"its last, bins dimension); got {shape_str(target.shape)}")
@@ -352,7 +358,7 @@ def distribution_focal_loss(
     y = target.to(dtype)
     if values_checked(y) and y.numel() and not bool(((y >= 0) & (y <= n_bins - 1)).all()):
         bad = y[~((y >= 0) & (y <= n_bins - 1))].flatten()[0]
-        raise ValueError(f"{fn}: target must lie in [0, {n_bins - 1}] (n_bins - 1); got {float(bad)!r}")
+        raise ValueError(f"{fn}: target must lie in [0, {n_bins - 1}] (n_bins - 1); got {float(bad.detach())!r}")
     left = torch.nan_to_num(y.detach().floor(), nan=0.0).clamp(0, n_bins - 2)  # in range even when unchecked
     right_weight = y - left
     left_weight = (left + 1.0) - y

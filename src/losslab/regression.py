@@ -15,10 +15,12 @@ from ._checks import (
     check_avg_factor,
     check_common,
     check_input,
+    check_not_bool,
     check_number,
     check_same_shape,
     check_target_tensor,
     compute_dtype,
+    numpy_arguments,
 )
 from ._core import reduce
 from ._module import LossModule
@@ -36,6 +38,7 @@ def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reducti
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     check_target_tensor(fn, input, target)
+    check_not_bool(fn, target, holds="regression targets")
     check_same_shape(fn, input, target)
     dtype = compute_dtype(input)
     loss = loss_of(input.to(dtype) - target.to(dtype))
@@ -44,6 +47,7 @@ def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reducti
     return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(input.dtype)
 
 
+@numpy_arguments
 def smooth_l1_loss(
     input: Tensor,
     target: Tensor,
@@ -110,6 +114,7 @@ def smooth_l1_loss(
     return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
 
 
+@numpy_arguments
 def huber_loss(
     input: Tensor,
     target: Tensor,
@@ -173,12 +178,22 @@ def huber_loss(
 
 class SmoothL1Loss(LossModule, function=smooth_l1_loss,
                    checks={"beta": lambda v: check_number("smooth_l1_loss", "beta", v, low=0.0)}):
-    """Module form of :func:`losslab.smooth_l1_loss`."""
+    """Module form of :func:`losslab.smooth_l1_loss`.
+
+    Keyword arguments only: ``torch.nn.SmoothL1Loss``'s first positional arguments are the deprecated
+    ``size_average`` and ``reduce``, which losslab does not accept, so pass ``reduction`` and ``beta`` by
+    keyword (``SmoothL1Loss(reduction="sum", beta=0.5)`` works in both libraries).
+    """
 
 
-class HuberLoss(LossModule, function=huber_loss,
+class HuberLoss(LossModule, function=huber_loss, positional=("reduction", "delta"),
                 checks={"delta": lambda v: check_number("huber_loss", "delta", v, low=0.0, low_open=True)}):
-    """Module form of :func:`losslab.huber_loss`."""
+    """Module form of :func:`losslab.huber_loss`.
+
+    ``reduction`` and ``delta`` are also its positional arguments, in ``torch.nn.HuberLoss``'s order, so
+    ``HuberLoss("sum", 0.5)`` is a drop-in for ``torch.nn.HuberLoss("sum", 0.5)``; the others are
+    keyword-only.
+    """
 
 
 # ----------------------------------------------------------------------------

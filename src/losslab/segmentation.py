@@ -19,7 +19,7 @@ from torch import Tensor
 
 from . import _dist
 from . import _samples as S
-from ._checks import check_bool, check_number
+from ._checks import check_bool, check_number, numpy_arguments
 from ._module import LossModule
 from ._overlap import check_mode, log_or_linear, overlap_loss, ratio, sums
 from .registry import Alias, Case, ErrorCase, LossSpec, register
@@ -83,6 +83,7 @@ def _doc(f: Callable) -> Callable:
 
 
 @_doc
+@numpy_arguments
 def dice_loss(
     input: Tensor,
     target: Tensor,
@@ -172,6 +173,7 @@ def dice_pipeline(fn: str, input: Tensor, target: Tensor, *, mode: str, from_log
 
 
 @_doc
+@numpy_arguments
 def jaccard_loss(
     input: Tensor,
     target: Tensor,
@@ -241,6 +243,7 @@ def jaccard_loss(
 
 
 @_doc
+@numpy_arguments
 def tversky_loss(
     input: Tensor,
     target: Tensor,
