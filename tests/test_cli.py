@@ -135,7 +135,8 @@ def test_names_query_text(capsys):
 @pytest.mark.parametrize(("query", "canonicals"), [
     ("Focal-Loss", {"sigmoid_focal_loss", "softmax_focal_loss", "quality_focal_loss", "distribution_focal_loss",
                     "varifocal_loss", "dice_focal_loss"}),  # normalised like get_loss
-    ("keras", {"cross_entropy", "binary_cross_entropy", "sigmoid_focal_loss", "softmax_focal_loss", "huber_loss"}),
+    ("keras", {"cross_entropy", "binary_cross_entropy", "sigmoid_focal_loss", "softmax_focal_loss", "huber_loss",
+               "dice_loss", "tversky_loss"}),
     ("boxes", {"iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss"}),
     ("torchvision", {"sigmoid_focal_loss", "giou_loss", "diou_loss", "ciou_loss"}),
     ("log-probabilities", {"nll_loss"}),

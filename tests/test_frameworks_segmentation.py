@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import losslab
 from losslab.frameworks import segmentation as fs
+from losslab.frameworks import segmentation_monai as fm
 
 F64 = torch.float64
 
@@ -277,7 +278,7 @@ def test_monai_dice_matches_formula(kw, domain):
     loss_fn = losslab.get_loss("monai.DiceLoss", **kw)
     ours = value_and_grad(loss_fn, x, t)
     assert_same(ours, value_and_grad(ref_monai_dice, x, t, **kw))
-    assert_same(ours, value_and_grad(fs.monai_dice_loss, x, t, **kw))  # the functional, the same
+    assert_same(ours, value_and_grad(fm.monai_dice_loss, x, t, **kw))  # the functional, the same
     if kw.get("reduction") == "none":  # MONAI's broadcastable shape
         assert ours[0].shape == ((4, 1, 1) if kw.get("batch") else (2, 4, 1, 1))
 
@@ -379,8 +380,8 @@ def test_bare_pair_names_are_losslab_and_warn_about_monai():
             assert type(losslab.get_loss(name, mode="multiclass")) is module
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert type(losslab.get_loss("monai.DiceCELoss")) is fs.MonaiDiceCELoss
-        assert type(losslab.get_loss("monai.DiceFocalLoss")) is fs.MonaiDiceFocalLoss
+        assert type(losslab.get_loss("monai.DiceCELoss")) is fm.MonaiDiceCELoss
+        assert type(losslab.get_loss("monai.DiceFocalLoss")) is fm.MonaiDiceFocalLoss
 
 
 # ----------------------------------------------------------------------------
@@ -582,8 +583,8 @@ def test_other_formulas_raise_with_the_closest_loss(name, closest):
 
 
 @pytest.mark.parametrize(("name", "cls"), [
-    ("monai.DiceLoss", fs.MonaiDiceLoss), ("monai.DiceCELoss", fs.MonaiDiceCELoss),
-    ("monai.DiceFocalLoss", fs.MonaiDiceFocalLoss), ("smp.DiceLoss", fs.SmpDiceLoss),
+    ("monai.DiceLoss", fm.MonaiDiceLoss), ("monai.DiceCELoss", fm.MonaiDiceCELoss),
+    ("monai.DiceFocalLoss", fm.MonaiDiceFocalLoss), ("smp.DiceLoss", fs.SmpDiceLoss),
     ("segmentation_models_pytorch.losses.JaccardLoss", fs.SmpJaccardLoss), ("smp.TverskyLoss", fs.SmpTverskyLoss),
     ("kornia.dice_loss", fs.KorniaDiceLoss), ("kornia.losses.DiceLoss", fs.KorniaDiceLoss),
     ("kornia.TverskyLoss", fs.KorniaTverskyLoss), ("keras.Dice", fs.KerasDice), ("keras.losses.dice", fs.KerasDice),

@@ -372,7 +372,8 @@ def names_table() -> list[dict[str, Any]]:
                      "defaults": {}, "lookup": spec.name, "formula": spec.formula, "note": ""})
         for a in spec.aliases:
             prefix = next(k for k, v in SOURCE_PREFIXES.items() if v == a.source) + "." if a.qualified else ""
+            note = a.note or (f"another formula: raises ({a.unsupported.split(',')[0]})" if a.unsupported else "")
             rows.append({"canonical": spec.name, "name": a.name, "source": a.source, "input": a.input,
                          "defaults": dict(a.defaults), "lookup": prefix + a.name, "formula": spec.formula,
-                         "note": a.note})
+                         "note": note})
     return rows

@@ -27,7 +27,8 @@ from ..registry import Alias, add_aliases
 
 Reduction = Literal["none", "mean", "sum"]
 
-__all__ = ["caffe_sigmoid_cross_entropy", "CaffeSigmoidCrossEntropyLoss", "keras_categorical_crossentropy", "keras_sparse_categorical_crossentropy",
+__all__ = ["caffe_sigmoid_cross_entropy", "CaffeSigmoidCrossEntropyLoss",
+           "keras_categorical_crossentropy", "keras_sparse_categorical_crossentropy",
            "keras_categorical_focal_crossentropy", "KerasCategoricalCrossentropy",
            "KerasSparseCategoricalCrossentropy", "KerasCategoricalFocalCrossentropy"]
 

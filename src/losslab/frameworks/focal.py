@@ -311,7 +311,7 @@ def tfa_sigmoid_focal_loss(
     gamma: float = 2.0,
     reduction: Reduction = "none",
 ) -> Tensor:
-    r"""TensorFlow Addons' ``SigmoidFocalCrossEntropy``: probabilities in, each example's loss summed over the last axis.
+    r"""TensorFlow Addons' ``SigmoidFocalCrossEntropy``: probabilities in, summed over the last axis per example.
 
     :func:`losslab.sigmoid_focal_loss` of every element, summed over the
     last dimension: "none" (TensorFlow Addons' default) gives shape
