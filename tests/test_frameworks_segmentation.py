@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import losslab
 from losslab.frameworks import segmentation as fs
 from losslab.frameworks import segmentation_monai as fm
+from losslab.frameworks import segmentation_smp as fp
 
 F64 = torch.float64
 
@@ -584,8 +585,8 @@ def test_other_formulas_raise_with_the_closest_loss(name, closest):
 
 @pytest.mark.parametrize(("name", "cls"), [
     ("monai.DiceLoss", fm.MonaiDiceLoss), ("monai.DiceCELoss", fm.MonaiDiceCELoss),
-    ("monai.DiceFocalLoss", fm.MonaiDiceFocalLoss), ("smp.DiceLoss", fs.SmpDiceLoss),
-    ("segmentation_models_pytorch.losses.JaccardLoss", fs.SmpJaccardLoss), ("smp.TverskyLoss", fs.SmpTverskyLoss),
+    ("monai.DiceFocalLoss", fm.MonaiDiceFocalLoss), ("smp.DiceLoss", fp.SmpDiceLoss),
+    ("segmentation_models_pytorch.losses.JaccardLoss", fp.SmpJaccardLoss), ("smp.TverskyLoss", fp.SmpTverskyLoss),
     ("kornia.dice_loss", fs.KorniaDiceLoss), ("kornia.losses.DiceLoss", fs.KorniaDiceLoss),
     ("kornia.TverskyLoss", fs.KorniaTverskyLoss), ("keras.Dice", fs.KerasDice), ("keras.losses.dice", fs.KerasDice),
     ("keras.Tversky", fs.KerasTversky)])
