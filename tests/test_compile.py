@@ -9,6 +9,7 @@ tests, and the tracing-only checks use backend="eager".
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch._dynamo
@@ -219,3 +220,49 @@ def test_value_checks_still_run_in_eager_after_compiling():
     assert losslab.get_checks() is None
     with pytest.raises(ValueError, match=r"cross_entropy: target class indices must be in \[0, 3\)"):
         losslab.cross_entropy(x, torch.tensor([0, 1, 3, 1]))
+
+
+# ----------------------------------------------------------------------------
+# NumPy arguments, as the docs allow them (issue 13)
+
+NUMPY_CALLS = {
+    "cross_entropy-numpy-weight":
+        lambda x, t: losslab.cross_entropy(x, t, weight=np.array([0.5, 1.0, 2.0, 1.5])),
+    "softmax_focal_loss-numpy-gamma-and-alpha":
+        lambda x, t: losslab.softmax_focal_loss(x, t, gamma=np.float64(2.0), alpha=np.array([0.1, 0.2, 0.3, 0.4])),
+    "softmax_focal_loss-numpy-scalar-alpha":
+        lambda x, t: losslab.softmax_focal_loss(x, t, gamma=np.float32(0.5), alpha=np.float64(0.25)),
+    "sigmoid_focal_loss-numpy-gamma-and-alpha":
+        lambda x, t: losslab.sigmoid_focal_loss(x, t, gamma=np.float64(2.0), alpha=np.float32(0.25),
+                                                ignore_index=np.int64(-1)),
+    "SoftmaxFocalLoss-numpy":
+        lambda x, t: losslab.SoftmaxFocalLoss(gamma=np.float64(1.5), alpha=np.array([1.0, 2.0, 0.5, 1.0]))(x, t),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMPY_CALLS))
+def test_numpy_hyperparameters_trace_in_one_graph(name):
+    """A NumPy array weight and NumPy scalar gamma / alpha: fullgraph works and equals eager."""
+    call = NUMPY_CALLS[name]
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(6, C, generator=g)
+    t = torch.randint(0, C, (6,), generator=g)
+    expected = call(x, t)
+    got = torch.compile(call, fullgraph=True, backend="eager")(x, t)
+    torch.testing.assert_close(got, expected)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_numpy_scalars_passed_into_the_compiled_function():
+    """NumPy scalars as arguments of the compiled function (a config's values): one graph, eager's value."""
+
+    def step(x, t, gamma, alpha, ignore_index, weight):
+        return (losslab.sigmoid_focal_loss(x, t, gamma=gamma, alpha=alpha, ignore_index=ignore_index)
+                + losslab.cross_entropy(x, t.clamp_min(0), weight=weight))
+
+    g = torch.Generator().manual_seed(8)
+    x, t = torch.randn(6, C, generator=g), torch.randint(-1, C, (6,), generator=g)
+    args = (np.float64(2.0), np.float64(0.25), np.int64(-1), np.array([1.0, 2.0, 0.5, 1.0]))
+    expected = step(x, t, 2.0, 0.25, -1, torch.tensor([1.0, 2.0, 0.5, 1.0]))
+    torch.testing.assert_close(torch.compile(step, fullgraph=True, backend="eager")(x, t, *args), expected)
+    assert counters["stats"]["unique_graphs"] == 1

@@ -174,7 +174,7 @@ def plain(value: Any) -> Any:
             if kind.is_floating_point:
                 return float(value)
             if kind != torch.bool and not kind.is_complex:
-                return int(value)
+                return value.tolist()  # dynamo traces tolist() of a NumPy integer, not int()
             return value
         if value.dtype.kind == "f":
             return float(value)

@@ -58,12 +58,16 @@ _NOTES = """Returns:
         "none": one loss per box, shape ``pred.shape[:-1]``; otherwise a scalar.
 
     Raises:
-        TypeError: non-floating pred, a non-tensor target.
+        TypeError: non-floating pred, a non-tensor or bool target.
         ValueError: a last dimension other than 4, shapes that differ, an
             unknown box_format, eps <= 0, target boxes with x2 < x1 or
-            y2 < y1 or non-finite values (checked where values are checked).
+            y2 < y1, pred or target boxes with non-finite values (checked
+            where values are checked).
 
-    Degenerate boxes never give NaN: widths and heights are max(x2 - x1, 0),
+    Finite boxes never give NaN, degenerate or far apart: every ratio is
+    formed from lengths divided by a power-of-two scale of the enclosing box
+    (exact), so float32 boxes 1e20 apart give finite values and gradients.
+    Widths and heights are max(x2 - x1, 0),
     so an inverted predicted box has zero area (its corners still count for
     the enclosing box and its centre for the centre distance); boxes of zero
     width or height have IoU 0 with anything (identical zero-area boxes too:

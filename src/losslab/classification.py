@@ -188,7 +188,9 @@ def binary_cross_entropy(
             position n is positive for class ``target[n]`` and negative for all
             others, index C means background (negative for every class). This
             penalises every wrong class explicitly, unlike softmax
-            cross-entropy.
+            cross-entropy. With one class (input (N, 1, ...)) integer labels
+            of shape (N, ...) raise a ValueError, since label 1 would be the
+            background: pass ``target.float().unsqueeze(1)``.
         weight: non-negative rescaling of each element's loss. A 1-D tensor of length C
             applies along the class dimension (dim 1); any other shape must
             broadcast to the input's shape.
@@ -281,8 +283,9 @@ def balanced_cross_entropy(
     Args:
         input: logits, (N, C, d1, ...) for the softmax form, any shape for the
             sigmoid form; probabilities when ``from_logits=False``.
-        target: as :func:`binary_cross_entropy` (sigmoid form) or
-            :func:`cross_entropy` (softmax form).
+        target: as :func:`binary_cross_entropy` (sigmoid form; with one
+            class, labels shaped like the input, e.g.
+            ``target.float().unsqueeze(1)``) or :func:`cross_entropy` (softmax form).
         alpha: float in [0, 1] (sigmoid) or per-class non-negative weights of
             length C (softmax). Required.
         ignore_index: target value to skip; None disables it.

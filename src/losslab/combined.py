@@ -18,9 +18,8 @@ from . import _samples as S
 from ._checks import check_alpha, check_number, class_vector, compute_dtype, describe, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
-from ._overlap import check_mode
 from .registry import Alias, ErrorCase, LossSpec, get_loss, register
-from .segmentation import dice_pipeline, segmentation_cases, segmentation_errors
+from .segmentation import dice_pipeline, overlap_checks, segmentation_cases, segmentation_errors
 
 Mode = Literal["binary", "multiclass", "multilabel"]
 LossLike = nn.Module | str | Mapping[str, Any] | Callable[[Tensor, Any], Tensor]
@@ -423,7 +422,7 @@ def dice_focal_loss(
 
 
 def _module_checks(fn: str, *lambdas: str) -> dict[str, Callable]:
-    return {"mode": lambda v: check_mode(fn, v), "reduction": lambda v: _check_reduction(fn, v),
+    return {**overlap_checks(fn, bools=("squared", "log_loss")), "reduction": lambda v: _check_reduction(fn, v),
             **{name: (lambda v, name=name: check_number(fn, name, v, low=0.0)) for name in lambdas}}
 
 

@@ -111,7 +111,11 @@ def quality_focal_loss(
             [0, C] with C = background, and float scores of the same shape in
             [0, 1] (the IoU of each position's box with its ground truth); y is
             the score at the labelled class and 0 at every other class. Integer
-            labels alone (without scores) are hard targets (score 1).
+            labels alone (without scores) are hard targets (score 1), for C >= 2:
+            with one class they raise a ValueError (label 1 would be the
+            background; pass ``target.float().unsqueeze(1)``), while the pair
+            keeps mmdetection's single-class convention (label 0 the object,
+            1 the background).
         beta: focusing exponent >= 0 (the paper's 2).
         ignore_index: dense targets equal to it, or pair positions whose label
             equals it (all C classes), contribute nothing. None disables it.
@@ -217,7 +221,8 @@ def varifocal_loss(
         input: logits of any shape; (N, C, d1, ..., dk) for the pair target.
         target: the IoU-aware score q in [0, 1], shaped like the input, or the
             ``(labels, scores)`` pair of :func:`quality_focal_loss` (label C is
-            background), or integer labels alone (q = 1 at the labelled class).
+            background), or integer labels alone (q = 1 at the labelled class;
+            an error with one class, as in :func:`quality_focal_loss`).
         alpha: weight of the negatives' term, >= 0 (the paper's 0.75).
         gamma: focusing exponent of the negatives, >= 0.
         iou_weighted: weight positives by q (True) or by 1.

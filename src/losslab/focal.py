@@ -50,7 +50,9 @@ def sigmoid_focal_loss(
         target: labels shaped like the input (hard or soft, in [0, 1]), or, for
             an (N, C, d1, ...) input, integer class indices (N, d1, ...) with
             index C = background: the one-vs-rest form of
-            :func:`binary_cross_entropy`.
+            :func:`binary_cross_entropy`. With one class (input (N, 1, ...))
+            integer labels raise a ValueError, since label 1 would be the
+            background: pass ``target.float().unsqueeze(1)``.
         alpha: weight of positives in [0, 1] (negatives get 1 - alpha): it
             weights the *positive* term of every class, not one class. None or
             a negative value disables it (torchvision passes -1).

@@ -330,7 +330,8 @@ def tversky_loss(
                         reduction=reduction, score_loss=score_loss, processes=processes)
 
 
-def _checks(fn: str, **extra: Callable) -> dict[str, Callable]:
+def overlap_checks(fn: str, **extra: Callable) -> dict[str, Callable]:
+    """The module twins' construction checks of the overlap hyperparameters (shared with the Dice pairs)."""
     return {"mode": lambda v: check_mode(fn, v),
             "smooth": lambda v: check_number(fn, "smooth", v, low=0.0),
             "eps": lambda v: check_number(fn, "eps", v, low=0.0, low_open=True),
@@ -339,15 +340,15 @@ def _checks(fn: str, **extra: Callable) -> dict[str, Callable]:
             **extra}
 
 
-class DiceLoss(LossModule, function=dice_loss, checks=_checks("dice_loss", bools=("squared", "log_loss"))):
+class DiceLoss(LossModule, function=dice_loss, checks=overlap_checks("dice_loss", bools=("squared", "log_loss"))):
     """Module form of :func:`losslab.dice_loss`."""
 
 
-class JaccardLoss(LossModule, function=jaccard_loss, checks=_checks("jaccard_loss", bools=("squared", "log_loss"))):
+class JaccardLoss(LossModule, function=jaccard_loss, checks=overlap_checks("jaccard_loss", bools=("squared", "log_loss"))):
     """Module form of :func:`losslab.jaccard_loss`."""
 
 
-class TverskyLoss(LossModule, function=tversky_loss, checks=_checks(
+class TverskyLoss(LossModule, function=tversky_loss, checks=overlap_checks(
         "tversky_loss", alpha=lambda v: check_number("tversky_loss", "alpha", v, low=0.0),
         beta=lambda v: check_number("tversky_loss", "beta", v, low=0.0),
         gamma=lambda v: check_number("tversky_loss", "gamma", v, low=0.0, low_open=True))):
