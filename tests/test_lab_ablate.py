@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,11 +306,11 @@ class TestAblate:
         for name in ("gamma.png", "per_class_recall.png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_MAGIC
         data = json.loads((tmp_path / "out" / "results.json").read_text())
-        assert set(data) == {"settings", "dataset", "summary", "runs", "versions", "seconds"}
+        assert set(data) == {"settings", "dataset", "warnings", "summary", "runs", "versions", "seconds"}
         assert data["versions"]["torch"] == torch.__version__
         assert len(data["runs"]) == len(result.runs)
         assert data["settings"]["losses"][2] == {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse",
-                                                 "label": "softmax_focal_loss gamma=2.0 alpha=inverse"}
+                                                 "label": "softmax_focal_loss gamma=2 alpha=inverse"}
         report = (tmp_path / "out" / "report.md").read_text()
         assert report.startswith("# losslab ablate: Digits-LT")
         assert "![per_class_recall](per_class_recall.png)" in report and "![gamma](gamma.png)" in report
@@ -316,8 +322,11 @@ class TestAblate:
 
     def test_gamma_series(self, result):
         series = {s["label"]: s["gamma"] for s in _report.gamma_series(result)}
-        assert series == {"softmax_focal_loss (no alpha)": [0.0, 2.0], "softmax_focal_loss (alpha=inverse)": [2.0],
-                          "sigmoid_focal_loss": [2.0]}
+        # one spelling for table and legend; the series that cross-entropy starts says so
+        assert series == {"softmax_focal_loss (gamma = 0: cross_entropy)": [0.0, 2.0],
+                          "softmax_focal_loss alpha=inverse": [2.0], "sigmoid_focal_loss": [2.0]}
+        labels = {row["label"] for row in result.summary}
+        assert "softmax_focal_loss gamma=2 alpha=inverse" in labels
 
     def test_no_gamma_plot_without_gammas(self, tmp_path):
         out = ablate(losses=[{"name": "balanced_cross_entropy", "alpha": "inverse"}], model="logreg", epochs=1,
@@ -416,7 +425,8 @@ class TestCommand:
         (["--data", "nope.npz"], "no such file"),
         (["--loss", "dice_loss mode=binary"], "is a segmentation loss"),
         (["--loss", "nonsense_loss"], "unknown loss name"),
-        (["--loss", "cross_entropy gamma"], "not key=value"),
+        (["--loss", "cross_entropy gamma"], "'cross_entropy gamma' (every word before the first key=value"),
+        (["--loss", "cross_entropy gamma=1 alpha"], "'alpha' in 'cross_entropy gamma=1 alpha' is not key=value"),
         (["--config", "missing.yaml"], "no such file"),
         (["--jobs", "0"], "jobs must be"),
     ])
@@ -441,3 +451,60 @@ def test_description_matches_default_grid():
     text = " ".join(ABLATE_DESCRIPTION.split())
     for config in default_grid():
         assert config["name"] in text
+
+
+# --------------------------------------------------------------------------------------------- Ctrl-C
+
+
+def _marked(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker`` (the command and every worker it spawned)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finds the workers through /proc (Linux)")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_every_worker_at_once(tmp_path, jobs):
+    # regression: Ctrl-C during --jobs 2 printed a traceback, then hung until a second Ctrl-C (18 minutes seen)
+    marker = f"LOSSLAB_CTRL_C_TEST={os.getpid()}-{jobs}-{time.monotonic_ns()}"
+    argv = [sys.executable, "-m", "losslab", "ablate", "--loss", "cross_entropy", "--seeds", "4", "--epochs", "5000",
+            "--jobs", str(jobs), "--no-plots", "--out", str(tmp_path / "out")]
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err_file:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_file, text=True,
+                                   env={**os.environ, marker.split("=")[0]: marker.split("=")[1]},
+                                   start_new_session=True)  # its own process group, as a terminal's job
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            started = "ablate:" in err_path.read_text(errors="replace")  # the progress bar: the runs begin
+            if started and len(_marked(marker.split("=")[1])) >= 1 + (jobs if jobs > 1 else 0):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, err_path.read_text()
+        time.sleep(1.5)  # the runs are under way
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group gets SIGINT
+        process.wait(timeout=30)  # bounded: it does not wait for the runs in flight (each takes minutes)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    stderr = err_path.read_text(errors="replace")
+    # the progress bar (stderr is not a terminal here, so it leaves its lines) aside, one line
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("ablate:")]
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    assert lines[0].startswith("losslab ablate: interrupted")
+    time.sleep(0.5)
+    assert _marked(marker.split("=")[1]) == []  # no worker left behind
+    assert not (tmp_path / "out" / "results.json").exists()

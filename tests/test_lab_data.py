@@ -328,8 +328,11 @@ class TestSplitSynthetic:
     def test_default_test_per_class_with_a_tiny_class(self):
         split = split_dataset(indexed_dataset([20, 3, 20]), rho=1)  # 3 // 4 = 0: the default is at least 1
         assert split.test_per_class == 1 and split.train_counts().tolist() == [19, 2, 19]
-        with pytest.raises(DataError, match=r"class 'c1' has 1 examples"):
-            split_dataset(indexed_dataset([20, 1, 20]))
+        with pytest.raises(DataError, match=r"class 'c1' has 1 example; .* needs at least 2 \(even one test example "
+                                            r"per class is too many: give that class more examples or leave it out\)$"):
+            split_dataset(indexed_dataset([20, 1, 20]))  # regression: it said "lower test_per_class", already 1
+        with pytest.raises(DataError, match=r"class 'c1' has 3 examples; .* needs at least 4 \(lower test_per_class\)"):
+            split_dataset(indexed_dataset([20, 3, 20]), test_per_class=3)
 
 
 # ----------------------------------------------------------------------------
@@ -573,12 +576,28 @@ class TestLoadCsv:
         path.write_text("label,a\n0,1\n1,2\n", encoding="utf-8-sig")
         np.testing.assert_array_equal(load_csv(path).y, [0, 1])
 
-    def test_questionable_labels_become_names(self, tmp_path):
-        # Pinned: 'nan' is a class named 'nan', and a single non-integer number turns every label into a name.
+    def test_questionable_labels_are_treated_as_in_a_npz(self, tmp_path):
+        # regression: 'NaN' became a class and 0.5 / 1.5 became class names, where a .npz rejects them
         with pytest.raises(DataError, match=r"line 3 has an empty 'label'; every row needs a label"):
             load_csv(write(tmp_path / "a.csv", "a,label\n1,0\n2,\n"))
-        assert load_csv(write(tmp_path / "b.csv", "a,label\n1,nan\n2,1\n")).class_names == ("1", "nan")
-        assert load_csv(write(tmp_path / "c.csv", "a,label\n1,0.5\n2,1\n")).class_names == ("0.5", "1")
+        for text, match in (("a,label\n1,nan\n2,1\n", r"^load_csv: label 'nan' is not a class \(a missing value\?\)"),
+                            ("a,label\n1,NaN\n2,cat\n", r"^load_csv: label 'NaN' is not a class"),
+                            ("a,label\n1,inf\n2,0\n", r"label 'inf' is not a class"),
+                            ("a,label\n1,0.5\n2,1.5\n", r"^load_csv: labels must be integers or names; got non-integer"),
+                            ("a,label\n1,0.5\n2,1\n", r"non-integer values such as \[0\.5\]")):
+            with pytest.raises(DataError, match=match):
+                load_csv(write(tmp_path / "q.csv", text))
+        for labels, match in ((np.array(["nan", "1"]), r"^load_npz: label 'nan' is not a class"),
+                              (np.array([0.5, 1.5]), r"^load_npz: labels must be integers or names; got non-integer"),
+                              (np.array(["0.5", "1"]), r"^load_npz: labels must be integers or names; got non-integer")):
+            np.savez(tmp_path / "q.npz", x=np.ones((2, 1)), y=labels)
+            with pytest.raises(DataError, match=match):
+                load_npz(tmp_path / "q.npz")
+        # numbers written as text are numbers in both loaders: class indices 0..C-1
+        np.savez(tmp_path / "t.npz", x=np.ones((2, 1)), y=np.array(["1", "0"]))
+        assert load_npz(tmp_path / "t.npz").class_names == ("0", "1")
+        assert load_csv(write(tmp_path / "t.csv", "a,label\n1,1\n2,0.0\n")).class_names == ("0", "1")
+        assert load_csv(write(tmp_path / "n.csv", "a,label\n1,cat\n2,dog\n")).class_names == ("cat", "dog")
 
 
 # ----------------------------------------------------------------------------
@@ -854,7 +873,7 @@ class TestEvaluate:
     def test_absent_class(self, seed):
         num_classes, absent = 5, 2
         probabilities, y = random_case(seed, n=60, num_classes=num_classes, absent=(absent,))
-        probabilities[:6, absent] = 5.0  # predicted, though no test example has it
+        probabilities[:6, absent] = 1.0  # predicted, though no test example has it
         pred = probabilities.argmax(1)
         present = [c for c in range(num_classes) if c != absent]
         metrics = evaluate(probabilities, y)

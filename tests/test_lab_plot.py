@@ -245,11 +245,21 @@ class TestErrors:
 
 
 class TestFigure:
-    def test_png_is_written_in_new_folders(self, tmp_path):
-        out = tmp_path / "a" / "b" / "curves.png"
+    def test_png_is_written(self, tmp_path):
+        out = tmp_path / "curves.png"
         path = plot_curves(gammas=(0, 2), out=out, dpi=30)
         assert path == out and out.stat().st_size > 1000
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def test_missing_folder_is_an_error_and_nothing_is_created(self, tmp_path):
+        # regression: folders were created silently, even at the file system's root
+        out = tmp_path / "a" / "b" / "curves.png"
+        with pytest.raises(ValueError, match=r"^plot_curves: the folder of out does not exist: '.*a/b' \(create"):
+            plot_curves(gammas=(0, 2), out=out, dpi=30)
+        assert not (tmp_path / "a").exists()
+        (tmp_path / "dir.png").mkdir()
+        with pytest.raises(ValueError, match=r"^plot_curves: out must name a file; .* is a folder"):
+            plot_curves(out=tmp_path / "dir.png")
 
     def test_svg_is_xml_with_an_svg_root(self, tmp_path):
         path = plot_curves("cross_entropy", out=str(tmp_path / "curves.SVG"))
@@ -323,7 +333,8 @@ class TestCommand:
         code, stdout, err = _run(capsys, "cross_entropy", "sigmoid_focal_loss", "--option", "alpha=0.5",
                                  "--option", "ignore_index=null", "--out", "x.svg", "--title", "T")
         assert code == 0 and err == "" and stdout.strip().endswith("x.svg")
-        assert seen == {"losses": ["cross_entropy", "sigmoid_focal_loss"], "gammas": [0, 0.5, 1, 2, 5],
+        assert seen == {"losses": [{"name": "cross_entropy"}, {"name": "sigmoid_focal_loss"}],
+                        "gammas": [0, 0.5, 1, 2, 5],
                         "out": "x.svg", "dpi": 150, "title": "T", "alpha": 0.5, "ignore_index": None}
 
     def test_option_reaches_the_loss(self, capsys, tmp_path):

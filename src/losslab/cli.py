@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -98,10 +99,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at devnull, so that the interpreter's final flush into a closed pipe stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured in tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit code: 0 success, 1 nothing found or a closed pipe, 2 an error, 130 Ctrl-C.
+
+    A failing command prints one line, ``losslab COMMAND: what went wrong``, on
+    stderr, never a traceback (set LOSSLAB_TRACEBACK=1 to see one). Output into
+    a pipe that closes early (``losslab names | head``) ends quietly, as
+    Python's documentation on SIGPIPE recommends.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
-    return args.handler(args)
+    try:
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
+    except KeyboardInterrupt:
+        print(f"losslab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: one line, never a traceback
+        if os.environ.get("LOSSLAB_TRACEBACK"):
+            raise
+        message = " ".join(str(error).split()) or "(no message)"
+        print(f"losslab {args.command}: {type(error).__name__}: {message} (LOSSLAB_TRACEBACK=1 shows where)",
+              file=sys.stderr)
+        return 2

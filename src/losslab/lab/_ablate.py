@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import platform
+import re
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ._data import Split, load_dataset, split_dataset
-from ._losses import classification_loss
+from ._data import DataError, Split, load_dataset, split_dataset
+from ._losses import WEIGHT_METHODS, check_training_options, classification_loss, config_label, format_value
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
-from ._train import MODELS, train
+from ._train import MODELS, check_budget, check_loss, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
 
@@ -34,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
 QUICK = {"seeds": 2, "epochs": 20}
 TRAIN_KEYS = ("model", "hidden", "epochs", "batch_size", "lr", "weight_decay")
 RANK_BY = "balanced_accuracy"
+# Below this many test examples per class a class's recall moves in steps of 20 % or more: too coarse to rank.
+MIN_TEST_PER_CLASS = 5
 METRIC_TITLES = {
     "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "accuracy": "accuracy",
     "many_shot_accuracy": "many", "medium_shot_accuracy": "medium", "few_shot_accuracy": "few", "ece": "ECE",
@@ -43,37 +47,43 @@ METRIC_TITLES = {
 def default_grid() -> list[dict[str, Any]]:
     """The losses ``losslab ablate`` compares unless told otherwise: one dict per configuration."""
     grid: list[dict[str, Any]] = [
-        {"label": "cross_entropy", "name": "cross_entropy"},
-        {"label": "balanced CE, alpha=inverse", "name": "balanced_cross_entropy", "alpha": "inverse"},
-        {"label": "balanced CE, alpha=effective_number(0.99)", "name": "balanced_cross_entropy",
-         "alpha": {"method": "effective_number", "beta": 0.99}},
+        {"name": "cross_entropy"},
+        {"name": "balanced_cross_entropy", "alpha": "inverse"},
+        {"name": "balanced_cross_entropy", "alpha": {"method": "effective_number", "beta": 0.99}},
     ]
-    grid += [{"label": f"softmax focal, gamma={g:g}", "name": "softmax_focal_loss", "gamma": g}
-             for g in (0.5, 1.0, 2.0, 5.0)]
+    grid += [{"name": "softmax_focal_loss", "gamma": g} for g in (0.5, 1.0, 2.0, 5.0)]
     grid += [
-        {"label": "softmax focal, gamma=2, alpha=inverse", "name": "softmax_focal_loss", "gamma": 2.0,
-         "alpha": "inverse"},
-        {"label": "sigmoid focal (one-vs-rest), alpha=0.25, gamma=2", "name": "sigmoid_focal_loss", "alpha": 0.25,
-         "gamma": 2.0},
-        {"label": "cross_entropy, label_smoothing=0.1", "name": "cross_entropy", "label_smoothing": 0.1},
+        {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse"},
+        {"name": "sigmoid_focal_loss", "alpha": 0.25, "gamma": 2.0},
+        {"name": "cross_entropy", "label_smoothing": 0.1},
     ]
-    return grid
+    return [{**config, "label": _describe(config["name"], {k: v for k, v in config.items() if k != "name"})}
+            for config in grid]
+
+
+_METHOD_CALL = re.compile(r"^(\w+)\((.*)\)$")
 
 
 def _parse_value(text: str) -> Any:
+    """A spec's value: JSON where it parses, ``method(key=value,...)`` as a class-weight mapping, else the text."""
     try:
         return json.loads(text)
     except ValueError:
-        return text
+        pass
+    call = _METHOD_CALL.match(text)
+    if call and call.group(1) in WEIGHT_METHODS:
+        options: dict[str, Any] = {"method": call.group(1)}
+        for item in filter(None, call.group(2).split(",")):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"parse_loss_spec: {item!r} in {text!r} is not key=value")
+            options[key.strip()] = _parse_value(value.strip())
+        return options
+    return text
 
 
 def _describe(name: str, options: Mapping[str, Any]) -> str:
-    def show(value: Any) -> str:
-        if isinstance(value, Mapping):
-            return "(" + ",".join(f"{k}={show(v)}" for k, v in value.items()) + ")"
-        return json.dumps(value) if not isinstance(value, str) else value
-
-    return " ".join([name] + [f"{k}={show(v)}" for k, v in options.items()])
+    return config_label(name, options)
 
 
 def _expand(entry: Mapping[str, Any], *, caller: str) -> list[dict[str, Any]]:
@@ -94,7 +104,7 @@ def _expand(entry: Mapping[str, Any], *, caller: str) -> list[dict[str, Any]]:
             config["label"] = _describe(config["name"], options)
         else:
             config["label"] = label if not grid else f"{label} " + " ".join(
-                f"{k}={v}" for k, v in zip(grid, values, strict=True))
+                f"{k}={format_value(v)}" for k, v in zip(grid, values, strict=True))
         out.append(config)
     return out
 
@@ -102,26 +112,47 @@ def _expand(entry: Mapping[str, Any], *, caller: str) -> list[dict[str, Any]]:
 def parse_loss_spec(text: str) -> list[dict[str, Any]]:
     """Configurations from a command-line spec ``"NAME key=value key=v1,v2 ... [label=TEXT]"``.
 
-    Values are read as JSON where they parse (numbers, true, null, lists),
-    else as strings; a comma-separated value expands into a grid, one
-    configuration per combination.
+    The spec is split into words as a shell does (quotes group words); the
+    loss's name is every word before the first ``key=value`` word, so names
+    with spaces work quoted or not (``"Multi-Class Focal Loss gamma=2"``,
+    ``"'Focal Loss' alpha=0.5"``), and every word after it must be
+    ``key=value``. Values are read as JSON where they parse (numbers, true,
+    null, lists), ``method(key=value,...)`` as a class-weight method with its
+    parameters (``alpha=effective_number(beta=0.99)``), else as strings; a
+    comma-separated value expands into a grid, one configuration per combination.
 
     Example:
         >>> [c["label"] for c in parse_loss_spec("softmax_focal_loss gamma=1,2 alpha=inverse")]
         ['softmax_focal_loss gamma=1 alpha=inverse', 'softmax_focal_loss gamma=2 alpha=inverse']
+        >>> parse_loss_spec("Multi-Class Focal Loss gamma=2")[0]["name"]
+        'Multi-Class Focal Loss'
     """
-    words = text.split()
-    if not words:
-        raise ValueError("parse_loss_spec: a loss spec needs a name, as in 'softmax_focal_loss gamma=2'")
-    name, label = words[0], None
+    try:
+        words = shlex.split(text)
+    except ValueError as error:
+        raise ValueError(f"parse_loss_spec: cannot split {text!r} into words ({error})") from None
+    first = next((i for i, word in enumerate(words) if "=" in word), len(words))
+    if first == 0:
+        raise ValueError(f"parse_loss_spec: a loss spec starts with a loss name, as in 'softmax_focal_loss "
+                         f"gamma=2'; got {text!r}")
+    name, label = " ".join(words[:first]), None
+    if first > 1:  # a name of several words: say how the spec was read where it names no loss
+        from ..registry import lookup
+
+        try:
+            lookup(name)
+        except ValueError as error:
+            raise ValueError(f"parse_loss_spec: {name!r} (every word before the first key=value in {text!r}) is "
+                             f"not a loss name; {error}") from None
     choices: dict[str, list[Any]] = {}
-    for word in words[1:]:
+    for word in words[first:]:
         key, sep, value = word.partition("=")
         if not sep or not key or not value:
-            raise ValueError(f"parse_loss_spec: {word!r} in {text!r} is not key=value")
+            raise ValueError(f"parse_loss_spec: {word!r} in {text!r} is not key=value (the name comes first, "
+                             "then key=value words only)")
         if key == "label":
             label = value
-        elif "," in value and not value.startswith(("[", "{")):
+        elif "," in value and not value.startswith(("[", "{")) and "(" not in value:
             choices[key] = [_parse_value(v) for v in value.split(",")]
         else:
             choices[key] = [_parse_value(value)]
@@ -130,7 +161,7 @@ def parse_loss_spec(text: str) -> list[dict[str, Any]]:
     for values in itertools.product(*choices.values()):
         options = dict(zip(choices, values, strict=True))
         text_label = _describe(name, options) if label is None else label + "".join(
-            f" {k}={options[k]}" for k in varied)
+            f" {k}={format_value(options[k])}" for k in varied)
         configs.append({"name": name, **options, "label": text_label})
     return configs
 
@@ -142,6 +173,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     takes), the loss's options, an optional ``label``, and an optional ``grid``
     mapping options to lists of values to expand; the other keys are the
     flags' names with underscores (``seeds``, ``rho``, ``epochs``, ``model``, ...).
+    A relative ``data`` path is read from the config file's folder, not the
+    current directory.
     """
     path = Path(path)
     caller = "load_config"
@@ -150,6 +183,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
+            require("yaml", caller=caller, purpose=f"reading {path.name}", alternative=" (or write it as .toml)")
             import yaml
 
             config = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -161,10 +195,11 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             config = tomllib.loads(path.read_text(encoding="utf-8"))
         else:
             raise ValueError(f"{caller}: {path} must be .yaml, .yml or .toml; got suffix {suffix or '(none)'!r}")
-    except ValueError:
+    except (ValueError, ImportError):
         raise
     except Exception as error:
-        raise ValueError(f"{caller}: cannot parse {path} ({type(error).__name__}: {error})") from error
+        detail = " ".join(str(error).split())
+        raise ValueError(f"{caller}: cannot parse {path} ({type(error).__name__}: {detail})") from error
     config = {} if config is None else config
     if not isinstance(config, Mapping):
         raise ValueError(f"{caller}: {path} must hold a mapping of settings; got {type(config).__name__}")
@@ -176,6 +211,9 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(config["losses"], list) or not config["losses"]:
             raise ValueError(f"{caller}: 'losses' in {path} must be a non-empty list of mappings with a 'name'")
         config["losses"] = [c for entry in config["losses"] for c in _expand(entry, caller=caller)]
+    if isinstance(config.get("data"), str):  # a relative path is relative to the config's folder
+        data = Path(config["data"]).expanduser()
+        config["data"] = str(data if data.is_absolute() else path.parent / data)
     return config
 
 
@@ -212,6 +250,11 @@ def _check_settings(settings: dict[str, Any]) -> None:
                                        and thresholds[0] >= thresholds[1]):
         raise ValueError(f"{caller}: shot_thresholds must be two counts (many, few) with many >= few; "
                          f"got {thresholds!r}")
+    bins = settings["bins"]
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"{caller}: bins (calibration bins) must be a positive integer; got {bins!r}")
+    check_budget(caller=caller, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
+                 weight_decay=settings["weight_decay"], hidden=settings["hidden"] if settings["model"] == "mlp" else 1)
     losses = settings["losses"]
     if not isinstance(losses, list) or not losses:
         raise ValueError(f"{caller}: losses must be a non-empty list of configurations; got {losses!r}")
@@ -219,6 +262,45 @@ def _check_settings(settings: dict[str, Any]) -> None:
         if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
             raise ValueError(f"{caller}: each loss must be a mapping with a 'name'; got {config!r}")
         classification_loss(config["name"], caller=caller)
+        check_training_options({k: v for k, v in config.items() if k not in ("name", "label")}, caller=caller,
+                               label=config.get("label") or config["name"])
+
+
+def check_out(out: str | os.PathLike, *, caller: str) -> Path:
+    """``out`` as a Path, or a ValueError where it cannot become a folder (a file, or a file above it)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{caller}: out must be a folder; {str(path)!r} is an existing file")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise ValueError(f"{caller}: out {str(path)!r} cannot be created: {str(ancestor)!r} is a file")
+    if ancestor.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{caller}: out {str(path)!r} cannot be written: no write permission in {str(ancestor)!r}")
+    return path
+
+
+def require(module: str, *, caller: str, purpose: str, alternative: str = "") -> None:
+    """An ImportError in one line, naming the extra to install, when the optional ``module`` is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        package = {"sklearn": "scikit-learn", "yaml": "PyYAML"}.get(module, module)
+        raise ImportError(f"{caller}: {purpose} needs {package}, which is not installed: "
+                          f"pip install 'losslab[lab]'{alternative}") from None
+
+
+def small_test_warnings(split: Split) -> list[str]:
+    """What makes a ranking on ``split`` unreliable, one sentence each (none: the test set can rank)."""
+    n = split.test_per_class
+    if n >= MIN_TEST_PER_CLASS:
+        return []
+    return [f"the test set holds only {n} example{'s' if n > 1 else ''} per class, so each class's recall "
+            f"moves in steps of {100 / n:.0f} %: the ranking cannot tell the losses apart (use more data, at least "
+            f"{MIN_TEST_PER_CLASS} test examples per class)"]
 
 
 def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -242,6 +324,11 @@ _WORKER_SPLIT: Split | None = None
 
 def _init_worker(split: Split) -> None:
     global _WORKER_SPLIT
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see _run_in_processes); ignored now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _WORKER_SPLIT = split
 
 
@@ -284,22 +371,78 @@ def _run_all(split: Split, jobs_list: list[tuple], jobs: int, progress: bool) ->
             finally:
                 _WORKER_SPLIT = saved
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn, not fork: a forked torch process that has run OpenMP threads can hang.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                                     initargs=(split,)) as pool:
-                futures = [pool.submit(_one_run, job) for job in jobs_list]
-                for future in as_completed(futures):
-                    results.append(future.result())
-                    if bar is not None:
-                        bar.update()
+            _run_in_processes(split, jobs_list, jobs, results, bar)
+    except BaseException:
+        if bar is not None:
+            bar.leave = False  # an interrupted or failed run leaves no half-drawn bar behind
+        raise
     finally:
         if bar is not None:
             bar.close()
     return sorted(results, key=lambda r: (r["index"], r["seed"]))
+
+
+def _run_in_processes(split: Split, jobs_list: list[tuple], jobs: int, results: list[dict[str, Any]], bar) -> None:
+    """The runs over ``jobs`` worker processes; on Ctrl-C or any error every worker is stopped at once.
+
+    Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process
+    group): they are started with SIGINT blocked, which the spawned
+    interpreter inherits, so that not even their start-up (importing torch)
+    prints a traceback, and their initialiser ignores it. The main process,
+    on KeyboardInterrupt, kills them and re-raises without waiting for the
+    runs in flight. A Ctrl-C while the workers are being spawned is noted
+    and acted on once they all exist, so none is left behind.
+    """
+    import multiprocessing
+    import signal
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn, not fork: a forked torch process that has run OpenMP threads can hang.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(split,))
+    main_thread = threading.current_thread() is threading.main_thread()
+    block = hasattr(signal, "pthread_sigmask") and main_thread
+    interrupted: list[int] = []
+    try:
+        # While spawning, a KeyboardInterrupt would leave a half-started worker that nobody stops: note
+        # Ctrl-C instead (another thread may take the signal), and raise it once every worker is known.
+        handler = signal.signal(signal.SIGINT, lambda number, frame: interrupted.append(number)) if main_thread \
+            else None
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if block else None
+        try:
+            pending = {pool.submit(_one_run, job) for job in jobs_list}  # spawns the workers
+        finally:
+            if block:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
+        if interrupted:
+            raise KeyboardInterrupt
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                results.append(future.result())
+                if bar is not None:
+                    bar.update()
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool) -> None:
+    """Kill the pool's processes and drop the pending runs, without waiting for the runs in flight."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    if terminate is not None:
+        terminate()
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -351,10 +494,13 @@ class AblationResult:
     versions: dict[str, str]
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
+    # What makes the ranking unreliable (a test set too small to rank), one sentence each; shown above the table.
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "dataset": self.dataset, "summary": self.summary, "runs": self.runs,
-                "versions": self.versions, "seconds": round(self.seconds, 3)}
+        return {"settings": self.settings, "dataset": self.dataset, "warnings": self.warnings,
+                "summary": self.summary, "runs": self.runs, "versions": self.versions,
+                "seconds": round(self.seconds, 3)}
 
     def table(self, *, markdown: bool = False) -> str:
         """The ranked table: mean +- standard deviation over seeds of each metric."""
@@ -419,14 +565,26 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
     }
     _check_settings(settings)
+    if out is not None:
+        check_out(out, caller="ablate")
+    if plots and out is not None:
+        require("matplotlib", caller="ablate", purpose="the plots", alternative=" (or plots=False, --no-plots)")
+    if data is None:
+        require("sklearn", caller="ablate", purpose="the default data set (Digits-LT)")
     start = time.perf_counter()
     dataset = load_dataset(data, label_column=label_column, x_key=x_key, y_key=y_key)
+    if dataset.num_classes < 2:
+        raise DataError(f"ablate: {dataset.name} has one class ({dataset.class_names[0]!r}); ranking losses on "
+                        "imbalanced data needs at least two classes")
     if settings["rho"] is None:
         settings["rho"] = 20.0 if data is None else 1.0
     if settings["test_per_class"] is None and data is None:
         settings["test_per_class"] = 50
     split = split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
+    for config in settings["losses"]:  # a bad option fails here, before any run
+        check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},
+                   caller="ablate", label=config["label"])
     counts = split.train_counts()
     groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -442,7 +600,7 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
     }
     result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs), _versions(),
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, warnings=small_test_warnings(split))
     if out is not None:
         result.save(out, plots=plots)
     return result

@@ -48,11 +48,17 @@ and gamma 2 with inverse-frequency alpha; sigmoid_focal_loss one-vs-rest;
 cross_entropy with label smoothing 0.1. --loss replaces it:
 
   --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
+  --loss "Multi-Class Focal Loss gamma=2" --loss "'Focal Loss' alpha=0.5"
 
-(comma-separated values expand into a grid; inverse, inverse_sqrt,
-effective_number and median_frequency as alpha or weight are class weights
-from the training counts, averaging 1). --config reads the same from YAML or
-TOML; flags override it.
+(the name is every word before the first key=value, so names with spaces need
+no quotes of their own; comma-separated values expand into a grid; inverse,
+inverse_sqrt, effective_number and median_frequency as alpha or weight are
+class weights from the training counts, averaging 1, and
+effective_number(beta=0.9) sets beta). Each loss is fed what it declares:
+logits, their softmax for a loss that takes probabilities (BCELoss), their
+log-softmax for one that takes log-probabilities (nll_loss). --config reads the
+same from YAML or TOML (a relative data: path is read from the config's
+folder); flags override it.
 
 Writes results.json (every run and metric, the configuration, the versions),
 report.md and PNG plots to --out, and prints the ranked table.
@@ -72,7 +78,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
     grid = parser.add_argument_group("losses")
     grid.add_argument("--loss", action="append", metavar="SPEC",
-                      help="'NAME key=value key=v1,v2 ...' (repeat; replaces the default grid)")
+                      help="'NAME key=value key=v1,v2 ...': NAME is every word before the first key=value "
+                           "(repeat; replaces the default grid)")
     grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
     training = parser.add_argument_group("training")
     training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
@@ -110,8 +117,14 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _one_line(error: BaseException, command: str) -> str:
+    message = " ".join(str(error).split())
+    return message if message.startswith(f"losslab {command}:") else f"losslab {command}: {message}"
+
+
 def ablate_command(args: argparse.Namespace) -> int:
-    from ._report import ranked_table
+    """Run ``losslab ablate``: 0 success, 1 a configuration without a score, 2 an error, 130 Ctrl-C."""
+    from ._report import profile_text, ranked_table
 
     try:
         settings = _settings_from_args(args)
@@ -120,15 +133,20 @@ def ablate_command(args: argparse.Namespace) -> int:
         thresholds = settings.pop("shot_thresholds")
         result = ablate(**settings, losses=losses, shot_thresholds=None if thresholds is None else tuple(thresholds),
                         progress=not args.no_progress, out=out, plots=not args.no_plots)
-    except (ValueError, TypeError, DataError, FloatingPointError) as error:
-        print(f"losslab ablate: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("losslab ablate: interrupted; every run stopped, nothing written", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, DataError, FloatingPointError, ImportError, OSError) as error:
+        print(_one_line(error, "ablate"), file=sys.stderr)
         return 2
     data = result.dataset
     print(f"{data['name']}: {data['train_size']} training examples, per class {data['train_counts']} "
-          f"(rho = {data['rho']:g}); {data['test_size']} test examples")
+          f"({profile_text(data['rho'])}); {data['test_size']} test examples")
     print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
           f"{settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
           "(mean ± std over seeds, %):\n")
+    for warning in result.warnings:
+        print(f"WARNING: {warning}.\n")
     print(ranked_table(result))
     print()
     for path in result.files:
@@ -259,7 +277,11 @@ def _load(path: Path, logits_key: str, target_key: str | None) -> tuple[Tensor, 
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a corrupt file fails in many ways (zip, pickle, EOF, ...)
-        raise _UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+        if suffix == ".npz" and "pickle" in str(error):  # NumPy's advice (allow_pickle) would be unsafe: leave it out
+            detail = "not a NumPy .npz archive"
+        else:
+            detail = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        raise _UsageError(f"cannot read {path} ({detail})") from None
     if isinstance(data, (tuple, list)) and len(data) == 2:
         logits, target = data
     elif isinstance(data, Mapping):
@@ -326,19 +348,24 @@ factor loss / (-log p_t) and its gradient with respect to the logit, against p_t
 the probability of the true class, for several focusing parameters gamma (the
 figure that introduced focal loss). One row of three panels per loss named.
 
+Each LOSS is a spec as ablate's --loss takes it: the name (every word before
+the first key=value; quote it as one argument), then that loss's own options,
+"sigmoid_focal_loss alpha=0.5". --option KEY=VALUE goes to every loss.
+
 examples:
   losslab plot                                          # softmax focal loss, gamma 0 0.5 1 2 5
   losslab plot cross_entropy sigmoid_focal_loss --out curves.svg
   losslab plot sigmoid_focal_loss --gamma 0 2 --option alpha=0.5
-  losslab plot BCELoss                                  # a framework's name: probabilities in
+  losslab plot softmax_focal_loss "sigmoid_focal_loss alpha=0.5"   # alpha for one loss only
+  losslab plot "Multi-Class Focal Loss" BCELoss         # names with spaces; BCELoss: probabilities in
 """
 
 
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``losslab plot``."""
     parser.add_argument("losses", nargs="*", metavar="LOSS", default=[DEFAULT_LOSS],
-                        help="classification losses (canonical names or aliases), one row each; "
-                             "default softmax_focal_loss")
+                        help="classification losses, one row each: 'NAME key=value ...' (canonical name or alias, "
+                             "then options of that loss only); default softmax_focal_loss")
     parser.add_argument("--gamma", nargs="+", type=float, default=list(DEFAULT_GAMMAS), metavar="G",
                         help="focusing parameters, one curve each, for losses that take gamma (default 0 0.5 1 2 5)")
     parser.add_argument("--out", default="loss_curves.png", metavar="FILE",
@@ -369,13 +396,14 @@ def plot_command(args: argparse.Namespace) -> int:
     """Run ``losslab plot``: write the figure and print its path; 2 with a message on stderr for a bad request."""
     try:
         options = parse_options(args.option, caller="losslab plot")
-        path = plot_curves(args.losses or [DEFAULT_LOSS], gammas=args.gamma, out=args.out, dpi=args.dpi,
-                           title=args.title, **options)
+        losses = []
+        for spec in args.losses or [DEFAULT_LOSS]:
+            for config in parse_loss_spec(spec):
+                config.pop("label")
+                losses.append(config)
+        path = plot_curves(losses, gammas=args.gamma, out=args.out, dpi=args.dpi, title=args.title, **options)
     except (ValueError, TypeError, ImportError, OSError) as error:
-        message = str(error)
-        if not message.startswith("losslab plot:"):
-            message = f"losslab plot: {message}"
-        print(message, file=sys.stderr)
+        print(_one_line(error, "plot"), file=sys.stderr)
         return 2
     print(path)
     return 0

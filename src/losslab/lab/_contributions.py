@@ -19,6 +19,8 @@ from ._losses import (
     accepts,
     build_loss,
     classification_loss,
+    feed,
+    input_kind,
     is_sigmoid,
     resolve_class_weights,
 )
@@ -161,10 +163,12 @@ def contributions(
     equals after.
 
     Args:
-        logits: (N, C) or (N, C, d1, ..., dk), what the loss takes as input
-            (logits, or probabilities / log-probabilities for an alias or
-            option that says so, e.g. "BCELoss", "nll_loss"). Dense inputs
-            count every position as an example (C moved last, flattened).
+        logits: (N, C) or (N, C, d1, ..., dk) raw scores, finite. Each loss is
+            fed the input it declares: these logits, their softmax (or
+            sigmoids) for a loss or alias that takes probabilities
+            ("BCELoss", ``from_logits=False``), their log-softmax for one that
+            takes log-probabilities ("nll_loss"). Dense inputs count every
+            position as an example (C moved last, flattened).
         target: integer class indices (N, d1, ..., dk) in [0, C) or
             ``ignore_index``; sigmoid losses also take C (background: no class).
         loss: the name or any alias of a classification or focal loss.
@@ -183,8 +187,9 @@ def contributions(
         sum of the targets' weights for cross_entropy with weight).
 
     Raises:
-        TypeError: non-floating logits, non-integer targets, alpha of another type.
-        ValueError: a loss that is not a classification loss, a target shape
+        TypeError: non-floating logits, non-integer targets, sparse or meta
+            tensors, alpha of another type.
+        ValueError: NaN or infinite logits, a loss that is not a classification loss, a target shape
             that does not match the logits, class indices out of range, alpha
             of the wrong length, an unknown method, gamma for a loss without
             gamma, a float alpha for a loss without alpha, ``reduction`` in
@@ -232,6 +237,7 @@ def contributions(
     if is_number(alpha):
         alpha = float(alpha)
     sigmoid = is_sigmoid(spec, {"alpha": alpha})
+    kind = input_kind(loss, options)
     high = num_classes + 1 if sigmoid else num_classes  # sigmoid losses: index C is background
     kept = y != ignore_index if ignore_index is not None else torch.ones_like(y, dtype=torch.bool)
     bad = kept & ((y < 0) | (y >= high))
@@ -266,7 +272,7 @@ def contributions(
     def per_example(extra: dict[str, Any], factor: float) -> Tensor:
         module, _ = build_loss(loss, {**options, **extra, "reduction": "none"}, counts[:num_classes], caller=FN)
         with torch.no_grad():
-            out = module(x, y).to(torch.float64)
+            out = module(feed(x, kind, sigmoid=sigmoid), y).to(torch.float64)
         out = out.sum(dim=1) if out.ndim == 2 else out  # sigmoid losses: (M, C) binary terms per example
         return torch.where(kept, out * factor, torch.zeros((), dtype=torch.float64))
 
@@ -281,7 +287,7 @@ def demo_batch(seed: int = 0, *, n: int = 64, num_classes: int = 5, ratio: float
     r"""A seeded synthetic long-tailed batch: standard normal logits and targets with :math:`P(y = c) \propto r^c`.
 
     Args:
-        seed: seed of the ``torch.Generator`` that draws the targets, then the logits.
+        seed: an int, the seed of the ``torch.Generator`` that draws the targets, then the logits.
         n: batch size N >= 1.
         num_classes: C >= 1.
         ratio: r in (0, 1]: each class is r times as likely as the one before.
@@ -289,11 +295,17 @@ def demo_batch(seed: int = 0, *, n: int = 64, num_classes: int = 5, ratio: float
     Returns:
         ``(logits, target)``: float32 (N, C) and int64 (N,), the same for the same arguments.
 
+    Raises:
+        TypeError: a seed that is not an int.
+        ValueError: n or num_classes below 1, ratio outside (0, 1].
+
     Example:
         >>> logits, target = demo_batch()
         >>> tuple(logits.shape), target.dtype, int(target.max()) < 5
         ((64, 5), torch.int64, True)
     """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"demo_batch: seed must be an int; got {describe(seed)}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"demo_batch: n must be an int >= 1; got {n!r}")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
@@ -323,6 +335,12 @@ def _flatten(logits: Any, target: Any) -> tuple[Tensor, Tensor]:
             or target.dtype == torch.bool:
         raise TypeError(f"{FN}: target must be integer class indices; got {describe(target)} "
                         "(cast integral float labels with .long() or .astype(int))")
+    for what, value in (("logits", logits), ("target", target)):
+        if value.layout != torch.strided:
+            raise TypeError(f"{FN}: {what} must be a dense tensor; got a {str(value.layout).replace('torch.', '')} "
+                            "tensor (convert it with .to_dense())")
+        if value.device.type == "meta":
+            raise TypeError(f"{FN}: {what} must hold values; got a tensor on the meta device (shape only)")
     if logits.ndim < 2:
         raise ValueError(f"{FN}: logits must have shape (N, C) or (N, C, d1, ...); got {shape_str(logits.shape)}")
     expected = (logits.shape[0], *logits.shape[2:])
@@ -330,6 +348,11 @@ def _flatten(logits: Any, target: Any) -> tuple[Tensor, Tensor]:
         raise ValueError(f"{FN}: target shape {shape_str(target.shape)} does not match logits "
                          f"{shape_str(logits.shape)}; expected {shape_str(expected)}")
     x = logits.detach().to("cpu", torch.float64).movedim(1, -1).reshape(-1, logits.shape[1])
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = x[~finite]
+        raise ValueError(f"{FN}: logits must be finite; got {int(bad.numel())} NaN or infinite values "
+                         f"(the first is {float(bad[0])})")
     return x, target.detach().to("cpu", torch.int64).reshape(-1)
 
 

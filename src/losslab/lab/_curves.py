@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ._losses import accepts, build_loss, classification_loss, is_sigmoid
+from ._losses import accepts, build_loss, classification_loss, feed, input_kind, is_sigmoid
 
 if TYPE_CHECKING:  # matplotlib is imported inside the functions that draw
     from matplotlib.figure import Figure
@@ -136,10 +135,7 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
     grid = _grid(fn, p)
     has_gamma = accepts(spec, "gamma")
     gamma_list: list[float | None] = [float(g) for g in _gammas(fn, gammas)] if has_gamma else [None]
-    if spec.input == "log-probabilities":
-        kind = "log-probabilities"
-    else:
-        kind = "logits" if options.get("from_logits", True) else "probabilities"
+    kind = input_kind(loss, loss_kwargs)  # what ablate and contributions feed the loss too
     sigmoid = is_sigmoid(spec, options)
     shown = dict(loss_kwargs)
     if alias is not None:
@@ -212,19 +208,16 @@ def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str) -> tuple[torch.Tensor, t
     pt = torch.as_tensor(p, dtype=torch.float64)
     if sigmoid:
         x = (torch.log(pt) - torch.log1p(-pt)).requires_grad_()
-        transform = {"logits": lambda z: z, "probabilities": torch.sigmoid, "log-probabilities": F.logsigmoid}
-        return x, transform[kind](x), torch.ones_like(pt)
+        return x, feed(x, kind, sigmoid=True), torch.ones_like(pt)
     x = torch.stack([torch.log(pt), torch.log1p(-pt)], dim=1).requires_grad_()
-    transform = {"logits": lambda z: z, "probabilities": lambda z: torch.softmax(z, dim=1),
-                 "log-probabilities": lambda z: torch.log_softmax(z, dim=1)}
-    return x, transform[kind](x), torch.zeros(len(p), dtype=torch.long)
+    return x, feed(x, kind, sigmoid=False), torch.zeros(len(p), dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------
 # the figure
 
 
-def plot_curves(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
                 out: str | Path = "loss_curves.png", dpi: int = 150, title: str | None = None,
                 **loss_kwargs: Any) -> Path:
     r"""Draw loss, modulating factor and gradient against :math:`p_t`, one row per loss, into a PNG or SVG.
@@ -246,20 +239,24 @@ def plot_curves(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequen
     data and their conventions are those of :func:`loss_curves`.
 
     Args:
-        losses: one loss name or several (one row each); canonical names or aliases.
+        losses: one loss or several (one row each): canonical names or aliases,
+            or mappings ``{"name": ..., **options}`` whose options go to that
+            loss only (``{"name": "sigmoid_focal_loss", "alpha": 0.5}``).
         gammas: focusing parameters, one curve each, for the losses that take gamma.
         out: the file to write; its suffix picks the format, ``.png`` or ``.svg``.
-            Missing parent folders are created.
+            Its folder must exist (nothing is created but the file).
         dpi: resolution of a PNG.
         title: a title above all rows.
-        **loss_kwargs: keyword arguments given to every loss (``alpha=0.5``).
+        **loss_kwargs: keyword arguments given to every loss (``alpha=0.5``); a
+            loss's own options override them.
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: an ``out`` suffix other than .png or .svg, no loss, a dpi
-            below 1, and everything :func:`loss_curves` raises.
+        ValueError: an ``out`` suffix other than .png or .svg, a folder of
+            ``out`` that does not exist, ``out`` naming a folder, no loss, a
+            dpi below 1, and everything :func:`loss_curves` raises.
         ImportError: matplotlib is not installed (``pip install "losslab[lab]"``).
 
     References:
@@ -280,23 +277,40 @@ def plot_curves(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequen
         raise ValueError(f"{fn}: out must end in {' or '.join(FORMATS)}; got {str(out)!r}")
     if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
         raise ValueError(f"{fn}: dpi must be a positive integer; got {dpi!r}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{fn}: the folder of out does not exist: {str(folder)!r} (create it first); got "
+                         f"out={str(out)!r}")
+    if path.is_dir():
+        raise ValueError(f"{fn}: out must name a file; {str(out)!r} is a folder")
     figure = _figure(losses, gammas=gammas, title=title, **loss_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format=path.suffix.lower()[1:], dpi=dpi)
     return path
 
 
-def _figure(losses: Sequence[str] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+def _figure(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
             title: str | None = None, **loss_kwargs: Any) -> Figure:
     """The matplotlib Figure that :func:`plot_curves` saves (no pyplot: nothing global, no window)."""
-    names = [losses] if isinstance(losses, str) else list(losses)
-    if not names:
+    entries = [losses] if isinstance(losses, (str, Mapping)) else list(losses)
+    if not entries:
         raise ValueError("plot_curves: losses must name at least one loss; got none")
-    data = [loss_curves(name, gammas=gammas, **loss_kwargs) for name in names]  # errors before any drawing
     try:
         from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError('plot_curves needs matplotlib: pip install "losslab[lab]"') from error
+    except ImportError:
+        raise ImportError("plot_curves: drawing needs matplotlib, which is not installed: "
+                          "pip install 'losslab[lab]'") from None
+    data = []
+    for entry in entries:  # errors before any drawing
+        if isinstance(entry, Mapping):
+            if not isinstance(entry.get("name"), str):
+                raise ValueError(f"plot_curves: a loss given as a mapping needs a 'name'; got {dict(entry)!r}")
+            own = {k: v for k, v in entry.items() if k not in ("name", "label")}
+            data.append(loss_curves(entry["name"], gammas=gammas, **{**loss_kwargs, **own}))
+        elif isinstance(entry, str):
+            data.append(loss_curves(entry, gammas=gammas, **loss_kwargs))
+        else:
+            raise TypeError(f"plot_curves: each loss must be a name or a mapping with a 'name'; got "
+                            f"{type(entry).__name__}")
 
     figure = Figure(figsize=(13.0, 3.9 * len(data) + (0.4 if title else 0.0)), layout="constrained")
     if title:

@@ -110,6 +110,17 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
     if not np.isfinite(x).all():
         rows = np.unique(np.nonzero(~np.isfinite(x))[0])
         raise DataError(f"{caller}: features must be finite; rows {rows[:5].tolist()} hold NaN or inf")
+    if labels.dtype.kind in "USO":  # text labels (a .csv's, or strings in a .npz): numbers are read as numbers
+        text = [str(v).strip() for v in labels.tolist()]
+        numbers = [_as_number(v) for v in text]
+        missing = next((v for v, n in zip(text, numbers, strict=True) if n is not None and not math.isfinite(n)), None)
+        if missing is not None:
+            raise DataError(f"{caller}: label {missing!r} is not a class (a missing value?); labels must be "
+                            "integers 0..C-1 or names")
+        if all(n is not None for n in numbers):
+            labels = np.array(numbers, dtype=np.float64)
+        else:
+            labels = np.array(text)
     if np.issubdtype(labels.dtype, np.floating):
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise DataError(f"{caller}: labels must be integers or names; got non-integer values "
@@ -128,6 +139,13 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
         return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source)
     names, y = np.unique(labels.astype(str), return_inverse=True)
     return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source)
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def digits_lt() -> Dataset:
@@ -204,12 +222,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset
     for (number, _), value in zip(body, raw, strict=True):
         if not value:
             raise DataError(f"{caller}: {path} line {number} has an empty {label_column!r}; every row needs a label")
-    try:
-        as_float = np.array([float(v) for v in raw])
-        labels = as_float if np.all(as_float == np.round(as_float)) else np.array(raw)
-    except ValueError:
-        labels = np.array(raw)
-    return _finish(x, labels, name=path.stem, source=str(path), caller=caller)
+    # the same rules as a .npz's labels: numbers must be class indices, "NaN" or 0.5 are errors, text is names
+    return _finish(x, np.array(raw), name=path.stem, source=str(path), caller=caller)
 
 
 def load_dataset(path: str | os.PathLike | None = None, *, label_column: str = "label", x_key: str = "x",
@@ -247,9 +261,11 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
         raise DataError(f"{caller}: test_per_class must be a positive integer; got {test_per_class!r}")
     rarest = int(np.argmin(counts))
     if counts[rarest] < test_per_class + 1:
-        raise DataError(f"{caller}: class {data.class_names[rarest]!r} has {counts[rarest]} examples; holding out "
-                        f"{test_per_class} per class for the test set and keeping one for training needs at least "
-                        f"{test_per_class + 1} (lower test_per_class)")
+        hint = ("lower test_per_class" if test_per_class > 1 else
+                "even one test example per class is too many: give that class more examples or leave it out")
+        raise DataError(f"{caller}: class {data.class_names[rarest]!r} has {counts[rarest]} "
+                        f"example{'s' if counts[rarest] != 1 else ''}; holding out {test_per_class} per class for "
+                        f"the test set and keeping one for training needs at least {test_per_class + 1} ({hint})")
     _check_rho(rho, caller)
     rng = np.random.default_rng(seed)
     test_idx, pool = [], []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import Alias, LossSpec, get_loss, lookup
@@ -18,6 +21,48 @@ SIGMOID_LOSSES = ("binary_cross_entropy", "sigmoid_focal_loss")
 WEIGHT_METHODS = ("inverse", "inverse_sqrt", "effective_number", "median_frequency")
 # Keyword arguments that may name a class-weighting method instead of holding numbers.
 CLASS_WEIGHT_KEYS = ("alpha", "weight", "pos_weight")
+# Options a training run cannot take: the lab needs one scalar loss per batch, computed on one process.
+TRAINING_FORBIDDEN = {
+    "reduction": "the lab trains on the batch's mean loss; reduction is not an option",
+    "dist_sync": "the lab trains on one process; dist_sync is not an option",
+    "avg_factor": "the lab trains on the batch's mean loss; avg_factor is not an option",
+}
+INPUT_KINDS = ("logits", "probabilities", "log-probabilities")
+
+
+def config_label(name: str, options: Mapping[str, Any]) -> str:
+    """The one spelling of a loss configuration, used in every table, plot, legend and report.
+
+    ``NAME key=value ...`` as ``--loss`` takes it: numbers in their shortest
+    form, strings bare, true / false / null for booleans and None, a class-weight
+    method with parameters as ``effective_number(beta=0.99)``.
+
+    Example:
+        >>> config_label("balanced_cross_entropy", {"alpha": {"method": "effective_number", "beta": 0.99}})
+        'balanced_cross_entropy alpha=effective_number(beta=0.99)'
+    """
+    return " ".join([name] + [f"{key}={format_value(value)}" for key, value in options.items()])
+
+
+def format_value(value: Any) -> str:
+    """One option value as :func:`config_label` writes it."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        rest = {k: v for k, v in value.items() if k != "method"}
+        inner = ",".join(f"{k}={format_value(v)}" for k, v in rest.items())
+        if "method" in value:
+            return f"{value['method']}({inner})" if rest else str(value["method"])
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
 
 
 def classification_loss(name: str, *, caller: str) -> tuple[LossSpec, Alias | None]:
@@ -50,6 +95,48 @@ def option_default(name: str, key: str) -> Any:
     if parameter is None or parameter.default is inspect.Parameter.empty:
         return None
     return parameter.default
+
+
+def input_kind(name: str, options: Mapping[str, Any]) -> str:
+    """What the loss called ``name`` takes with ``options``: "logits", "probabilities" or "log-probabilities".
+
+    A loss that takes log-probabilities (``nll_loss``) always does; otherwise
+    ``from_logits`` (the caller's, else the alias's preset) decides, and
+    without it the alias's or the loss's declared input.
+    """
+    with warnings.catch_warnings():  # building the loss warns about a name that frameworks spell otherwise
+        warnings.simplefilter("ignore")
+        spec, alias = lookup(name)
+    if spec.input == "log-probabilities":
+        return "log-probabilities"
+    merged = {**(dict(alias.defaults) if alias is not None else {}), **dict(options)}
+    if "from_logits" in merged:
+        return "logits" if merged["from_logits"] else "probabilities"
+    kind = alias.input if alias is not None else spec.input
+    return kind if kind in INPUT_KINDS else "logits"
+
+
+def feed(logits: Tensor, kind: str, *, sigmoid: bool) -> Tensor:
+    """``logits`` turned into what a loss of input ``kind`` takes, with torch ops (the gradient flows through).
+
+    Probabilities are per-class sigmoids for one-vs-rest losses and a softmax
+    over dimension 1 otherwise; log-probabilities their logarithm, computed in
+    the stable form (``logsigmoid``, ``log_softmax``).
+    """
+    if kind == "logits":
+        return logits
+    if kind == "probabilities":
+        return torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
+    if kind == "log-probabilities":
+        return F.logsigmoid(logits) if sigmoid else torch.log_softmax(logits, dim=1)
+    raise ValueError(f"feed: kind must be one of {', '.join(map(repr, INPUT_KINDS))}; got {kind!r}")
+
+
+def check_training_options(options: Mapping[str, Any], *, caller: str, label: str) -> None:
+    """A ValueError for an option that would break a training run (``reduction``, ``dist_sync``, ``avg_factor``)."""
+    for key, why in TRAINING_FORBIDDEN.items():
+        if key in options:
+            raise ValueError(f"{caller}: {label}: {why}; got {key}={options[key]!r}")
 
 
 def is_sigmoid(spec: LossSpec, options: Mapping[str, Any]) -> bool:

@@ -20,6 +20,10 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, b
     with bin b = ((b - 1) / bins, b / bins] (the first bin includes 0). Guo et al.,
     "On Calibration of Modern Neural Networks", ICML 2017, arXiv:1706.04599.
 
+    Raises:
+        ValueError: shapes that differ or are not 1-D, bins < 1, a confidence
+            outside [0, 1] or NaN.
+
     Example:
         >>> expected_calibration_error(np.array([0.9, 0.9, 0.6, 0.6]), np.array([1, 1, 1, 0]))
         0.1
@@ -29,8 +33,12 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, b
     if confidence.shape != correct.shape or confidence.ndim != 1:
         raise ValueError(f"expected_calibration_error: confidence and correct must be 1-D of one shape; got "
                          f"{confidence.shape} and {correct.shape}")
-    if not isinstance(bins, int) or bins < 1:
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"expected_calibration_error: bins must be a positive integer; got {bins!r}")
+    outside = ~((confidence >= 0) & (confidence <= 1))  # NaN is outside too
+    if outside.any():
+        raise ValueError(f"expected_calibration_error: confidence must be probabilities in [0, 1]; got "
+                         f"{float(confidence[outside][0])!r} at index {int(np.nonzero(outside)[0][0])}")
     if len(confidence) == 0:
         return 0.0
     which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
@@ -83,6 +91,11 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
     class with no test example is NaN and left out of the averages. The
     many/medium/few-shot accuracies are the accuracy over the test examples of
     each group's classes (NaN for an empty group).
+
+    Raises:
+        ValueError: shapes that do not match, y_true that are not class
+            indices, probabilities outside [0, 1] or NaN (a NaN would be
+            scored as a confident prediction of class 0).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     y_true = np.asarray(y_true)
@@ -95,6 +108,11 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
                         or y_true.max() >= probabilities.shape[1]):
         raise ValueError(f"evaluate: y_true must hold class indices in [0, {probabilities.shape[1]}); got dtype "
                          f"{y_true.dtype}, values {y_true.min()}..{y_true.max()}")
+    outside = ~((probabilities >= 0) & (probabilities <= 1))  # NaN is outside too: argmax would call it class 0
+    if outside.any():
+        row, column = (int(i[0]) for i in np.nonzero(outside))
+        raise ValueError(f"evaluate: probabilities must lie in [0, 1]; got {float(probabilities[row, column])!r} at row "
+                         f"{row}, class {column}")
     y_true = y_true.astype(np.int64)
     num_classes = probabilities.shape[1]
     pred = probabilities.argmax(axis=1)

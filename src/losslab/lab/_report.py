@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._losses import option_default
+from ._losses import config_label, option_default
 
 if TYPE_CHECKING:
     from ._ablate import AblationResult
@@ -19,6 +19,15 @@ COLUMNS = (("balanced_accuracy", "bal. acc. %"), ("macro_f1", "macro-F1 %"), ("a
            ("ece", "ECE %"))
 RECALL_PLOT = "per_class_recall.png"
 GAMMA_PLOT = "gamma.png"
+
+
+def profile_text(rho: float) -> str:
+    """How the training set was drawn, in words: the long-tail profile's rho, or the data used as it is."""
+    return "used as it is" if rho == 1 else f"long-tailed, rho = {rho:g}"
+
+
+def _names(names: list[str], members: list[int]) -> str:
+    return ", ".join(names[c] for c in members) if members else "none"
 
 
 def _cell(stats: dict[str, float] | None) -> str:
@@ -78,21 +87,25 @@ def report_markdown(result: AblationResult, *, plots: list[str] | None = None) -
         f"- Data: {data['name']} ({data.get('source') or 'file'}): {data['examples']} examples, "
         f"{data['features']} features, {len(names)} classes.",
         f"- Split (seed {data['split_seed']}): a class-balanced test set of {settings['test_per_class']} per class "
-        f"({data['test_size']} examples) held out first; the training set follows the long-tail profile "
-        f"n_c = n_max * rho^(-c/(C-1)) with rho = {data['rho']:g}: {data['train_size']} examples, per class "
-        f"{data['train_counts']}.",
+        f"({data['test_size']} examples) held out first; "
+        + ("the rest is the training set, used as it is" if data["rho"] == 1 else
+           "the training set follows the long-tail profile n_c = n_max * rho^(-c/(C-1)) with "
+           f"rho = {data['rho']:g}")
+        + f": {data['train_size']} examples, per class "
+        + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(data["train_counts"])) + ".",
         f"- Model: {settings['model']}" + (f" ({settings['hidden']} hidden units)" if settings["model"] == "mlp"
                                              else "") +
         f", AdamW (lr {settings['lr']:g}, weight decay {settings['weight_decay']:g}, cosine schedule), "
         f"{settings['epochs']} epochs of batches of {settings['batch_size']}; seeds change the initialisation "
         "and the batch order, never the data.",
-        f"- Shot groups ({data['shot_rule']}): many = classes {[names[c] for c in groups['many']]}, medium = "
-        f"{[names[c] for c in groups['medium']]}, few = {[names[c] for c in groups['few']]}.",
+        f"- Shot groups ({data['shot_rule']}): many-shot classes {_names(names, groups['many'])}; medium-shot "
+        f"{_names(names, groups['medium'])}; few-shot {_names(names, groups['few'])}.",
         f"- Calibration: expected calibration error over {settings['bins']} equal-width bins of the top-1 "
         "probability (softmax; the predicted class's sigmoid for one-vs-rest losses).",
         "",
         "## Ranking (mean ± standard deviation over seeds, percent)",
         "",
+        *[f"> **Warning:** {warning}.\n" for warning in getattr(result, "warnings", [])],
         ranked_table(result, markdown=True),
         "",
         "## Per-class recall (mean over seeds, percent; classes from most to least frequent in training)",
@@ -103,7 +116,9 @@ def report_markdown(result: AblationResult, *, plots: list[str] | None = None) -
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     lines += ["## Loss configurations", ""]
-    lines += [f"- {row['label']}: `{row['loss']}` {json.dumps(row['options'])}" for row in result.summary]
+    for row in result.summary:
+        spec = config_label(row["loss"], row["options"])
+        lines.append(f"- `{spec}`" if spec == row["label"] else f"- {row['label']}: `{spec}`")
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in result.versions.items()), ""]
     return "\n".join(lines)
 
@@ -157,28 +172,34 @@ def gamma_series(result: AblationResult) -> list[dict[str, Any]]:
     """The configurations that differ only in gamma, grouped: what the gamma plot draws.
 
     Plain cross-entropy counts as softmax focal loss at gamma = 0 (they are
-    equal), so it starts the softmax focal series without alpha; a loss that
-    takes gamma but was not given one shows at its default.
+    equal), so it starts the softmax focal series without alpha, and that
+    series' label says so; a loss that takes gamma but was not given one
+    shows at its default. Labels are :func:`~losslab.lab._losses.config_label`
+    of the loss and its options other than gamma, as in the table.
     """
     series: dict[str, dict[str, Any]] = {}
     for row in result.summary:
         options = dict(row["options"])
         name = row["loss"]
-        if name == "cross_entropy" and not options:
+        from_ce = name == "cross_entropy" and not options
+        if from_ce:
             name, options = "softmax_focal_loss", {"gamma": 0.0}
         if "gamma" not in options:
             options["gamma"] = option_default(name, "gamma")  # the loss's own default, as trained
         if not isinstance(options["gamma"], (int, float)) or isinstance(options["gamma"], bool):
             continue
         gamma = float(options.pop("gamma"))
-        rest = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in options.items())
-        key = f"{name}" + (f" ({rest})" if rest else (" (no alpha)" if name == "softmax_focal_loss" else ""))
+        key = config_label(name, options)
         entry = series.setdefault(key, {"label": key, "gamma": [], "balanced_accuracy": [], "ece": []})
+        if from_ce:
+            entry["with_ce"] = True
         entry["gamma"].append(gamma)
         entry["balanced_accuracy"].append(row["balanced_accuracy"])
         entry["ece"].append(row["ece"])
     out = []
     for entry in series.values():
+        if entry.pop("with_ce", False):
+            entry["label"] += " (gamma = 0: cross_entropy)"
         order = np.argsort(entry["gamma"], kind="stable")
         out.append({k: (v if k == "label" else [v[i] for i in order]) for k, v in entry.items()})
     return out
@@ -203,6 +224,9 @@ def gamma_figure(result: AblationResult):
                         linestyle="-" if len(mean) > 1 else "none")
     axes[0].set_ylabel("balanced accuracy, % (test)")
     axes[1].set_ylabel("expected calibration error, %")
+    for ax in axes:  # percentages: no axis past 100 % or below 0 (an error bar may reach past them)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 100.0))
     for ax in axes:
         ax.set_xlabel("focusing parameter gamma")
         ax.grid(alpha=0.3)

@@ -13,9 +13,9 @@ from torch import nn
 
 from .._checks import get_checks, set_checks
 from ._data import Split
-from ._losses import build_loss, is_sigmoid
+from ._losses import build_loss, check_training_options, feed, input_kind, is_sigmoid
 
-__all__ = ["build_model", "train"]
+__all__ = ["build_model", "check_budget", "check_loss", "train"]
 
 MODELS = ("mlp", "logreg")
 
@@ -51,6 +51,42 @@ def _one_thread_seeded(seed: int):
         torch.set_num_threads(threads)
 
 
+def check_budget(*, caller: str, epochs: Any, batch_size: Any, lr: Any, weight_decay: Any, hidden: Any = 128) -> None:
+    """A ValueError for a training budget that cannot run: what :func:`train` checks, callable before any run."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{caller}: {name} must be a positive integer; got {value!r}")
+    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{caller}: {name} must be a finite non-negative number; got {value!r}")
+
+
+def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, caller: str,
+               label: str | None = None) -> None:
+    """Build the loss and compute it once on a few training examples with random logits, before any run.
+
+    Raises what building or calling the loss raises (ValueError, TypeError), and
+    a ValueError for an option that breaks training or a loss that is not a
+    finite scalar, so that a bad configuration fails before the first run.
+    """
+    options = dict(options or {})
+    label = label or loss
+    check_training_options(options, caller=caller, label=label)
+    criterion, spec = build_loss(loss, options, split.train_counts().tolist(), caller=caller)
+    sigmoid = is_sigmoid(spec, options)
+    kind = input_kind(loss, options)
+    y = torch.from_numpy(split.y_train[:8])
+    logits = torch.randn(len(y), split.num_classes, generator=torch.Generator().manual_seed(0))
+    value = criterion(feed(logits, kind, sigmoid=sigmoid), y)
+    if value.ndim != 0 or not bool(torch.isfinite(value)):
+        raise ValueError(f"{caller}: {label}: the loss of a random batch is {shape_or_value(value)}; training needs "
+                         "a finite scalar")
+
+
+def shape_or_value(value: torch.Tensor) -> str:
+    return f"a tensor of shape {tuple(value.shape)}" if value.ndim else f"{float(value)}"
+
+
 def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, seed: int = 0,
           model: Literal["mlp", "logreg"] = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
           lr: float = 3e-3, weight_decay: float = 1e-4) -> dict[str, Any]:
@@ -65,17 +101,26 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     Returns:
         ``{"probabilities": (N_test, C) array, "sigmoid": bool, "seconds": float, "final_loss": float}``:
         softmax probabilities, or per-class sigmoids for one-vs-rest losses.
+
+    Each loss is fed the input it declares (:func:`losslab.lab._losses.input_kind`):
+    the model's logits, their softmax (or sigmoids) for a loss or alias that
+    takes probabilities (``"BCELoss"``, ``from_logits=False``), their
+    log-softmax for one that takes log-probabilities (``nll_loss``).
+
+    Raises:
+        ValueError: a bad budget, an option that breaks training (``reduction``,
+            ``dist_sync``, ``avg_factor``), and the loss's own errors.
+        FloatingPointError: the loss became NaN or infinite (with a hint to
+            lower the learning rate).
     """
     options = dict(options or {})
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"train: {name} must be a positive integer; got {value!r}")
-    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
-        if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"train: {name} must be a finite non-negative number; got {value!r}")
+    check_budget(caller="train", epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                 hidden=hidden if model == "mlp" else 128)
+    check_training_options(options, caller="train", label=loss)
     counts = split.train_counts()
     criterion, spec = build_loss(loss, options, counts.tolist(), caller="train")
     sigmoid = is_sigmoid(spec, options)
+    kind = input_kind(loss, options)
     x = torch.from_numpy(split.x_train)
     y = torch.from_numpy(split.y_train)
     start = time.perf_counter()
@@ -92,20 +137,25 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
                 order = torch.randperm(len(x), generator=generator)
                 for begin in range(0, len(x), batch_size):
                     batch = order[begin:begin + batch_size]
-                    value = criterion(net(x[batch]), y[batch])
+                    value = criterion(feed(net(x[batch]), kind, sigmoid=sigmoid), y[batch])
                     optimizer.zero_grad(set_to_none=True)
                     value.backward()
                     optimizer.step()
                     schedule.step()
                     set_checks(False)  # the first step checked the values; the data does not change
                 last = float(value.detach())
+                if not np.isfinite(last):
+                    break  # nothing after a NaN is worth computing
         finally:
             set_checks(saved)
         net.eval()
         with torch.no_grad():
             logits = net(torch.from_numpy(split.x_test)).double()
     probabilities = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
-    if not np.isfinite(last):
-        raise FloatingPointError(f"train: the loss {loss} {options} became {last} (seed {seed})")
+    if not np.isfinite(last) or not bool(torch.isfinite(probabilities).all()):
+        what = f"the loss became {last}" if not np.isfinite(last) else "the model's outputs became NaN or infinite"
+        shown = " ".join([loss] + [f"{k}={v}" for k, v in options.items()])
+        raise FloatingPointError(f"train: {what} while training {shown} (seed {seed}, lr {lr:g}); the learning "
+                                 f"rate is probably too large: try a smaller one (--lr, e.g. {3e-3 if lr > 3e-3 else lr / 10:g})")
     return {"probabilities": probabilities.numpy(), "sigmoid": sigmoid, "seconds": time.perf_counter() - start,
             "final_loss": last}
