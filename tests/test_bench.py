@@ -51,6 +51,7 @@ def test_quick_run_writes_table_and_json(tmp_path, capsys):
     assert {r["loss"] for r in rows} == {"sigmoid_focal_loss", "cross_entropy"}
     for r in rows:
         assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["runs"] >= 1
+        assert r["unreliable"] == (r["iqr_ms"] > r["median_ms"])  # flagged in the JSON too
         assert r["peak_memory_x_logits"] >= 0
         assert r["vs_native"] > 0
     table = (tmp_path / "results.md").read_text()
@@ -91,3 +92,30 @@ def test_gpu_rows_show_the_share_of_copy_bandwidth():
     table = bench.markdown([row])
     assert "% of copy bandwidth" in table and "| 83% |" in table
     assert any(case.dtype == torch.bfloat16 and case.shape[1] >= 131072 for case in bench.GPU_CASES)
+
+
+def test_profiler_is_silent_on_stderr(capfd):
+    # regression: every peak-memory measurement printed the profiler's start / stop lines (120 lines a run)
+    x = torch.randn(8, 5)
+    t = torch.randint(0, 5, (8,))
+    for _ in range(3):
+        assert bench.peak_memory(lambda a, b: F.cross_entropy(a, b), x, t) > 0
+    captured = capfd.readouterr()
+    assert captured.err == ""
+    import sys
+
+    print("still here", file=sys.stderr)  # stderr is given back afterwards
+    assert capfd.readouterr().err == "still here\n"
+
+
+def test_a_row_whose_iqr_exceeds_its_median_is_flagged_unreliable():
+    rows = [{"loss": "cross_entropy", "workload": "small", "shape": [4, 3], "implementation": name,
+             "median_ms": 1.0, "iqr_ms": iqr, "runs": 5, "peak_memory_x_logits": 1.0, "first_call_s": None,
+             "vs_native": 1.0, "vs_formula": None} for name, iqr in (("steady", 0.2), ("noisy", 1.5))]
+    for row in rows:
+        row["unreliable"] = bench.unreliable(row)
+    assert [r["unreliable"] for r in rows] == [False, True]
+    table = bench.markdown(rows)
+    steady, noisy = (line for line in table.splitlines() if line.startswith("| cross_entropy"))
+    assert "unreliable" not in steady and "1.00 (1.50) unreliable" in noisy
+    assert "unreliable: the interquartile range exceeds the median" in table

@@ -43,8 +43,10 @@ class TestClassWeights:
 
     def test_known_values(self):
         # the docstring's examples, and the formulas by hand
-        torch.testing.assert_close(losslab.class_weights(torch.tensor([900, 90, 10])),
-                                   torch.tensor([1 / 900, 1 / 90, 1 / 10]) / (1 / 900 + 1 / 90 + 1 / 10))
+        inverse = torch.tensor([1 / 900, 1 / 90, 1 / 10])
+        torch.testing.assert_close(losslab.class_weights(torch.tensor([900, 90, 10])), inverse / inverse.mean())
+        torch.testing.assert_close(losslab.class_weights(torch.tensor([900, 90, 10]), normalize="sum"),
+                                   inverse / inverse.sum())
         torch.testing.assert_close(
             losslab.class_weights([900, 90, 10], method="effective_number", beta=0.99, normalize="mean"),
             torch.tensor([0.2284, 0.3836, 2.3880]), atol=1e-4, rtol=0)
@@ -82,6 +84,8 @@ class TestClassWeights:
         n = torch.tensor([1000.0, 10.0, 1.0], dtype=F64)
         # beta = 0: every effective number is 1, so the weights are uniform
         torch.testing.assert_close(losslab.class_weights(n, method="effective_number", beta=0.0),
+                                   torch.ones(3, dtype=F64))
+        torch.testing.assert_close(losslab.class_weights(n, method="effective_number", beta=0.0, normalize="sum"),
                                    torch.full((3,), 1 / 3, dtype=F64))
         torch.testing.assert_close(losslab.class_weights(n, method="effective_number", beta=0.0, normalize=None),
                                    torch.ones(3, dtype=F64))
@@ -103,7 +107,7 @@ class TestClassWeights:
     def test_usable_as_alpha(self):
         target = torch.tensor([0, 0, 0, 0, 1, 2, 2, 0])
         alpha = losslab.class_weights(losslab.class_counts(target, 3))
-        torch.testing.assert_close(alpha, torch.tensor([1 / 5, 1 / 1, 1 / 2]) / (1 / 5 + 1 + 1 / 2))
+        torch.testing.assert_close(alpha, torch.tensor([1 / 5, 1 / 1, 1 / 2]) / ((1 / 5 + 1 + 1 / 2) / 3))
         x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
         loss = losslab.balanced_cross_entropy(x, target, alpha=alpha)
         assert torch.isfinite(loss)
@@ -143,6 +147,37 @@ class TestClassWeights:
             losslab.class_weights(torch.tensor([1, -2, 3]))
         with pytest.raises(TypeError, match=r"class_weights: counts must be a real tensor; got dtype torch.bool"):
             losslab.class_weights(torch.tensor([True, False]))
+
+
+def test_default_weights_average_one_as_the_lab_uses_them():
+    # regression: class_weights() summed to 1 while the lab averaged to 1; one default now, the other an option
+    from losslab.lab._losses import resolve_class_weights
+
+    counts = [500, 200, 50, 20, 5]
+    weights = losslab.class_weights(counts)
+    assert float(weights.mean()) == pytest.approx(1.0)
+    assert float(losslab.class_weights(counts, normalize="sum").sum()) == pytest.approx(1.0)
+    torch.testing.assert_close(resolve_class_weights("inverse", counts, caller="t", key="alpha"), weights)
+    # the mean of 1 keeps a weighted loss on cross-entropy's scale: equal counts give cross-entropy itself
+    x, y = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.testing.assert_close(losslab.cross_entropy(x, y, weight=losslab.class_weights([4, 4, 4])),
+                               losslab.cross_entropy(x, y))
+
+
+@pytest.mark.parametrize("make", [lambda: torch.empty(3, device="meta"),
+                                  lambda: torch.tensor([3.0, 0.0, 1.0]).to_sparse()], ids=["meta", "sparse"])
+def test_class_weights_of_a_tensor_without_values(make):
+    with pytest.raises(TypeError, match=r"^class_weights: counts must (hold values; got a tensor on the meta device"
+                                        r"|be a dense tensor; got layout sparse_coo)"):
+        losslab.class_weights(make())
+
+
+@pytest.mark.parametrize("make", [lambda: torch.zeros(4, dtype=torch.long, device="meta"),
+                                  lambda: torch.tensor([0, 1, 1, 0]).to_sparse()], ids=["meta", "sparse"])
+def test_class_counts_of_a_tensor_without_values(make):
+    with pytest.raises(TypeError, match=r"^class_counts: target must (hold values; got a tensor on the meta device"
+                                        r"|be a dense tensor; got layout sparse_coo)"):
+        losslab.class_counts(make(), 2)
 
 
 class TestClassCounts:
@@ -203,7 +238,7 @@ class TestClassCounts:
 
 class TestClassWeightsInputs:
     def test_beta_is_only_checked_where_it_is_used(self):
-        np.testing.assert_allclose(losslab.class_weights([4, 1], beta=1.0).numpy(), [0.2, 0.8], rtol=1e-6)
+        np.testing.assert_allclose(losslab.class_weights([4, 1], beta=1.0).numpy(), [0.4, 1.6], rtol=1e-6)
 
     def test_numpy_counts(self):
         from_numpy = losslab.class_weights(np.array([900, 90, 10]), method="inverse_sqrt")

@@ -2,7 +2,8 @@
 
 For every loss and shape it measures forward + backward (median and
 interquartile range over torch.utils.benchmark's blocked runs, with a fixed
-number of threads), the ratio to torch's native loss (binary cross-entropy
+number of threads; a row whose interquartile range exceeds its median is
+flagged unreliable, in the table and in the JSON), the ratio to torch's native loss (binary cross-entropy
 with logits for the sigmoid losses, cross_entropy for the softmax ones) and
 to the formula as torchvision / fvcore / mmdetection write it, the peak extra
 memory during forward + backward in units of the logits' size (from torch's
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -205,12 +207,32 @@ def _forward_backward(fn: Callable, x: Tensor, t: object) -> None:
     fn(leaf, t).backward()
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send what C++ code writes to file descriptor 2 (the profiler's start / stop lines) to devnull meanwhile."""
+    fd = 2  # C++ writes there, whatever sys.stderr is
+    try:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except OSError:  # no file descriptor 2: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     """Peak bytes allocated during one forward + backward (gradient included), over the logits' bytes."""
     from torch.profiler import ProfilerActivity, profile
 
     leaf = x.detach().requires_grad_(True)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn(leaf, t).backward()
     changes = []
     for event in prof.events():
@@ -323,8 +345,14 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
         for r in case_rows:
             r["vs_native"] = r["median_ms"] / native
             r["vs_formula"] = None if formula is None else r["median_ms"] / formula
+            r["unreliable"] = unreliable(r)
         rows += case_rows
     return rows
+
+
+def unreliable(row: dict) -> bool:
+    """Whether a measurement is too noisy to compare: its interquartile range exceeds its median."""
+    return bool(row["iqr_ms"] > row["median_ms"])
 
 
 def machine(device: str = "cpu") -> str:
@@ -345,9 +373,13 @@ def markdown(rows: list[dict]) -> str:
             extra = f"{100 * r['bandwidth_of_copy']:.0f}%"
         else:
             extra = "" if r["first_call_s"] is None else f"{r['first_call_s']:.1f}"
+        flag = " unreliable" if r.get("unreliable") else ""
         out.append(f"| {r['loss']} | {r['workload']} | {'x'.join(map(str, r['shape']))} | {r['implementation']} | "
-                   f"{r['median_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['vs_native']:.2f}x | {formula} | "
+                   f"{r['median_ms']:.2f} ({r['iqr_ms']:.2f}){flag} | {r['vs_native']:.2f}x | {formula} | "
                    f"{r['peak_memory_x_logits']:.1f} | {extra} |")
+    if any(r.get("unreliable") for r in rows):
+        out.append("")
+        out.append("unreliable: the interquartile range exceeds the median (a busy machine?); measure it again.")
     return "\n".join(out)
 
 

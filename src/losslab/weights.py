@@ -39,7 +39,8 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
         int64 tensor of shape (C,) on the target's device.
 
     Raises:
-        TypeError: a non-integer target or num_classes.
+        TypeError: a non-integer target or num_classes, a target on the meta
+            device (no values to count) or not dense.
         ValueError: num_classes < 1, an index outside [0, C) other than
             ignore_index (always checked: counting reads the values anyway).
 
@@ -52,6 +53,7 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
     if not isinstance(target, Tensor) or target.dtype.is_floating_point or target.dtype.is_complex \
             or target.dtype == torch.bool:
         raise TypeError(f"{fn}: target must be an integer tensor of class indices; got {describe(target)}")
+    _check_has_values(fn, "target", target)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool):
         raise TypeError(f"{fn}: num_classes must be an int; got {describe(num_classes)}")
     if num_classes < 1:
@@ -68,14 +70,24 @@ def class_counts(target: Tensor, num_classes: int, *, ignore_index: int | None =
     return _dist.all_sum(counts) if _dist.world(fn, dist_sync) > 1 else counts
 
 
+def _check_has_values(fn: str, name: str, tensor: Tensor) -> None:
+    """A TypeError for a tensor whose values cannot be read: on the meta device (shape only), or not dense."""
+    if tensor.device.type == "meta":
+        raise TypeError(f"{fn}: {name} must hold values; got a tensor on the meta device (shape only), "
+                        f"shape {tuple(tensor.shape)}")
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{fn}: {name} must be a dense tensor; got layout {str(tensor.layout).replace('torch.', '')} "
+                        "(convert it with .to_dense())")
+
+
 def class_weights(
     counts: Tensor | Sequence[float],
     *,
     method: Literal["inverse", "inverse_sqrt", "effective_number", "median_frequency"] = "inverse",
     beta: float = 0.999,
-    normalize: Literal["sum", "mean"] | None = "sum",
+    normalize: Literal["sum", "mean"] | None = "mean",
 ) -> Tensor:
-    r"""Per-class weights from class counts :math:`n_c`.
+    r"""Per-class weights from class counts :math:`n_c`, averaging 1 by default.
 
     .. math::
 
@@ -86,7 +98,12 @@ def class_weights(
 
     A class with zero count is treated as a count of 1 (its weight is large
     but finite). ``class_weights(counts)`` with the defaults is the inverse
-    frequency normalised to sum 1 that practitioners pass as alpha.
+    frequency normalised to average 1 (sum C), as Cui et al. normalise and
+    as the lab uses it, so that a weighted loss stays on the scale of the
+    unweighted one: with weights summing to 1 every example's loss would be
+    divided by about C, and so would the gradient (and the effective learning
+    rate). ``normalize="sum"`` gives weights summing to 1 (the alpha of some
+    focal-loss code); ``None`` the raw values.
 
     Args:
         counts: non-negative counts of shape (C,): a tensor, a NumPy array or
@@ -97,8 +114,9 @@ def class_weights(
             an even C, over each count).
         beta: in [0, 1), used (and checked) by "effective_number" only; the
             weights tend to "inverse" as beta -> 1 and are uniform at beta = 0.
-        normalize: "sum" (weights sum to 1), "mean" (weights average 1, i.e.
-            sum to C, as Cui et al. normalise), or None (raw).
+        normalize: "mean" (the default: weights average 1, i.e. sum to C, as
+            Cui et al. normalise; a weighted loss keeps cross-entropy's
+            scale), "sum" (weights sum to 1), or None (raw).
 
     Returns:
         Float tensor of shape (C,) on the counts' device: the counts' dtype
@@ -106,7 +124,8 @@ def class_weights(
         integer tensors, arrays and sequences.
 
     Raises:
-        TypeError: counts not a tensor or sequence of numbers.
+        TypeError: counts not a tensor or sequence of numbers, a tensor on the
+            meta device or not dense.
         ValueError: counts not 1-D and non-empty, negative or non-finite
             counts, an unknown method or normalize, beta outside [0, 1).
 
@@ -119,9 +138,11 @@ def class_weights(
 
     Example:
         >>> import torch, losslab
-        >>> losslab.class_weights(torch.tensor([900, 90, 10]))
+        >>> losslab.class_weights(torch.tensor([900, 90, 10]))  # inverse frequency, averaging 1
+        tensor([0.0297, 0.2970, 2.6733])
+        >>> losslab.class_weights(torch.tensor([900, 90, 10]), normalize="sum")
         tensor([0.0099, 0.0990, 0.8911])
-        >>> losslab.class_weights([900, 90, 10], method="effective_number", beta=0.99, normalize="mean")
+        >>> losslab.class_weights([900, 90, 10], method="effective_number", beta=0.99)
         tensor([0.2284, 0.3836, 2.3880])
     """
     fn = "class_weights"
@@ -134,6 +155,7 @@ def class_weights(
     if isinstance(counts, Tensor):
         if counts.dtype.is_complex or counts.dtype == torch.bool:
             raise TypeError(f"{fn}: counts must be a real tensor; got dtype {counts.dtype}")
+        _check_has_values(fn, "counts", counts)
         n = counts
     elif isinstance(counts, np.ndarray) and counts.dtype.kind in "iuf":
         n = torch.as_tensor(counts.astype(np.float64))
