@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -508,3 +509,159 @@ def test_ctrl_c_stops_every_worker_at_once(tmp_path, jobs):
     time.sleep(0.5)
     assert _marked(marker.split("=")[1]) == []  # no worker left behind
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+# --------------------------------------------------------------------------------------------- issue 13, section 3
+
+
+class TestDeclaredInputKinds:
+    def test_nll_loss_gets_log_probabilities(self, split):
+        # regression: nll_loss was fed raw logits (training loss -544, ranked anyway)
+        nll = train(split, "nll_loss", seed=0, epochs=2, model="logreg")
+        ce = train(split, "cross_entropy", seed=0, epochs=2, model="logreg")
+        assert nll["final_loss"] > 0
+        np.testing.assert_allclose(nll["probabilities"], ce["probabilities"], rtol=1e-5, atol=1e-7)
+
+    @pytest.mark.parametrize("alias, canonical", [("BCELoss", "binary_cross_entropy"),
+                                                  ("Categorical Cross-Entropy", "cross_entropy")])
+    def test_probability_aliases_get_probabilities(self, split, alias, canonical):
+        # regression: BCELoss failed with "must lie in [0, 1]" (it was given logits)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = train(split, alias, seed=0, epochs=2, model="logreg")
+        want = train(split, canonical, seed=0, epochs=2, model="logreg")
+        assert got["final_loss"] > 0
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-4)
+
+    def test_from_logits_false_option(self, split):
+        got = train(split, "softmax_focal_loss", {"from_logits": False, "gamma": 2.0}, seed=0, epochs=1,
+                    model="logreg")
+        want = train(split, "softmax_focal_loss", {"gamma": 2.0}, seed=0, epochs=1, model="logreg")
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-4)
+
+
+class TestRejectedBeforeAnyRun:
+    @pytest.fixture
+    def no_runs(self, monkeypatch):
+        def fail(*args, **kwargs):
+            raise AssertionError("a run started")
+
+        monkeypatch.setattr("losslab.lab._ablate._run_all", fail)
+        monkeypatch.setattr("losslab.lab._ablate.train", fail)
+
+    @pytest.mark.parametrize("option, match", [
+        ({"reduction": "none"}, r"^ablate: cross_entropy reduction=none: the lab trains on the batch's mean loss; "
+                                r"reduction is not an option; got reduction='none'$"),
+        ({"dist_sync": True}, r"dist_sync is not an option; got dist_sync=True"),
+        ({"weight": [1.0, 2.0]}, r"weight"),  # wrong length: the loss's own error, before any run
+    ])
+    def test_options_that_break_training(self, no_runs, option, match):
+        losses = [{"name": "cross_entropy", **option}]
+        with pytest.raises(ValueError, match=match):
+            ablate(losses=losses, **FAST)
+
+    def test_bins_out_and_budget_are_checked_first(self, no_runs, tmp_path, capsys):
+        (tmp_path / "file").write_text("x")
+        for argv, match in ((["--bins", "0"], "bins (calibration bins) must be a positive integer; got 0"),
+                            (["--out", str(tmp_path / "file")], "is an existing file"),
+                            (["--out", str(tmp_path / "file" / "sub")], "cannot be created"),
+                            (["--epochs", "0"], "epochs must be a positive integer; got 0")):
+            assert main(["ablate", "--no-progress", "--loss", "cross_entropy", "--out", str(tmp_path / "o"),
+                         *argv]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("losslab ablate: ") and match in err and err.count("\n") == 1, err
+
+    @pytest.mark.parametrize("module, argv, match", [
+        ("matplotlib", [], "drawing the plots needs matplotlib, which is not installed: pip install 'losslab[lab]'"),
+        ("sklearn", ["--no-plots"], "the default data set (Digits-LT) needs scikit-learn, which is not installed: "
+                                    "pip install 'losslab[lab]'"),
+        ("yaml", ["--no-plots", "--config", "CONFIG"], "needs PyYAML, which is not installed: pip install "
+                                                       "'losslab[lab]'"),
+    ])
+    def test_missing_optional_dependency(self, no_runs, monkeypatch, tmp_path, capsys, module, argv, match):
+        # regression: a missing matplotlib failed after the last run; PyYAML's absence read "cannot parse"
+        config = tmp_path / "c.yaml"
+        config.write_text("seeds: 1\n")
+        monkeypatch.setitem(sys.modules, module, None)  # import fails
+        argv = [str(config) if a == "CONFIG" else a for a in argv]
+        assert main(["ablate", "--no-progress", "--loss", "cross_entropy", "--out", str(tmp_path / "o"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("losslab ablate: ") and match in err and err.count("\n") == 1, err
+
+
+class TestFailuresSayWhy:
+    def test_large_learning_rate_hint(self, split):
+        with pytest.raises(FloatingPointError, match=r"became nan .*lr 1e\+06\); the learning rate is probably too "
+                                                     r"large: try a smaller one \(--lr, e\.g\. 0\.003\)"):
+            train(split, "cross_entropy", seed=0, epochs=2, model="mlp", lr=1e6)
+
+    def test_one_class_is_an_error(self, tmp_path):
+        np.savez(tmp_path / "one.npz", x=np.random.default_rng(0).normal(size=(40, 3)), y=np.zeros(40, dtype=int))
+        with pytest.raises(ValueError, match=r"^ablate: one has one class \('0'\); ranking losses .* at least two"):
+            ablate(data=tmp_path / "one.npz", losses=[{"name": "cross_entropy"}], **FAST)
+
+    def test_tiny_test_set_is_flagged_in_table_report_and_json(self, tmp_path, capsys):
+        rng = np.random.default_rng(0)
+        y = np.repeat([0, 1, 2], [30, 12, 3])  # rarest class 3 // 4 = 0: one test example per class
+        np.savez(tmp_path / "tiny.npz", x=rng.normal(size=(len(y), 4)) + y[:, None], y=y)
+        assert main(["ablate", "--data", str(tmp_path / "tiny.npz"), "--loss", "cross_entropy", "--seeds", "1",
+                     "--epochs", "1", "--model", "logreg", "--no-plots", "--no-progress",
+                     "--out", str(tmp_path / "o")]) == 0
+        out = capsys.readouterr().out
+        assert "WARNING: the test set holds only 1 example per class" in out
+        assert "the ranking cannot tell the losses apart" in out
+        report = (tmp_path / "o" / "report.md").read_text()
+        assert "> **Warning:** the test set holds only 1 example per class" in report
+        assert json.loads((tmp_path / "o" / "results.json").read_text())["warnings"]
+        # data used as it is says so, and the shot groups read as words, not Python lists
+        assert "used as it is" in report and "rho = 1" not in report
+        shots = next(line for line in report.splitlines() if line.startswith("- Shot groups"))
+        assert "[" not in shots and "many-shot classes 0" in shots
+
+    def test_config_data_path_is_relative_to_the_config(self, tmp_path, monkeypatch):
+        folder = tmp_path / "project"
+        folder.mkdir()
+        (folder / "grid.yaml").write_text("data: data/d.npz\n")
+        config = load_config(folder / "grid.yaml")
+        assert config["data"] == str(folder / "data" / "d.npz")
+        (folder / "abs.toml").write_text(f'data = "{tmp_path / "x.npz"}"\n')
+        assert load_config(folder / "abs.toml")["data"] == str(tmp_path / "x.npz")
+
+
+class TestSpecsAndLabels:
+    def test_names_with_spaces(self):
+        assert parse_loss_spec("Multi-Class Focal Loss gamma=2") == [
+            {"name": "Multi-Class Focal Loss", "gamma": 2, "label": "Multi-Class Focal Loss gamma=2"}]
+        [quoted] = parse_loss_spec("'Focal Loss' alpha=0.5 label='my focal'")
+        assert quoted["name"] == "Focal Loss" and quoted["alpha"] == 0.5 and quoted["label"] == "my focal"
+        with pytest.raises(ValueError, match=r"^parse_loss_spec: 'Focal Los' \(every word before the first "
+                                             r"key=value in 'Focal Los gamma=2'\) is not a loss name"):
+            parse_loss_spec("Focal Los gamma=2")
+
+    def test_ablate_takes_a_name_with_spaces(self, tmp_path):
+        assert main(["ablate", "--loss", "Multi-Class Focal Loss gamma=2", "--seeds", "1", "--epochs", "1",
+                     "--model", "logreg", "--no-plots", "--no-progress", "--out", str(tmp_path)]) == 0
+        data = json.loads((tmp_path / "results.json").read_text())
+        assert data["summary"][0]["loss"] == "Multi-Class Focal Loss"
+
+    def test_method_call_round_trips(self):
+        [config] = parse_loss_spec("balanced_cross_entropy alpha=effective_number(beta=0.99)")
+        assert config["alpha"] == {"method": "effective_number", "beta": 0.99}
+        assert config["label"] == "balanced_cross_entropy alpha=effective_number(beta=0.99)"
+
+    def test_default_grid_labels_are_the_one_spelling(self):
+        from losslab.lab._losses import config_label
+
+        for config in default_grid():
+            options = {k: v for k, v in config.items() if k not in ("name", "label")}
+            assert config["label"] == config_label(config["name"], options)
+            assert "{" not in config["label"] and '"' not in config["label"]  # no raw JSON
+
+    def test_gamma_plot_stays_within_percent(self, result):
+        figure = _report.gamma_figure(result)
+        for ax in figure.axes:
+            low, high = ax.get_ylim()
+            assert 0.0 <= low and high <= 100.0
+        legend = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+        assert sorted(legend) == sorted(s["label"] for s in _report.gamma_series(result))
+        assert not any("no alpha" in label for label in legend)

@@ -568,7 +568,7 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     if out is not None:
         check_out(out, caller="ablate")
     if plots and out is not None:
-        require("matplotlib", caller="ablate", purpose="the plots", alternative=" (or plots=False, --no-plots)")
+        require("matplotlib", caller="ablate", purpose="drawing the plots", alternative=" (or plots=False, --no-plots)")
     if data is None:
         require("sklearn", caller="ablate", purpose="the default data set (Digits-LT)")
     start = time.perf_counter()

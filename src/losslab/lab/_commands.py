@@ -118,7 +118,7 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _one_line(error: BaseException, command: str) -> str:
-    message = " ".join(str(error).split())
+    message = " ".join(str(error).split()).removeprefix(f"{command}: ")  # "ablate: ..." from ablate() itself
     return message if message.startswith(f"losslab {command}:") else f"losslab {command}: {message}"
 
 
