@@ -206,3 +206,53 @@ def test_console_script_names():
     version = _subprocess(script, "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"losslab {losslab.__version__}"
     assert _subprocess(script, "names", "no-such-loss-anywhere").returncode == 1
+
+
+# ----------------------------------------------------------------------------
+# issue 13: a failing command is one line, a closed pipe ends quietly
+
+
+def test_closed_pipe_ends_quietly():
+    # regression: `losslab names | head` ended in a BrokenPipeError traceback
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before a byte is written: every write fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "losslab", "names", "--format", "json"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=120,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    finally:
+        os.close(write)
+    assert result.returncode == 1 and result.stderr == ""
+
+
+def test_broken_pipe_in_process(monkeypatch, capsys):
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert cli.main(["names"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("error, code, message", [
+    (RuntimeError("something\nunexpected"), 2, "losslab names: RuntimeError: something unexpected "
+                                               "(LOSSLAB_TRACEBACK=1 shows where)\n"),
+    (KeyboardInterrupt(), 130, "losslab names: interrupted\n"),
+])
+def test_any_failure_is_one_line(monkeypatch, capsys, error, code, message):
+    def handler(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_names", handler)
+    monkeypatch.delenv("LOSSLAB_TRACEBACK", raising=False)
+    assert cli.main(["names"]) == code
+    out, err = capsys.readouterr()
+    assert out == "" and err == message
+    monkeypatch.setenv("LOSSLAB_TRACEBACK", "1")
+    if code == 2:
+        with pytest.raises(RuntimeError):
+            cli.main(["names"])

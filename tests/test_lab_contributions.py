@@ -393,3 +393,50 @@ def test_through_losslab_cli_main(capsys):
     assert [r["loss"] for r in results] == ["cross_entropy", "softmax_focal_loss"]
     assert cli.main(["contributions"]) == 2
     assert capsys.readouterr().err.startswith("losslab contributions: ")
+
+
+# ----------------------------------------------------------------------------
+# issue 13: declared input kinds, bad values, files the command cannot use
+
+
+def test_nll_loss_and_probability_aliases_get_their_declared_input():
+    # regression: nll_loss and BCELoss were fed the raw logits
+    x, y = batch(12)
+    ce = contributions(x, y, loss="cross_entropy")
+    nll = contributions(x, y, loss="nll_loss")
+    assert nll.total_before > 0 and nll.total_before == pytest.approx(ce.total_before, rel=1e-9)
+    assert [r["share_before"] for r in nll.classes] == pytest.approx([r["share_before"] for r in ce.classes])
+    bce = contributions(x, y, loss="BCELoss")
+    with_logits = contributions(x, y, loss="binary_cross_entropy")
+    assert bce.total_before == pytest.approx(with_logits.total_before, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_logits_are_an_error(value, capsys, tmp_path):
+    # regression: NaN logits printed "nan%" and exited 0
+    x, y = batch(13)
+    x[3, 1] = value
+    with pytest.raises(ValueError, match=r"^contributions: logits must be finite; got 1 NaN or infinite values"):
+        contributions(x, y)
+    np.savez(tmp_path / "b.npz", logits=x.numpy(), target=y.numpy())
+    code, out, err = run(capsys, str(tmp_path / "b.npz"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "logits must be finite" in err
+
+
+def test_sparse_meta_and_corrupt_files_are_one_line(capsys, tmp_path):
+    # regression: a sparse or meta tensor in a .pt printed a traceback; a corrupt .npz relayed allow_pickle advice
+    x, y = batch(14)
+    torch.save({"logits": x.to_sparse(), "target": y}, tmp_path / "sparse.pt")
+    torch.save({"logits": torch.empty(4, 3, device="meta"), "target": y[:4]}, tmp_path / "meta.pt")
+    (tmp_path / "corrupt.npz").write_bytes(b"this is not an archive")
+    for name, message in (("sparse.pt", "logits must be a dense tensor; got a sparse_coo tensor"),
+                          ("meta.pt", "logits must hold values; got a tensor on the meta device"),
+                          ("corrupt.npz", "(not a NumPy .npz archive)")):
+        code, out, err = run(capsys, str(tmp_path / name))
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith("losslab contributions: ") and message in err and "pickle" not in err, err
+
+
+def test_demo_batch_seed_must_be_an_int():
+    with pytest.raises(TypeError, match=r"^demo_batch: seed must be an int; got 'a' \(str\)$"):
+        demo_batch(seed="a")

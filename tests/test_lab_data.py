@@ -912,3 +912,23 @@ class TestEvaluate:
     def test_bad_y_true(self, y_true):
         with pytest.raises(ValueError, match=r"^evaluate: "):
             evaluate(np.eye(3)[[0, 1, 2, 0]], y_true)
+
+
+# ----------------------------------------------------------------------------
+# issue 13: values the metrics must not score
+
+
+def test_evaluate_rejects_nan_and_out_of_range_probabilities():
+    # regression: NaN probabilities were scored as correct class-0 predictions
+    probabilities = np.array([[np.nan, np.nan], [0.2, 0.8]])
+    with pytest.raises(ValueError, match=r"^evaluate: probabilities must lie in \[0, 1\]; got nan at row 0, class 0$"):
+        evaluate(probabilities, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"got 1\.5 at row 1, class 1"):
+        evaluate(np.array([[0.5, 0.5], [0.1, 1.5]]), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("bad", [1.2, -0.1, float("nan")])
+def test_ece_rejects_confidences_outside_zero_one(bad):
+    with pytest.raises(ValueError, match=r"^expected_calibration_error: confidence must be probabilities in \[0, 1\]; "
+                                         r"got .* at index 1$"):
+        expected_calibration_error(np.array([0.5, bad]), np.array([1, 0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -380,3 +381,39 @@ class TestCommand:
         assert capsys.readouterr().out.strip() == str(out) and out.exists()
         assert cli.main(["plot", "dice_loss", "--out", str(out)]) == 2
         assert capsys.readouterr().err.startswith("losslab plot: ")
+
+
+# ----------------------------------------------------------------------------
+# issue 13: options for one loss, names with spaces, failures in one line
+
+
+def test_per_loss_specs_target_one_loss(capsys, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_plot(losses, **kwargs):
+        seen.update(losses=losses, **kwargs)
+        return tmp_path / "x.png"
+
+    monkeypatch.setattr("losslab.lab._commands.plot_curves", fake_plot)
+    code, _, err = _run(capsys, "softmax_focal_loss", "sigmoid_focal_loss alpha=0.5", "Multi-Class Focal Loss",
+                        "--out", "x.png")
+    assert code == 0 and err == ""
+    assert seen["losses"] == [{"name": "softmax_focal_loss"}, {"name": "sigmoid_focal_loss", "alpha": 0.5},
+                              {"name": "Multi-Class Focal Loss"}]
+
+
+def test_a_mapping_gives_options_to_its_loss_only():
+    figure = _figure([{"name": "sigmoid_focal_loss", "alpha": 0.5}, "sigmoid_focal_loss"], gammas=(2,))
+    titles = [sub._suptitle.get_text() for sub in figure.subfigs]
+    assert "alpha = 0.5" in titles[0] and "alpha = 0.25" in titles[1]
+
+
+def test_command_failures_are_one_line(capsys, tmp_path, monkeypatch):
+    code, out, err = _run(capsys, "--out", str(tmp_path / "missing" / "x.png"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("losslab plot: plot_curves: the folder of out does not exist")
+    assert not (tmp_path / "missing").exists()
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    code, out, err = _run(capsys, "--out", str(tmp_path / "x.png"))
+    assert code == 2 and err == ("losslab plot: plot_curves: drawing needs matplotlib, which is not installed: "
+                                 "pip install 'losslab[lab]'\n")
