@@ -155,6 +155,13 @@ def test_names_unknown_query_fails(capsys):
     assert "no-such-loss-anywhere" in err
 
 
+def test_names_misspelt_query_suggests_close_words(capsys):
+    code, out, err = _run_main(capsys, "names", "focl")
+    assert (code, out) == (2, "")
+    assert err.strip().startswith("losslab names: no loss matches 'focl'; did you mean 'focal'")
+    assert len(err.strip().splitlines()) == 1
+
+
 # ----------------------------------------------------------------------------
 # the parser
 
@@ -192,7 +199,7 @@ def test_python_m_losslab_names():
 
 
 def test_python_m_losslab_exit_codes():
-    assert _subprocess(sys.executable, "-m", "losslab", "names", "no-such-loss-anywhere").returncode == 1
+    assert _subprocess(sys.executable, "-m", "losslab", "names", "no-such-loss-anywhere").returncode == 2
     bare = _subprocess(sys.executable, "-m", "losslab")
     assert bare.returncode == 2 and "usage: losslab" in bare.stdout + bare.stderr
 
@@ -205,7 +212,7 @@ def test_console_script_names():
         assert row["lookup"] in result.stdout
     version = _subprocess(script, "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"losslab {losslab.__version__}"
-    assert _subprocess(script, "names", "no-such-loss-anywhere").returncode == 1
+    assert _subprocess(script, "names", "no-such-loss-anywhere").returncode == 2
 
 
 # ----------------------------------------------------------------------------

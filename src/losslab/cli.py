@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +17,20 @@ from .registry import names_table, normalize
 def _matches(row: dict, query: str) -> bool:
     q = normalize(query)
     return any(q in normalize(str(row[k])) for k in ("canonical", "name", "source", "input"))
+
+
+def _query_suggestions(query: str, n: int = 3) -> list[str]:
+    """Words and names of the table that resemble a query that matched nothing ("focl" -> "focal")."""
+    words: set[str] = set()
+    for row in names_table():
+        for key in ("canonical", "name"):
+            words.add(row[key])
+            words.update(w for w in re.split(r"[^A-Za-z0-9]+", row[key]) if len(w) > 2)
+    by_key: dict[str, str] = {}
+    for w in sorted(words, key=lambda w: (len(w), w != w.lower(), w)):  # the lower-case spelling first
+        by_key.setdefault(normalize(w), w)
+    close = difflib.get_close_matches(normalize(query), list(by_key), n=n, cutoff=0.6)
+    return [by_key[c] for c in close]
 
 
 def _presets(row: dict) -> str:
@@ -55,8 +71,10 @@ def cmd_names(args: argparse.Namespace) -> int:
         keep = {r["canonical"] for r in rows if _matches(r, args.query)}
         rows = [r for r in rows if r["canonical"] in keep]
         if not rows:
-            print(f"losslab names: no loss matches {args.query!r}", file=sys.stderr)
-            return 1
+            hint = _query_suggestions(args.query)
+            print(f"losslab names: no loss matches {args.query!r}"
+                  + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else ""), file=sys.stderr)
+            return 2
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "markdown":
