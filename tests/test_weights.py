@@ -245,3 +245,8 @@ class TestClassWeightsInputs:
         from_list = losslab.class_weights([900, 90, 10], method="inverse_sqrt")
         assert from_numpy.dtype == torch.get_default_dtype()
         torch.testing.assert_close(from_numpy, from_list)
+
+
+def test_bytes_are_not_counts():
+    with pytest.raises(TypeError, match=r"class_weights: counts must be"):
+        losslab.class_weights(b"abc")

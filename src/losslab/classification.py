@@ -312,11 +312,11 @@ def balanced_cross_entropy(
     Example:
         >>> import torch, losslab
         >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], requires_grad=True)
-        >>> alpha = losslab.class_weights(torch.tensor([900, 90, 10]))  # inverse frequency, sums to 1
+        >>> alpha = losslab.class_weights(torch.tensor([900, 90, 10]))  # inverse frequency, averaging 1
         >>> loss = losslab.balanced_cross_entropy(logits, torch.tensor([0, 2]), alpha=alpha)
         >>> loss.backward()
         >>> loss.round(decimals=4)
-        tensor(0.0500, grad_fn=<RoundBackward1>)
+        tensor(0.1501, grad_fn=<RoundBackward1>)
     """
     fn = "balanced_cross_entropy"
     check_common(fn, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,

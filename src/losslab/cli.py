@@ -127,7 +127,9 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; the exit code: 0 success, 1 nothing found or a closed pipe, 2 an error, 130 Ctrl-C.
+    """Run the command line; the exit code: 0 success, 1 a closed pipe, 2 an error, 130 Ctrl-C.
+
+    ``losslab names QUERY`` that matches nothing is an error (2), with suggestions.
 
     A failing command prints one line, ``losslab COMMAND: what went wrong``, on
     stderr, never a traceback (set LOSSLAB_TRACEBACK=1 to see one). Output into

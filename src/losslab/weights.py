@@ -159,7 +159,8 @@ def class_weights(
         n = counts
     elif isinstance(counts, np.ndarray) and counts.dtype.kind in "iuf":
         n = torch.as_tensor(counts.astype(np.float64))
-    elif isinstance(counts, Sequence) and not isinstance(counts, str) and all(is_number(c) for c in counts):
+    elif isinstance(counts, Sequence) and not isinstance(counts, (str, bytes, bytearray)) and \
+            all(is_number(c) for c in counts):
         n = torch.tensor([float(c) for c in counts], dtype=torch.float64)
     else:
         raise TypeError(f"{fn}: counts must be a tensor, an array or a sequence of numbers; got {describe(counts)}")
