@@ -392,6 +392,7 @@ SMP = [
     ("dice", {}), ("dice", {"smooth": 0.7, "log_loss": True}), ("dice", {"ignore_index": "ignore"}),
     ("dice", {"classes": [1, 3], "smooth": 0.2}), ("dice", {"from_logits": False, "eps": 1e-3}),
     ("jaccard", {}), ("jaccard", {"smooth": 0.7, "log_loss": True}), ("jaccard", {"classes": [0, 2]}),
+    ("jaccard", {"ignore_index": "ignore"}),  # smp 0.6
     ("tversky", {}), ("tversky", {"alpha": 0.3, "beta": 0.7, "gamma": 2.0, "smooth": 0.5}),
     ("tversky", {"log_loss": True, "alpha": 0.7, "beta": 0.3, "ignore_index": "ignore"}),
     ("tversky", {"gamma": 0.75, "classes": [2, 3]}),

@@ -156,6 +156,7 @@ def smp_jaccard_loss(
     from_logits: bool = True,
     smooth: float = 0.0,
     eps: float = 1e-7,
+    ignore_index: int | None = None,
 ) -> Tensor:
     r"""segmentation_models_pytorch's ``JaccardLoss`` (0.5, 0.6): one IoU per class over the batch, absent classes 0.
 
@@ -166,8 +167,8 @@ def smp_jaccard_loss(
 
     :func:`losslab.jaccard_loss` with the same smooth and eps, summed over the
     batch, then smp's mask and mean (``log_loss``: :math:`-\log \max(J, \varepsilon)`).
-    smp's JaccardLoss has no ``ignore_index``. Soft targets raise, as in
-    :func:`smp_dice_loss`.
+    ``ignore_index`` (smp 0.6; 0.5 has none) drops positions or elements as
+    in :func:`smp_dice_loss`. Soft targets raise, as in :func:`smp_dice_loss`.
 
     Example:
         >>> import torch, losslab
@@ -177,9 +178,9 @@ def smp_jaccard_loss(
     """
     fn = "smp.JaccardLoss"
     smooth = check_number(fn, "smooth", smooth, low=0.0)
-    x, y, present, classes = _smp_layout(fn, input, target, mode, classes, None)
+    x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = jaccard_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=smooth, eps=eps,
-                             log_loss=log_loss, reduction="none")
+                             ignore_index=ignore_index, log_loss=log_loss, reduction="none")
     return _smp_reduce(per_class, present, classes)
 
 
@@ -252,7 +253,7 @@ add_aliases("dice_loss",
 add_aliases(
     "jaccard_loss",
     Alias("JaccardLoss", "segmentation_models_pytorch", qualified=True, build=SmpJaccardLoss,
-          note="smooth default 0; over the batch; absent classes 0 but counted; no ignore_index"),
+          note="smooth default 0; over the batch; absent classes 0 but counted"),
 )
 add_aliases(
     "tversky_loss",
