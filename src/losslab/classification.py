@@ -393,7 +393,8 @@ register(LossSpec(
         Alias("softmax_cross_entropy_with_integer_labels", "optax", defaults=_NONE,
               note="returns the per-example loss"),
         Alias("Multinomial Logistic Loss", "Caffe", "probabilities", _PROBS,
-              note="Caffe's MultinomialLogisticLoss takes probabilities (the bare name follows it)"),
+              note="Caffe's MultinomialLogisticLoss takes probabilities (the bare name follows it); Caffe floors "
+                   "p at 1e-20 (a loss of at most 46), losslab the log at -100"),
         Alias("cross_entropy", "PyTorch", note="torch.nn.functional.cross_entropy"),
     ),
     samples=lambda: (
