@@ -88,7 +88,7 @@ def test_kornia_focal_defaults_are_kornias():
     assert not torch.allclose(out.sum(), own)
 
 
-def kornia_binary_reference(x, t, alpha, gamma, reduction, ignore_index=-100):
+def kornia_binary_reference(x, t, alpha, gamma, reduction, ignore_index=-100, pos_weight=None, weight=None):
     mask = (t != ignore_index).to(x.dtype)
     tt = t * mask
     log_pos, log_neg = F.logsigmoid(x) * mask, F.logsigmoid(-x) * mask
@@ -96,7 +96,11 @@ def kornia_binary_reference(x, t, alpha, gamma, reduction, ignore_index=-100):
     neg = -(gamma * log_pos).exp() * (1 - tt) * log_neg
     if alpha is not None:
         pos, neg = alpha * pos, (1 - alpha) * neg
+    if pos_weight is not None:
+        pos = pos * pos_weight.view(-1, *([1] * (x.ndim - 2)))
     loss = pos + neg
+    if weight is not None:
+        loss = loss * weight.view(-1, *([1] * (x.ndim - 2)))
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 
@@ -109,6 +113,65 @@ def test_kornia_binary_focal_loss(reduction, name):
     t[0, 1] = -100  # ignored, but still counted in kornia's mean
     _assert_same(losslab.get_loss(name, reduction=reduction)(x, t), kornia_binary_reference(x, t, 0.25, 2.0, reduction),
                  x)
+
+
+def test_kornia_binary_focal_loss_pos_weight_and_weight():
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(5, 3, 2, generator=g, requires_grad=True)
+    t = torch.randint(0, 2, (5, 3, 2), generator=g).to(x.dtype)
+    pw, w = torch.tensor([2.0, 0.5, 1.0]), torch.tensor([1.0, 3.0, 0.2])
+    ours = losslab.get_loss("kornia.binary_focal_loss_with_logits", pos_weight=pw, weight=w, reduction="mean")(x, t)
+    _assert_same(ours, kornia_binary_reference(x, t, 0.25, 2.0, "mean", pos_weight=pw, weight=w), x)
+
+
+@pytest.mark.parametrize(("name", "kw", "target"), [
+    ("kornia.binary_focal_loss_with_logits", {}, "soft"),
+    ("monai.FocalLoss", {}, "soft"),
+])
+def test_soft_targets_raise_where_the_framework_is_another_formula(name, kw, target):
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"target must hold 0 and 1 .* losslab.sigmoid_focal_loss"):
+        losslab.get_loss(name, **kw)(x, torch.rand(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize(("name", "kw", "match"), [
+    ("kornia.FocalLoss", {"alpha": 0.5, "weight": [1.0, 2.0]}, r"kornia.focal_loss: weight must have shape \(3,\)"),
+    ("monai.FocalLoss", {"alpha": [1.0, 2.0]}, r"monai.FocalLoss: alpha must have shape \(3,\)"),
+    ("monai.FocalLoss", {"use_softmax": True, "weight": [1.0, 2.0]}, r"monai.FocalLoss: weight must have shape \(3,\)"),
+    ("kornia.binary_focal_loss_with_logits", {"pos_weight": [1.0]}, r"pos_weight must have shape \(3,\)"),
+])
+def test_per_class_arguments_of_the_wrong_length_name_themselves(name, kw, match):
+    x = torch.randn(2, 3, 4, 4)
+    t = torch.randint(0, 3, (2, 4, 4)) if name == "kornia.FocalLoss" else \
+        F.one_hot(torch.randint(0, 3, (2, 4, 4)), 3).movedim(-1, 1).to(x.dtype)
+    with pytest.raises(ValueError, match=match):
+        losslab.get_loss(name, **kw)(x, t)
+
+
+def test_monai_focal_loss_rejects_labels_out_of_range():
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"monai.FocalLoss: target class indices must be in \[0, 3\); got 3"):
+        losslab.get_loss("monai.FocalLoss", to_onehot_y=True)(x, torch.full((2, 1, 4, 4), 3))
+
+
+@pytest.mark.parametrize("use_softmax", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("ignore_index", [7, 1])
+def test_monai_focal_loss_ignore_index(use_softmax, reduction, ignore_index):
+    x, t = _seg_batch(17)
+    labels = t.unsqueeze(1).clone()
+    if ignore_index == 7:
+        labels[0, 0, 0] = 7  # outside [0, C): a pure ignore label
+    mask = (labels != ignore_index).to(x.dtype)
+    clean = torch.where(labels == 7, 0, labels) if ignore_index == 7 else labels
+    onehot = F.one_hot(clean.clamp(0, 2)[:, 0], 3).movedim(-1, 1).to(x.dtype)
+    kw = dict(alpha=0.3, use_softmax=use_softmax)
+    loss = monai_focal_reference(x * mask, onehot * mask, reduction="none", **kw) * mask  # MONAI masks both inputs
+    ref = {"none": loss, "mean": loss.sum() / mask.sum(),
+           "sum": (loss.sum(dim=(2, 3)) / mask.sum(dim=(2, 3))).sum()}[reduction]
+    ours = losslab.get_loss("monai.FocalLoss", to_onehot_y=True, ignore_index=ignore_index, reduction=reduction,
+                            **kw)(x, labels)
+    _assert_same(ours, ref, x)
 
 
 def test_kornia_itself_when_installed():
@@ -440,3 +503,46 @@ def test_caffe_sigmoid_cross_entropy_divides_by_the_batch_size():
     t = torch.rand(4, 3, generator=g)
     ref = -(t * F.logsigmoid(x) + (1 - t) * F.logsigmoid(-x)).sum() / 4
     _assert_same(losslab.get_loss("caffe.SigmoidCrossEntropyLoss")(x, t), ref, x)
+
+
+# ----------------------------------------------------------------------------
+# every adapter: empty batches, construction checks, one-line errors
+
+_EMPTY = [("kornia.FocalLoss", {"alpha": 0.5, "reduction": "mean"}, "labels"),
+          ("kornia.binary_focal_loss_with_logits", {"reduction": "mean"}, "onehot"),
+          ("kornia.DiceLoss", {}, "labels"), ("kornia.TverskyLoss", {"alpha": 0.5, "beta": 0.5}, "labels"),
+          ("monai.FocalLoss", {}, "onehot"), ("monai.DiceLoss", {"sigmoid": True}, "onehot"),
+          ("monai.DiceCELoss", {}, "onehot"), ("monai.DiceFocalLoss", {}, "onehot"),
+          ("smp.FocalLoss", {"mode": "multiclass"}, "labels"), ("smp.DiceLoss", {"mode": "multiclass"}, "labels"),
+          ("smp.JaccardLoss", {"mode": "multiclass"}, "labels"), ("smp.TverskyLoss", {"mode": "multiclass"}, "labels")]
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), _EMPTY, ids=[n for n, _, _ in _EMPTY])
+def test_empty_batches_give_zero_not_nan_or_an_error(name, kw, kind):
+    x = torch.randn(0, 3, 4, 4, requires_grad=True)
+    t = torch.zeros(0, 4, 4, dtype=torch.long) if kind == "labels" else torch.zeros(0, 3, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = losslab.get_loss(name, **kw)(x, t)
+    out.backward()
+    assert float(out) == 0.0 and x.grad is not None
+
+
+@pytest.mark.parametrize(("name", "kw", "match"), [
+    ("kornia.DiceLoss", {"average": "x"}, r"kornia.DiceLoss: average must be 'micro' or 'macro'"),
+    ("kornia.DiceLoss", {"weight": [1.0, 2.0]}, r"kornia.DiceLoss: weight with average='micro'"),
+    ("kornia.TverskyLoss", {"alpha": -1, "beta": 1}, r"kornia.TverskyLoss: alpha must be a finite number"),
+    ("kornia.TverskyLoss", {"alpha": 0, "beta": 0}, r"kornia.TverskyLoss: alpha = beta = 0"),
+    ("monai.DiceLoss", {"sigmoid": True, "softmax": True}, r"monai.DiceLoss: incompatible values"),
+    ("monai.DiceCELoss", {"lambda_ce": -1}, r"monai.DiceCELoss: lambda_ce must be a finite number"),
+    ("monai.FocalLoss", {"gamma": -1}, r"monai.FocalLoss: gamma must be a finite number"),
+    ("kornia.FocalLoss", {"alpha": 2.0}, r"kornia.focal_loss: alpha must be a finite number in \[0, 1\]"),
+])
+def test_adapters_check_their_arguments_at_construction(name, kw, match):
+    with pytest.raises(ValueError, match=match):
+        losslab.get_loss(name, **kw)
+
+
+def test_rank_errors_say_what_shape_was_expected():
+    with pytest.raises(ValueError, match=r"monai.FocalLoss: input must have shape \(N, C, \*\); got \(5,\)"):
+        losslab.get_loss("monai.FocalLoss")(torch.randn(5), torch.rand(5))

@@ -34,6 +34,12 @@ class LossModule(nn.Module):
     _parameters_of_function: ClassVar[dict[str, inspect.Parameter]]
     _checks: ClassVar[dict[str, Callable[[Any], Any]]]
     _positional: ClassVar[tuple[str, ...]] = ()
+    # the name that messages give (a framework adapter's "monai.FocalLoss"); default: the functional's name
+    loss_name: ClassVar[str] = ""
+
+    @staticmethod
+    def check_arguments(values: dict[str, Any]) -> None:
+        """Construction-time checks that relate several hyperparameters; none by default."""
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "pos_weight", "alpha")
 
     def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
@@ -87,10 +93,11 @@ class LossModule(nn.Module):
         if missing:
             raise TypeError(f"{cls.__name__}: missing required keyword argument(s) {', '.join(map(repr, missing))}")
         values = {n: plain(kwargs.get(n, p.default)) for n, p in params.items()}
-        fn = cls.function.__name__
+        fn = cls.loss_name or cls.function.__name__
         for name, check in cls._checks.items():  # the loss's own checks first: they may narrow the common ones
             check(values[name])
         check_common(fn, **values)
+        cls.check_arguments(values)  # checks that relate several arguments (an adapter's)
         self._hyperparameters = tuple(values)
         for name, value in values.items():
             if name in self.WEIGHTS and value is not None and not is_number(value):

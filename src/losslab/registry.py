@@ -343,7 +343,7 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
         if exact and qalias.name != raw:
             continue
         if qspec is not spec:
-            differs = f"is its {qspec.name}"
+            differs = f"is another loss, a form of losslab's {qspec.name}" + (f" ({qalias.note})" if qalias.note else "")
         elif qalias.unsupported:
             differs = "is another formula"
         elif qalias.build is not None:
@@ -359,9 +359,9 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
     if found:
         # the framework spelt exactly as the caller spelt it first
         ordered = [text for _, text in sorted(found.items(), key=lambda item: item[0][1] != raw)]
-        more = f" (and {len(ordered) - 2} more: `losslab names {raw}`)" if len(ordered) > 2 else ""
+        more = f" (and {len(ordered) - 3} more: `losslab names {raw}`)" if len(ordered) > 3 else ""
         warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); "
-                      + "; ".join(ordered[:2]) + f" to get that{more}", UserWarning, stacklevel=4)
+                      + "; ".join(ordered[:3]) + f" to get that{more}", UserWarning, stacklevel=4)
 
 
 def names_table() -> list[dict[str, Any]]:

@@ -32,3 +32,26 @@ def class_slices(per_position: Tensor, target: Tensor, num_classes: int, ignore_
                           device=per_position.device)
     one_hot.scatter_(1, index.unsqueeze(1), 1.0)
     return one_hot * per_position.unsqueeze(1)
+
+
+def monai_ignore_mask(target: Tensor, ignore_index: int | None) -> Tensor | None:
+    """MONAI's ``create_ignore_mask`` of the target as given: (N, 1, *), 1 where kept, or None.
+
+    Class indices (N, 1, *): kept where not ``ignore_index``. One-hot targets:
+    a class ``ignore_index`` in [0, C) drops the pixels of that class; any
+    other value drops the pixels whose one-hot target is all zero.
+    """
+    if ignore_index is None:
+        return None
+    if target.shape[1] == 1:
+        return (target != ignore_index).to(torch.float64)
+    if 0 <= ignore_index < target.shape[1]:
+        return 1.0 - target[:, ignore_index:ignore_index + 1].to(torch.float64)
+    return (target.sum(dim=1, keepdim=True) > 0).to(torch.float64)
+
+
+def empty_batch(input: object, reduction: object = "mean") -> Tensor | None:
+    """0, connected to the graph, for a reduced loss of an empty batch (where a framework gives NaN or fails)."""
+    if isinstance(input, Tensor) and input.ndim >= 1 and input.shape[0] == 0 and reduction in ("mean", "sum"):
+        return input.sum() * 0.0
+    return None

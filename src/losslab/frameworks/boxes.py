@@ -102,6 +102,8 @@ def _weighted(fn: str, per_box: Tensor, pred: Tensor, weight: Tensor | None, red
 class MmdetIoULoss(LossModule, function=mmdet_iou_loss):
     """mmdetection's ``IoULoss`` (:func:`losslab.frameworks.boxes.mmdet_iou_loss`)."""
 
+    loss_name = "mmdet.IoULoss"
+
 
 add_aliases(
     "iou_loss",

@@ -36,7 +36,7 @@ __all__ = ["caffe_sigmoid_cross_entropy", "CaffeSigmoidCrossEntropyLoss",
 def _classes_to_dim1(fn: str, input: Tensor, target: Tensor | None, axis: int, from_logits: bool
                      ) -> tuple[Tensor, Tensor | None]:
     """Keras' class axis moved to dim 1 (input, and a target of the input's shape); probabilities renormalised."""
-    check_input(fn, input, min_ndim=1)
+    check_input(fn, input, min_ndim=1, what="of at least one dimension")
     check_bool(fn, "from_logits", from_logits)
     if not isinstance(axis, int) or isinstance(axis, bool) or not -input.ndim <= axis < input.ndim:
         raise ValueError(f"{fn}: axis must be an int in [-{input.ndim}, {input.ndim}); got {describe(axis)}")
@@ -167,7 +167,7 @@ def caffe_sigmoid_cross_entropy(input: Tensor, target: Tensor, *, reduction: Red
         tensor(0.9143, grad_fn=<RoundBackward1>)
     """
     fn = "caffe.SigmoidCrossEntropyLoss"
-    check_input(fn, input, min_ndim=1)
+    check_input(fn, input, min_ndim=1, what="of at least one dimension")
     if reduction != "mean":
         return binary_cross_entropy(input, target, reduction=reduction)
     return binary_cross_entropy(input, target, reduction="sum") / max(input.shape[0], 1)
@@ -176,17 +176,25 @@ def caffe_sigmoid_cross_entropy(input: Tensor, target: Tensor, *, reduction: Red
 class CaffeSigmoidCrossEntropyLoss(LossModule, function=caffe_sigmoid_cross_entropy):
     """Caffe's ``SigmoidCrossEntropyLoss`` (:func:`losslab.frameworks.classification.caffe_sigmoid_cross_entropy`)."""
 
+    loss_name = "caffe.SigmoidCrossEntropyLoss"
+
 
 class KerasCategoricalCrossentropy(LossModule, function=keras_categorical_crossentropy):
     """Keras' ``CategoricalCrossentropy`` (:func:`losslab.frameworks.classification.keras_categorical_crossentropy`)."""
+
+    loss_name = "keras.categorical_crossentropy"
 
 
 class KerasSparseCategoricalCrossentropy(LossModule, function=keras_sparse_categorical_crossentropy):
     """Keras' ``SparseCategoricalCrossentropy``."""
 
+    loss_name = "keras.sparse_categorical_crossentropy"
+
 
 class KerasCategoricalFocalCrossentropy(LossModule, function=keras_categorical_focal_crossentropy):
     """Keras' ``CategoricalFocalCrossentropy``."""
+
+    loss_name = "keras.CategoricalFocalCrossentropy"
 
 
 _LAST = "classes on the last axis; probabilities in by default"

@@ -64,6 +64,8 @@ def mmdet_quality_focal_loss(
 class MmdetQualityFocalLoss(LossModule, function=mmdet_quality_focal_loss):
     """mmdetection's ``QualityFocalLoss`` (:func:`losslab.frameworks.detection.mmdet_quality_focal_loss`)."""
 
+    loss_name = "mmdet.QualityFocalLoss"
+
 
 add_aliases(
     "quality_focal_loss",

@@ -22,20 +22,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_alpha, check_bool, check_input, describe
+from .._checks import (
+    check_alpha,
+    check_bool,
+    check_class_indices,
+    check_input,
+    check_target_tensor,
+    class_vector,
+    describe,
+    is_number,
+    shape_str,
+    values_checked,
+)
 from .._module import LossModule
 from ..focal import sigmoid_focal_loss, softmax_focal_loss
 from ..registry import Alias, add_aliases
-from ._common import class_slices, reduce
+from ._common import class_slices, monai_ignore_mask, reduce
 
 Reduction = Literal["none", "mean", "sum"]
 
 __all__ = ["kornia_focal_loss", "kornia_binary_focal_loss", "monai_focal_loss", "smp_focal_loss",
            "tfa_sigmoid_focal_loss", "mmcv_sigmoid_focal_loss", "KorniaFocalLoss", "KorniaBinaryFocalLoss",
            "MonaiFocalLoss", "SmpFocalLoss", "TfaSigmoidFocalLoss", "MmcvSigmoidFocalLoss"]
+
+
+def _check_hard(fn: str, target: Tensor, framework: str) -> None:
+    """Values check: 0/1 targets, where the framework's focal factor for soft targets is another formula."""
+    if not values_checked(target) or target.numel() == 0:
+        return
+    t = target.detach()
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError(f"{fn}: target must hold 0 and 1 (hard labels); {framework} forms the focal factor of a "
+                         f"soft label differently, which losslab does not reproduce: for soft labels use "
+                         f"losslab.sigmoid_focal_loss")
 
 
 def _background_alpha(fn: str, alpha: float | None, num_classes: int, input: Tensor) -> Tensor | None:
@@ -82,10 +105,12 @@ def kornia_focal_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 4, 4))).backward()
     """
     fn = "kornia.focal_loss"
-    check_input(fn, input, min_ndim=2)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
+    check_target_tensor(fn, input, target)
+    check_class_indices(fn, target, input.shape[1], ignore_index)
     factors = _background_alpha(fn, alpha, input.shape[1], input)
     if weight is not None:
-        weight = torch.as_tensor(weight, dtype=torch.float64, device=input.device)
+        weight = class_vector(fn, "weight", weight, input.shape[1], input, torch.float64)
         factors = weight if factors is None else factors * weight
     per = softmax_focal_loss(input, target, alpha=factors, gamma=gamma, ignore_index=ignore_index, reduction="none")
     if reduction == "none":
@@ -100,17 +125,19 @@ def kornia_binary_focal_loss(
     alpha: float | None = 0.25,
     gamma: float = 2.0,
     reduction: Reduction = "none",
+    pos_weight: Tensor | Sequence[float] | None = None,
     weight: Tensor | Sequence[float] | None = None,
     ignore_index: int | None = -100,
 ) -> Tensor:
     r"""kornia's ``binary_focal_loss_with_logits``: the sigmoid focal loss, "mean" over every element.
 
-    The same loss as :func:`losslab.sigmoid_focal_loss` for hard labels
-    (for soft labels kornia weighs the positive term by
-    :math:`\sigma(-x)^\gamma` and the negative by :math:`\sigma(x)^\gamma`).
-    kornia's default reduction is "none"; its "mean" counts ignored
-    elements (``target == ignore_index``) in the denominator. ``weight`` is
-    per class (C,), as kornia's.
+    The same loss as :func:`losslab.sigmoid_focal_loss` for hard labels;
+    soft labels raise where values are checked (kornia weighs their positive
+    term by :math:`\sigma(-x)^\gamma` and their negative by
+    :math:`\sigma(x)^\gamma`, another formula). kornia's default reduction
+    is "none"; its "mean" counts ignored elements (``target ==
+    ignore_index``) in the denominator. ``weight`` (C,) multiplies both
+    terms, ``pos_weight`` (C,) the positive term, as kornia's.
 
     Example:
         >>> import torch, losslab
@@ -119,9 +146,23 @@ def kornia_binary_focal_loss(
         >>> loss_fn(x, torch.randint(0, 2, (4, 3)).float()).backward()
     """
     fn = "kornia.binary_focal_loss_with_logits"
-    check_input(fn, input, min_ndim=2)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
+    check_target_tensor(fn, input, target)
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target shape {shape_str(target.shape)} does not match input shape "
+                         f"{shape_str(input.shape)}")
     alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
-    loss = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, weight=weight, ignore_index=ignore_index,
+    kept = target if ignore_index is None else torch.where(target == ignore_index, 0, target)
+    _check_hard(fn, kept, "kornia")
+    shape = (-1,) + (1,) * (input.ndim - 2)
+    factor = None
+    if weight is not None:
+        factor = class_vector(fn, "weight", weight, input.shape[1], input, input.dtype).reshape(shape)
+    if pos_weight is not None:
+        pos = class_vector(fn, "pos_weight", pos_weight, input.shape[1], input, input.dtype).reshape(shape)
+        pos = torch.where(kept == 1, pos, 1.0)
+        factor = pos if factor is None else factor * pos
+    loss = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, weight=factor, ignore_index=ignore_index,
                               reduction="none")
     return reduce(fn, loss, reduction, input.numel())
 
@@ -129,7 +170,7 @@ def kornia_binary_focal_loss(
 def _monai_target(fn: str, input: Tensor, target: Tensor, to_onehot_y: bool, include_background: bool
                   ) -> tuple[Tensor, Tensor]:
     """MONAI's target handling: one-hot of (N, 1, *) indices, then channel 0 dropped unless include_background."""
-    check_input(fn, input, min_ndim=2)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
     num_classes = input.shape[1]
@@ -137,8 +178,9 @@ def _monai_target(fn: str, input: Tensor, target: Tensor, to_onehot_y: bool, inc
         if target.ndim != input.ndim or target.shape[1] != 1:
             raise ValueError(f"{fn}: with to_onehot_y=True the target must be class indices of shape (N, 1, *); "
                              f"got {tuple(target.shape)} for input {tuple(input.shape)}")
+        check_class_indices(fn, target, num_classes, None)
         one_hot = torch.zeros(input.shape, dtype=input.dtype, device=input.device)
-        target = one_hot.scatter_(1, target.long().clamp(0, num_classes - 1), 1.0)
+        target = one_hot.scatter_(1, target.long().clamp(0, num_classes - 1), 1.0)  # clamp: unchecked values
     if target.shape != input.shape:
         raise ValueError(f"{fn}: target shape {tuple(target.shape)} does not match input shape "
                          f"{tuple(input.shape)} (MONAI takes one-hot targets; to_onehot_y=True takes (N, 1, *) "
@@ -160,23 +202,28 @@ def monai_focal_loss(
     weight: float | Sequence[float] | Tensor | None = None,
     reduction: Reduction = "mean",
     use_softmax: bool = False,
+    ignore_index: int | None = None,
 ) -> Tensor:
     r"""MONAI's ``FocalLoss``: sigmoid focal loss per channel by default, MONAI's alpha and denominators.
 
     * ``use_softmax=False`` (MONAI's default): :func:`losslab.sigmoid_focal_loss`
       of every channel against a one-hot target; a scalar alpha weighs
       positives alpha and negatives 1 - alpha; per-class alpha weighs each
-      class's positives only.
+      class's positives only. Targets must be 0 or 1 where values are
+      checked: for soft targets MONAI forms the focal factor from
+      :math:`\sigma(-x(2t - 1))`, another formula.
     * ``use_softmax=True``: :func:`losslab.softmax_focal_loss`; a scalar
       alpha is 1 - alpha for class 0 and alpha for the others (ignored when
       ``include_background=False``, as in MONAI).
     * ``weight``: a number or per-class factors, multiplied in.
+    * ``ignore_index`` (MONAI 1.6): pixels whose label is it (class
+      indices), whose one-hot channel ``ignore_index`` is set, or, for a
+      value outside [0, C), whose one-hot target is all zero, give 0 in
+      every channel and leave the denominators.
     * "none": (N, C', *) per channel; "mean": their sum over N x C' x
-      pixels; "sum": each image's and channel's pixels averaged, then summed.
-
-    For soft targets MONAI forms the sigmoid focal factor from
-    :math:`\sigma(-x(2t - 1))`; for the hard one-hot targets it expects,
-    that is losslab's :math:`1 - p_t`.
+      pixels (with ``ignore_index``: over the kept pixels, not times C');
+      "sum": each image's and channel's pixels averaged (over the kept
+      ones), then summed.
 
     Example:
         >>> import torch, losslab
@@ -188,18 +235,23 @@ def monai_focal_loss(
     for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
                         ("use_softmax", use_softmax)):
         check_bool(fn, name, value)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
+    check_target_tensor(fn, input, target)
+    original = target
+    if ignore_index is not None and to_onehot_y and input.shape[1] > 1 and not 0 <= ignore_index < input.shape[1]:
+        target = torch.where(target == ignore_index, torch.zeros_like(target), target)
     input, target = _monai_target(fn, input, target, to_onehot_y, include_background)
+    mask = monai_ignore_mask(original, ignore_index)
     num_classes = input.shape[1]
-    if isinstance(alpha, (Sequence, Tensor)) and not isinstance(alpha, str):
-        alpha_vector: Tensor | None = torch.as_tensor(alpha, dtype=torch.float64, device=input.device)
-        if alpha_vector.ndim == 0:
-            alpha = float(alpha_vector)
-            alpha_vector = None
-    else:
-        alpha_vector = None
+    alpha_vector: Tensor | None = None
+    if isinstance(alpha, (Sequence, Tensor, np.ndarray)) and not isinstance(alpha, (str, bytes)):
+        if torch.as_tensor(alpha).ndim == 0:
+            alpha = float(torch.as_tensor(alpha))
+        else:
+            alpha_vector = class_vector(fn, "alpha", alpha, num_classes, input, torch.float64)
     if weight is not None:
-        weight = torch.as_tensor(weight, dtype=torch.float64, device=input.device)
-    pixels = max(1, input[0, 0].numel()) if input.shape[0] and num_classes else 1
+        weight = torch.as_tensor(weight, dtype=torch.float64, device=input.device) if is_number(weight) else \
+            class_vector(fn, "weight", weight, num_classes, input, torch.float64)
     if use_softmax:
         factors = alpha_vector
         if factors is None and alpha is not None and include_background:
@@ -207,13 +259,14 @@ def monai_focal_loss(
         if weight is not None:
             factors = weight.expand(num_classes) if factors is None else factors * weight
         per = softmax_focal_loss(input, target, alpha=factors, gamma=gamma, reduction="none")
-        if reduction == "none":
+        if reduction == "none" or mask is not None:
             hard = bool(((target == 0) | (target == 1)).all()) and bool((target.sum(1) <= 1).all())
             if not hard:
-                raise ValueError(f"{fn}: reduction='none' with use_softmax=True needs one-hot targets in losslab "
-                                 f"(per-class terms of soft targets are not kept)")
-            return class_slices(per, target.argmax(1), num_classes, None)
+                raise ValueError(f"{fn}: reduction='none' or ignore_index with use_softmax=True needs one-hot "
+                                 f"targets in losslab (per-class terms of soft targets are not kept)")
+            per = class_slices(per, target.argmax(1), num_classes, None)
     else:
+        _check_hard(fn, target, "MONAI")
         elementwise = weight
         if alpha_vector is not None:
             shape = (-1,) + (1,) * (input.ndim - 2)
@@ -224,10 +277,18 @@ def monai_focal_loss(
             scalar_alpha = check_alpha(fn, alpha, per_class=False, expected="a float, per-class values or None")
         per = sigmoid_focal_loss(input, target, alpha=scalar_alpha, gamma=gamma, reduction="none",
                                  weight=None if elementwise is None else _along(elementwise, input))
-        if reduction == "none":
-            return per
+    spatial = list(range(per.ndim - (input.ndim - 2), per.ndim))  # per is (N, C', *), or (N, *) summed over classes
+    if mask is not None:
+        mask = mask.to(per.dtype)
+        per = per * mask
+    if reduction == "none":
+        return per
     if reduction == "sum":
-        return reduce(fn, per, "sum") / pixels
+        if mask is None:
+            return reduce(fn, per.mean(dim=spatial) if spatial else per, "sum")
+        return reduce(fn, per.sum(dim=spatial) / mask.sum(dim=spatial).clamp(min=1), "sum")
+    if reduction == "mean" and mask is not None:
+        return per.sum() / mask.sum().clamp(min=1)
     return reduce(fn, per, reduction, input.numel())
 
 
@@ -273,7 +334,7 @@ def smp_focal_loss(
     fn = "smp.FocalLoss"
     if mode not in ("binary", "multiclass", "multilabel"):
         raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
-    check_input(fn, input, min_ndim=1)
+    check_input(fn, input, min_ndim=1, what="of at least one dimension")
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
     alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
@@ -282,7 +343,7 @@ def smp_focal_loss(
             target = target.reshape(input.shape)
         return sigmoid_focal_loss(input, target.to(input.dtype), alpha=alpha, gamma=gamma, ignore_index=ignore_index,
                                   reduction=reduction)
-    check_input(fn, input, min_ndim=2)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
     if mode == "multiclass":
         if target.dtype.is_floating_point:
             raise TypeError(f"{fn}: multiclass mode takes integer class indices (N, *); got {describe(target)}")
@@ -327,7 +388,7 @@ def tfa_sigmoid_focal_loss(
         >>> loss_fn(p, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).sum().backward()
     """
     fn = "tfa.SigmoidFocalCrossEntropy"
-    check_input(fn, input, min_ndim=1)
+    check_input(fn, input, min_ndim=1, what="of at least one dimension")
     per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, from_logits=from_logits,
                              reduction="none").sum(dim=-1)
     return reduce(fn, per, reduction)
@@ -356,7 +417,7 @@ def mmcv_sigmoid_focal_loss(
         >>> loss_fn(x, torch.tensor([0, 3, 2, 1])).backward()
     """
     fn = "mmcv.sigmoid_focal_loss"
-    check_input(fn, input, min_ndim=2)
+    check_input(fn, input, min_ndim=2, what="(N, C, *)")
     per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction="none")
     return reduce(fn, per, reduction, input.shape[0])
 
@@ -375,28 +436,40 @@ class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss,
                            checks={"alpha": _scalar_alpha("mmcv.sigmoid_focal_loss")}):
     """mmcv's ``sigmoid_focal_loss`` (:func:`losslab.frameworks.focal.mmcv_sigmoid_focal_loss`)."""
 
+    loss_name = "mmcv.sigmoid_focal_loss"
+
 
 class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss,
                           checks={"alpha": _scalar_alpha("tfa.SigmoidFocalCrossEntropy")}):
     """TensorFlow Addons' ``SigmoidFocalCrossEntropy`` (:func:`losslab.frameworks.focal.tfa_sigmoid_focal_loss`)."""
 
+    loss_name = "tfa.SigmoidFocalCrossEntropy"
+
 
 class KorniaFocalLoss(LossModule, function=kornia_focal_loss, checks={"alpha": _scalar_alpha("kornia.focal_loss")}):
     """kornia's ``FocalLoss`` (:func:`losslab.frameworks.focal.kornia_focal_loss`)."""
+
+    loss_name = "kornia.focal_loss"
 
 
 class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss,
                             checks={"alpha": _scalar_alpha("kornia.binary_focal_loss_with_logits")}):
     """kornia's ``binary_focal_loss_with_logits`` (:func:`losslab.frameworks.focal.kornia_binary_focal_loss`)."""
 
+    loss_name = "kornia.binary_focal_loss_with_logits"
+
 
 class MonaiFocalLoss(LossModule, function=monai_focal_loss):
     """MONAI's ``FocalLoss`` (:func:`losslab.frameworks.focal.monai_focal_loss`)."""
+
+    loss_name = "monai.FocalLoss"
 
 
 class SmpFocalLoss(LossModule, function=smp_focal_loss,
                    checks={"alpha": _scalar_alpha("smp.FocalLoss"), "mode": _smp_mode}):
     """segmentation_models_pytorch's ``FocalLoss`` (:func:`losslab.frameworks.focal.smp_focal_loss`)."""
+
+    loss_name = "smp.FocalLoss"
 
 
 _KORNIA_FOCAL = "kornia's softmax focal loss: class 0 gets 1 - alpha; 'mean' over N x C x pixels; default 'none'"

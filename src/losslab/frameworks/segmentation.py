@@ -42,6 +42,7 @@ from .._checks import (
 from .._module import LossModule
 from ..registry import Alias, add_aliases
 from ..segmentation import dice_loss, tversky_loss
+from ._common import empty_batch
 
 __all__ = ["kornia_dice_loss", "kornia_tversky_loss", "keras_dice", "keras_tversky", "KorniaDiceLoss",
            "KorniaTverskyLoss", "KerasDice", "KerasTversky"]
@@ -98,6 +99,26 @@ def _kornia_layout(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     return p, t, valid
 
 
+def _kornia_dice_arguments(fn: str, average: Any, eps: Any, weight: Any) -> float:
+    if average not in ("micro", "macro"):
+        raise ValueError(f"{fn}: average must be 'micro' or 'macro'; got {describe(average)}")
+    eps = check_number(fn, "eps", eps, low=0.0)
+    if average == "micro" and weight is not None:
+        raise ValueError(f"{fn}: weight with average='micro' is kornia's class-weighted sums pooled into one ratio "
+                         f"(a generalised Dice), which losslab does not implement; the closest losslab loss is "
+                         f"dice_loss with weight (a weighted mean of per-class losses), or average='macro'")
+    return eps
+
+
+def _kornia_tversky_arguments(fn: str, alpha: Any, beta: Any, eps: Any) -> None:
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    beta = check_number(fn, "beta", beta, low=0.0)
+    check_number(fn, "eps", eps, low=0.0)
+    if alpha == 0 and beta == 0:
+        raise ValueError(f"{fn}: alpha = beta = 0 gives the index TP / (TP + eps), which losslab's tversky_loss "
+                         f"cannot express; the closest losslab loss is tversky_loss with alpha, beta > 0")
+
+
 def kornia_dice_loss(
     input: Tensor,
     target: Tensor,
@@ -148,13 +169,9 @@ def kornia_dice_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
     """
     fn = "kornia.dice_loss"
-    if average not in ("micro", "macro"):
-        raise ValueError(f"{fn}: average must be 'micro' or 'macro'; got {describe(average)}")
-    eps = check_number(fn, "eps", eps, low=0.0)
-    if average == "micro" and weight is not None:
-        raise ValueError(f"{fn}: weight with average='micro' is kornia's class-weighted sums pooled into one ratio "
-                         f"(a generalised Dice), which losslab does not implement; the closest losslab loss is "
-                         f"dice_loss with weight (a weighted mean of per-class losses), or average='macro'")
+    if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
+        return empty
+    eps = _kornia_dice_arguments(fn, average, eps, weight)
     p, t, valid = _kornia_layout(fn, input, target, ignore_index)
     n, num_classes = p.shape[:2]
     if average == "micro":
@@ -232,6 +249,8 @@ def kornia_tversky_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
     """
     fn = "kornia.tversky_loss"
+    if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     alpha = check_number(fn, "alpha", alpha, low=0.0)
     beta = check_number(fn, "beta", beta, low=0.0)
     eps = check_number(fn, "eps", eps, low=0.0)
@@ -378,17 +397,29 @@ def keras_tversky(
 class KorniaDiceLoss(LossModule, function=_kornia_dice_class):
     """kornia's ``DiceLoss`` / ``dice_loss`` (:func:`losslab.frameworks.segmentation.kornia_dice_loss`)."""
 
+    loss_name = "kornia.DiceLoss"
+    check_arguments = staticmethod(lambda v: _kornia_dice_arguments("kornia.DiceLoss", v["average"], v["eps"],
+                                                                    v["weight"]))
+
 
 class KorniaTverskyLoss(LossModule, function=_kornia_tversky_class):
     """kornia's ``TverskyLoss`` / ``tversky_loss`` (:func:`losslab.frameworks.segmentation.kornia_tversky_loss`)."""
+
+    loss_name = "kornia.TverskyLoss"
+    check_arguments = staticmethod(lambda v: _kornia_tversky_arguments("kornia.TverskyLoss", v["alpha"], v["beta"],
+                                                                       v["eps"]))
 
 
 class KerasDice(LossModule, function=keras_dice):
     """Keras' ``Dice`` (:func:`losslab.frameworks.segmentation.keras_dice`)."""
 
+    loss_name = "keras.Dice"
+
 
 class _KerasTverskyModule(LossModule, function=keras_tversky):
     """Keras' ``Tversky`` (:func:`losslab.frameworks.segmentation.keras_tversky`)."""
+
+    loss_name = "keras.Tversky"
 
 
 KERAS_TVERSKY_WARNING = ("keras.Tversky reproduces Keras 3, whose alpha weighs the false negatives and beta the "

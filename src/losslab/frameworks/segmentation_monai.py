@@ -34,6 +34,7 @@ from .._module import LossModule
 from ..classification import binary_cross_entropy, cross_entropy
 from ..registry import Alias, add_aliases
 from ..segmentation import dice_loss, jaccard_loss
+from ._common import empty_batch, monai_ignore_mask
 from .focal import monai_focal_loss
 from .segmentation import _TINY, _one_hot
 
@@ -63,17 +64,6 @@ def _monai_one_hot(fn: str, target: Tensor, num_classes: int, dtype: torch.dtype
     return _one_hot(labels, num_classes, dtype)
 
 
-def _monai_ignore_mask(target: Tensor, ignore_index: int | None) -> Tensor | None:
-    """MONAI's ``create_ignore_mask`` of the target as given: (N, 1, *), 1 where kept, or None."""
-    if ignore_index is None:
-        return None
-    if target.shape[1] == 1:
-        return (target != ignore_index).to(torch.float64)
-    if 0 <= ignore_index < target.shape[1]:
-        return 1.0 - target[:, ignore_index:ignore_index + 1].to(torch.float64)
-    return (target.sum(dim=1, keepdim=True) > 0).to(torch.float64)
-
-
 def _monai_weight(fn: str, weight: Any, num_classes: int, like: Tensor) -> Tensor | None:
     """MONAI's Dice class weight: a number for every class or one value per kept class, non-negative."""
     if weight is None or num_classes == 1:
@@ -89,6 +79,22 @@ def _monai_weight(fn: str, weight: Any, num_classes: int, like: Tensor) -> Tenso
     return w
 
 
+def _monai_activation(fn: str, sigmoid: Any, softmax: Any, other_act: Any) -> None:
+    if other_act is not None and not callable(other_act):
+        raise TypeError(f"{fn}: other_act must be None or callable; got {describe(other_act)}")
+    if int(bool(sigmoid)) + int(bool(softmax)) + int(other_act is not None) > 1:
+        raise ValueError(f"{fn}: incompatible values: more than one of sigmoid=True, softmax=True, other_act "
+                         f"(as in MONAI)")
+
+
+def _monai_construction(fn: str, values: dict[str, Any]) -> None:
+    """What MONAI checks in its constructors: one activation, non-negative smoothing and lambdas."""
+    _monai_activation(fn, values["sigmoid"], values["softmax"], values["other_act"])
+    for name in ("smooth_nr", "smooth_dr", "lambda_dice", "lambda_ce", "lambda_focal"):
+        if name in values:
+            check_number(fn, name, values[name], low=0.0)
+
+
 def _monai_prepare(fn: str, input: Tensor, target: Tensor, *, include_background: bool, to_onehot_y: bool,
                    sigmoid: bool, softmax: bool, other_act: Callable[[Tensor], Tensor] | None,
                    ignore_index: int | None) -> tuple[Tensor, Tensor]:
@@ -98,11 +104,7 @@ def _monai_prepare(fn: str, input: Tensor, target: Tensor, *, include_background
     for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
                         ("sigmoid", sigmoid), ("softmax", softmax)):
         check_bool(fn, name, value)
-    if other_act is not None and not callable(other_act):
-        raise TypeError(f"{fn}: other_act must be None or callable; got {describe(other_act)}")
-    if int(sigmoid) + int(softmax) + int(other_act is not None) > 1:
-        raise ValueError(f"{fn}: incompatible values: more than one of sigmoid=True, softmax=True, other_act "
-                         f"(as in MONAI)")
+    _monai_activation(fn, sigmoid, softmax, other_act)
     dtype = compute_dtype(input)
     p = input.to(dtype)
     num_classes = input.shape[1]
@@ -131,7 +133,7 @@ def _monai_prepare(fn: str, input: Tensor, target: Tensor, *, include_background
         raise ValueError(f"{fn}: ground truth has shape {tuple(target.shape)}, the input {tuple(p.shape)} "
                          f"(MONAI takes one-hot targets of the input's shape; to_onehot_y=True takes (N, 1, *) "
                          f"class indices)")
-    mask = _monai_ignore_mask(original, ignore_index)
+    mask = monai_ignore_mask(original, ignore_index)
     t = target.to(dtype)
     if mask is not None:
         mask = mask.to(dtype)
@@ -237,6 +239,8 @@ def monai_dice_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
     """
     fn = "monai.DiceLoss"
+    if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     check_bool(fn, "squared_pred", squared_pred)
     check_bool(fn, "jaccard", jaccard)
     check_bool(fn, "batch", batch)
@@ -328,6 +332,8 @@ def monai_dice_ce_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
     """
     fn = "monai.DiceCELoss"
+    if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_ce": lambda_ce},
                        ("mean", "sum"))
     dice_weight = weight
@@ -393,6 +399,8 @@ def monai_dice_focal_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
     """
     fn = "monai.DiceFocalLoss"
+    if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_focal": lambda_focal},
                        ("none", "mean", "sum"))
     check_bool(fn, "to_onehot_y", to_onehot_y)
@@ -414,13 +422,22 @@ def monai_dice_focal_loss(
 class MonaiDiceLoss(LossModule, function=monai_dice_loss):
     """MONAI's ``DiceLoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_loss`)."""
 
+    loss_name = "monai.DiceLoss"
+    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceLoss", v))
+
 
 class MonaiDiceCELoss(LossModule, function=monai_dice_ce_loss):
     """MONAI's ``DiceCELoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_ce_loss`)."""
 
+    loss_name = "monai.DiceCELoss"
+    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceCELoss", v))
+
 
 class MonaiDiceFocalLoss(LossModule, function=monai_dice_focal_loss):
     """MONAI's ``DiceFocalLoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_focal_loss`)."""
+
+    loss_name = "monai.DiceFocalLoss"
+    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceFocalLoss", v))
 
 
 _MONAI_DICE = ("probabilities in (sigmoid/softmax=True for logits); per image; smooth_nr = smooth_dr = 1e-5; "

@@ -26,6 +26,7 @@ from .._checks import (
 from .._module import LossModule
 from ..registry import Alias, add_aliases
 from ..segmentation import dice_loss, jaccard_loss, tversky_loss
+from ._common import empty_batch
 
 __all__ = ["smp_dice_loss", "smp_jaccard_loss", "smp_tversky_loss", "SmpDiceLoss", "SmpJaccardLoss",
            "SmpTverskyLoss"]
@@ -139,6 +140,8 @@ def smp_dice_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 8, 8))).backward()
     """
     fn = "smp.DiceLoss"
+    if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = dice_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=2.0 * smooth, eps=eps,
@@ -177,6 +180,8 @@ def smp_jaccard_loss(
         >>> loss_fn(x, (torch.rand(2, 3, 8, 8) > 0.5).float()).backward()
     """
     fn = "smp.JaccardLoss"
+    if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = jaccard_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=smooth, eps=eps,
@@ -221,6 +226,8 @@ def smp_tversky_loss(
         >>> loss_fn(x, (torch.rand(2, 1, 8, 8) > 0.5).float()).backward()
     """
     fn = "smp.TverskyLoss"
+    if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
+        return empty
     smooth = check_number(fn, "smooth", smooth, low=0.0)
     gamma = check_number(fn, "gamma", gamma, low=0.0)
     check_bool(fn, "log_loss", log_loss)
@@ -237,13 +244,19 @@ def smp_tversky_loss(
 class SmpDiceLoss(LossModule, function=smp_dice_loss):
     """segmentation_models_pytorch's ``DiceLoss`` (:func:`losslab.frameworks.segmentation.smp_dice_loss`)."""
 
+    loss_name = "smp.DiceLoss"
+
 
 class SmpJaccardLoss(LossModule, function=smp_jaccard_loss):
     """segmentation_models_pytorch's ``JaccardLoss`` (:func:`losslab.frameworks.segmentation.smp_jaccard_loss`)."""
 
+    loss_name = "smp.JaccardLoss"
+
 
 class SmpTverskyLoss(LossModule, function=smp_tversky_loss):
     """segmentation_models_pytorch's ``TverskyLoss`` (:func:`losslab.frameworks.segmentation.smp_tversky_loss`)."""
+
+    loss_name = "smp.TverskyLoss"
 
 
 _SMP = "smooth added to TP (Dice: losslab's 2 x smooth), default 0; over the batch; absent classes 0 but counted"
