@@ -390,7 +390,9 @@ def monai_dice_focal_loss(
     ``weight`` (a number or one value per kept class) and ``alpha`` (positives
     alpha, negatives 1 - alpha) go to the focal term, ``weight`` also to the
     Dice term. "none" adds the Dice term's (N, C', 1, ...) to the focal
-    term's (N, C', *) by broadcasting, as MONAI does.
+    term's (N, C', *) by broadcasting, as MONAI does. Targets must be 0 or 1
+    where values are checked: MONAI's focal factor of a soft label is
+    another formula.
 
     Example:
         >>> import torch, losslab
