@@ -246,10 +246,11 @@ def lookup(name: str) -> tuple[LossSpec, Alias | None]:
         close = difflib.get_close_matches(normalize(parts[-1]), [normalize(n.split(".")[-1]) for n in known], n=3,
                                           cutoff=0.6)
         close_names = [n for n in known if normalize(n.split(".")[-1]) in close]
+        shown = ", ".join(map(repr, known[:6])) + (", ..." if len(known) > 6 else "")
         hint = (f"did you mean {', '.join(map(repr, close_names))}? " if close_names else
-                f"its names here: {', '.join(map(repr, known))}. " if known else "")
+                f"its names here: {shown}. " if known else "")
         raise ValueError(f"get_loss: losslab has no {source} loss named {parts[-1]!r} ({name!r}); {hint}"
-                         f"Drop the prefix for losslab's own losses; `losslab names {word}` lists them.")
+                         f"Drop the prefix for losslab's own losses; `losslab names {normalize(source)}` lists them.")
     unknown = [word for word in prefix_words if word not in NEUTRAL_WORDS]
     if unknown:
         raise ValueError(f"get_loss: unknown framework prefix {unknown[-1]!r} in {name!r}; losslab reproduces "
