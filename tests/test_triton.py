@@ -1,8 +1,18 @@
-"""The Triton kernels, run by Triton's interpreter on CPU tensors (TRITON_INTERPRET=1, set in conftest).
+"""The Triton kernels against the CPU sweeps, the composite and the dispatch of every loss.
+
+Where they run (the environment variable LOSSLAB_TEST_DEVICE):
+
+* unset (CI, and any machine without a GPU): on CPU tensors under Triton's interpreter
+  (TRITON_INTERPRET=1, set in conftest); with a GPU, on CUDA tensors.
+* ``LOSSLAB_TEST_DEVICE=cuda`` (benchmarks/gpu_check.sh): on CUDA tensors, or the module fails to collect
+  when torch sees no CUDA device, triton is missing or TRITON_INTERPRET=1; never a silent fallback to the
+  interpreter or a skip.
 
 Each launcher of losslab._gpu must return what the CPU sweep of the same name returns (loss and
-gradient, summed or per element), and so the composite and the float64 references. The interpreter has
-no bfloat16, so bfloat16 is tested only on a GPU; float16 inputs are covered.
+gradient, summed or per element), and so the composite and the float64 references; the public losses
+dispatch to the kernels and match the composite. The interpreter has no bfloat16: the bfloat16 cases
+(and the half-precision dispatch) are marked ``cuda_only`` and skip on CPU; float16 inputs are covered
+everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +22,17 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("triton")
+WANTED = os.environ.get("LOSSLAB_TEST_DEVICE", "")
+if WANTED not in ("", "cuda"):
+    raise RuntimeError(f"LOSSLAB_TEST_DEVICE={WANTED!r}: leave it unset, or set it to 'cuda'")
+if WANTED == "cuda":  # the GPU check: a missing device or triton is an error, not a skip
+    if not torch.cuda.is_available():
+        raise RuntimeError("LOSSLAB_TEST_DEVICE=cuda, but torch sees no CUDA device")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise RuntimeError("LOSSLAB_TEST_DEVICE=cuda: unset TRITON_INTERPRET to run the compiled kernels")
+    import triton  # noqa: F401
+else:
+    pytest.importorskip("triton")
 
 import losslab  # noqa: E402
 from losslab import _fused, _gpu  # noqa: E402
@@ -25,6 +45,7 @@ DEVICE = "cuda" if ON_GPU else "cpu"
 
 pytestmark = pytest.mark.skipif(not ON_GPU and os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="no GPU and Triton's interpreter is off")
+cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA tensors (Triton's interpreter has no bfloat16)")
 
 
 def rand(*shape, seed=0, scale=3.0, dtype=F32):
@@ -167,9 +188,13 @@ def test_kernels_match_the_composite_losses_and_never_write_into_the_inputs():
     assert torch.equal(x, before[0]) and torch.equal(t, before[1])
 
 
+HALF = [torch.float16, pytest.param(torch.bfloat16, marks=cuda_only)]
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
 @pytest.mark.parametrize("kernel", ["sigmoid", "softmax", "quality", "varifocal"])
-def test_float16_inputs_compute_in_float32_and_return_float16_gradients(kernel):
-    x16 = rand(6, 5, seed=22).half()
+def test_half_inputs_compute_in_float32_and_return_gradients_in_their_dtype(kernel, dtype):
+    x16 = rand(6, 5, seed=22).to(dtype)
     x32 = x16.float()
     target = torch.rand(6, 5, generator=gen(23)).to(DEVICE)
     index = torch.randint(0, 5, (6,), generator=gen(24)).to(DEVICE)
@@ -182,13 +207,13 @@ def test_float16_inputs_compute_in_float32_and_return_float16_gradients(kernel):
     }
     loss16, grad16 = calls[kernel](x16)
     loss32, grad32 = calls[kernel](x32)
-    assert grad16.dtype == torch.float16
+    assert grad16.dtype == dtype
     torch.testing.assert_close(loss16, loss32, **TOLERANCES[F32])  # the same float32 arithmetic inside
-    torch.testing.assert_close(grad16.float(), grad32, **TOLERANCES[torch.float16])
+    torch.testing.assert_close(grad16.float(), grad32, **TOLERANCES[dtype])
 
 
 # ----------------------------------------------------------------------------
-# dispatch: with the kernels standing in for the GPU (on CPU tensors, under the interpreter)
+# dispatch: the public losses on DEVICE's tensors (on CPU, the interpreted kernels stand in for the GPU)
 
 def _dispatched(name: str, x: torch.Tensor, g: torch.Generator):
     """(function, target, keyword arguments) of each dispatched case."""
@@ -216,36 +241,66 @@ DISPATCHED = ["sigmoid_focal dense", "sigmoid_focal index", "bce weights", "bce 
               "cross_entropy smoothing", "softmax_focal", "quality pair", "varifocal"]
 
 
-@pytest.mark.skipif(ON_GPU, reason="on a GPU the kernels are dispatched for real")
-@pytest.mark.parametrize("name", DISPATCHED)
-@pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_dispatch_runs_the_kernels_and_matches_the_composite(name, reduction, monkeypatch):
-    monkeypatch.setattr(_fused, "_triton_on_cpu", True)
+NO_KERNEL = ("bce elementwise weight", "cross_entropy smoothing")  # the sweep's operations, the composite
+
+
+def _on_device(value):
+    if isinstance(value, tuple):
+        return tuple(_on_device(v) for v in value)
+    return value.to(DEVICE) if isinstance(value, torch.Tensor) else value
+
+
+def _auto_and_off(name: str, x: torch.Tensor, reduction: str, monkeypatch) -> tuple[dict, list]:
+    """{mode: (value, gradient, grad_fn name)} under set_fused("auto") and ("off"), and the launchers called."""
+    if DEVICE == "cpu":
+        monkeypatch.setattr(_fused, "_triton_on_cpu", True)
     calls = []
     for launcher in ("sigmoid", "softmax", "quality", "varifocal"):
         original = getattr(_gpu, launcher)
         monkeypatch.setattr(_gpu, launcher, lambda *a, _o=original, _n=launcher, **k: calls.append(_n) or _o(*a, **k))
-    x = torch.randn(7, 4, generator=gen(30)) * 3
     results = {}
     for mode in ("auto", "off"):
         losslab.set_fused(mode)
         try:
             leaf = x.clone().requires_grad_(True)
             function, target, kwargs = _dispatched(name, x, gen(31))
+            target, kwargs = _on_device(target), {k: _on_device(v) for k, v in kwargs.items()}
             out = function(leaf, target, reduction=reduction, **kwargs)
-            upstream = torch.linspace(0.5, 1.5, out.numel()).reshape(out.shape)
+            upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
             (out * upstream).sum().backward()
             results[mode] = (out.detach(), leaf.grad, type(out.grad_fn).__name__)
         finally:
             losslab.set_fused("auto")
+    return results, calls
+
+
+@pytest.mark.parametrize("name", DISPATCHED)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_dispatch_runs_the_kernels_and_matches_the_composite(name, reduction, monkeypatch):
+    x = (torch.randn(7, 4, generator=gen(30)) * 3).to(DEVICE)
+    results, calls = _auto_and_off(name, x, reduction, monkeypatch)
     assert "Fused" in results["auto"][2] or name in ("cross_entropy smoothing",)
-    expect_kernel = name not in ("bce elementwise weight", "cross_entropy smoothing")
-    assert bool(calls) == expect_kernel, calls
+    assert bool(calls) == (name not in NO_KERNEL), calls
     torch.testing.assert_close(results["auto"][0], results["off"][0], **TOLERANCES[F32])
     torch.testing.assert_close(results["auto"][1], results["off"][1], **TOLERANCES[F32])
 
 
+@cuda_only
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", DISPATCHED)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_half_precision_dispatch_matches_the_composite(name, reduction, dtype, monkeypatch):
+    """Half inputs: the kernels compute in float32, the composite in the input's dtype; equal within its
+    tolerance, value and gradient in the same dtype."""
+    x = (torch.randn(7, 4, generator=gen(30)) * 3).to(DEVICE, dtype)
+    results, calls = _auto_and_off(name, x, reduction, monkeypatch)
+    assert bool(calls) == (name not in NO_KERNEL), calls
+    for got, want in zip(results["auto"][:2], results["off"][:2], strict=True):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, **TOLERANCES[dtype])
+
+
 def test_float64_inputs_keep_the_composite_where_the_kernels_would_round_to_float32(monkeypatch):
     monkeypatch.setattr(_fused, "_triton_on_cpu", True)
-    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 3, dtype=torch.float64).to(DEVICE).requires_grad_(True)
     assert _fused.route(x, eager_pays=True) != "triton"
