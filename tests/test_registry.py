@@ -569,7 +569,7 @@ def test_value_checks_default_on_cpu():
 
 
 def test_set_checks_false_disables_value_checks_and_true_or_none_restore():
-    assert losslab.set_checks(False) is None
+    assert losslab.set_checks(False).value is None  # the previous setting (a context manager too)
     assert losslab.get_checks() is False
     value = _out_of_range_call()  # no check: index 7 is simply negative for every class
     assert torch.isfinite(value)
@@ -578,14 +578,14 @@ def test_set_checks_false_disables_value_checks_and_true_or_none_restore():
     with pytest.raises(ValueError, match=r"binary_cross_entropy: target must have the input's shape"):
         losslab.binary_cross_entropy(torch.zeros(4, 3), torch.zeros(4, 2))
 
-    assert losslab.set_checks(True) is False
+    assert losslab.set_checks(True).value is False
     with pytest.raises(ValueError, match=r"target class indices must be in"):
         _out_of_range_call()
     with pytest.raises(ValueError, match=r"cross_entropy: target class indices must be in \[0, 3\)"):
         losslab.cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]))
 
-    assert losslab.set_checks(False) is True
-    assert losslab.set_checks(None) is False
+    assert losslab.set_checks(False).value is True
+    assert losslab.set_checks(None).value is False
     with pytest.raises(ValueError, match=r"target class indices must be in"):
         _out_of_range_call()
 

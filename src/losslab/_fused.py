@@ -43,51 +43,92 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
+
+from ._checks import Restores, in_main_thread, set_own
 
 MODES = ("auto", "compiled", "eager", "off")
 COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
 
-_mode = "auto"
+_mode = "auto"  # the process-wide default of set_fused; a thread's own mode is _own_mode.mode (see _checks)
+_own_mode = threading.local()
 _compiled: dict[Callable, Callable] = {}
 _compile_failed = False
 _compiler_disabled = False
 
 
-def set_fused(mode: str) -> str:
-    """Choose the implementation of the fused losses; returns the previous mode.
+class PreviousMode(Restores, str):
+    """The mode before a :func:`set_fused` call: a str equal to it, and a context manager that restores it."""
+
+    def __new__(cls, mode: str, undo: Callable[[], None]) -> Self:
+        self = super().__new__(cls, mode)
+        self._undo = undo
+        return self
+
+
+def set_fused(mode: str) -> PreviousMode:
+    """Choose the implementation of the fused losses; returns the previous mode; usable as a context manager.
+
+    A call made in the main thread sets the process-wide default, which every
+    thread that has not set its own mode reads; a call made in any other
+    thread sets that thread's own mode only. Used as ``with
+    losslab.set_fused("off"): ...``, the call also restores the previous mode
+    when the block ends, also when it raises.
 
     Args:
         mode: "auto" (default), "compiled", "eager" or "off" (the composite
             implementation everywhere; use it for ``create_graph=True``).
 
+    Returns:
+        The previous mode (as the calling thread read it), a ``str``; as a
+        context manager it restores that mode at the end of the block.
+
+    Raises:
+        ValueError: ``mode`` is not one of the four (the mode is unchanged).
+
     Example:
         >>> import losslab
+        >>> with losslab.set_fused("off"):  # the composite implementation in this block
+        ...     pass
         >>> previous = losslab.set_fused("eager")
         >>> _ = losslab.set_fused(previous)
     """
     global _mode
     if mode not in MODES:
         raise ValueError(f"set_fused: mode must be one of 'auto', 'compiled', 'eager', 'off'; got {mode!r}")
-    previous, _mode = _mode, mode
-    return previous
+    mode = str(mode)  # a PreviousMode passed back is stored as the plain str
+    current = get_fused()
+    if in_main_thread():
+        previous, _mode = _mode, mode
+
+        def undo() -> None:
+            global _mode
+            _mode = previous
+    else:
+        undo = set_own(_own_mode, "mode", mode)
+    return PreviousMode(current, undo)
 
 
 def get_fused() -> str:
-    """The current mode of :func:`set_fused`."""
-    return _mode
+    """The mode of :func:`set_fused` that the calling thread uses now."""
+    return getattr(_own_mode, "mode", _mode)
 
 
 def applies(input: Tensor, *others: Any) -> bool:
     """Whether the fused path computes this call: logits on CPU (or on a GPU with Triton), only ``input``
     needing a gradient."""
-    if _mode == "off" or torch.compiler.is_compiling() or not torch.is_grad_enabled():
+    # is_compiling first: torch.compile traces no read of the mode (the composite runs there)
+    if torch.compiler.is_compiling() or not torch.is_grad_enabled() or get_fused() == "off":
         return False
     if torch._C._are_functorch_transforms_active():  # torch.func.grad / vmap need the composite's formulas
         return False
@@ -125,11 +166,12 @@ def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
         return None
     if _on_triton(input):
         return "triton"
-    if _mode == "eager":
+    mode = get_fused()
+    if mode == "eager":
         return "eager"
-    if _compile_wanted(input.numel()):
+    if _compile_wanted(mode, input.numel()):
         return "compiled"
-    wanted_compiler = _mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL  # but has none
+    wanted_compiler = mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL  # but has none
     return "eager" if eager_pays and wanted_compiler else None
 
 
@@ -149,11 +191,11 @@ def without_compiler() -> Iterator[None]:
         _compiler_disabled = previous
 
 
-def _compile_wanted(numel: int) -> bool:
+def _compile_wanted(mode: str, numel: int) -> bool:
     global _compile_failed
-    if _mode == "eager" or _compile_failed or _compiler_disabled:
+    if mode == "eager" or _compile_failed or _compiler_disabled:
         return False
-    if _mode == "auto" and numel < COMPILE_MIN_NUMEL:
+    if mode == "auto" and numel < COMPILE_MIN_NUMEL:
         return False
     if os.environ.get("LOSSLAB_COMPILE", "1") == "0":
         _compile_failed = True
