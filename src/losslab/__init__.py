@@ -45,7 +45,7 @@ from .boxes import (
 )
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
 from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
-from . import frameworks  # other frameworks' conventions behind their qualified names ("kornia.FocalLoss")
+from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
 from .registry import get_loss
 from .weights import class_counts, class_weights
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,137 +22,11 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
-    from typing_extensions import Self
+    pass
+
+from ._switches import get_checks, set_checks, values_checked  # noqa: F401  (re-exported: losslab.set_checks)
 
 REDUCTIONS = ("none", "mean", "sum")
-
-# The switches (set_checks here, set_fused in _fused): a process-wide default, set by calls made in the main
-# thread, and a value of its own for each other thread that has called the switch (a threading.local attribute;
-# absent until then). Readers take the thread's own value, else the default: one getattr, no lock. A `with`
-# block restores what its call set; the call cannot know whether a `with` follows it, so a block in the main
-# thread sets the default too (anything else would let other threads see the value between call and block).
-_value_checks: bool | None = None  # the process-wide default
-_own_checks = threading.local()  # .value: the calling thread's own setting, where it has one
-_UNSET = object()
-
-
-def in_main_thread() -> bool:
-    """Whether a switch set now sets the process-wide default (see :func:`set_checks`)."""
-    return threading.current_thread() is threading.main_thread()
-
-
-class Restores:
-    """What :func:`set_checks` and ``set_fused`` return: the previous setting; as a context manager, it puts
-    that setting back when the block ends (also when the block raises)."""
-
-    _undo: Callable[[], None] | None = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        undo, self._undo = self._undo, None
-        if undo is not None:
-            undo()
-
-
-def set_own(local: threading.local, name: str, value: Any) -> Callable[[], None]:
-    """Set the calling thread's own ``local.<name>``; returns the function that restores it (or its absence)."""
-    previous = local.__dict__.get(name, _UNSET)
-    setattr(local, name, value)
-
-    def undo() -> None:
-        if previous is _UNSET:
-            local.__dict__.pop(name, None)
-        else:
-            setattr(local, name, previous)
-
-    return undo
-
-
-class PreviousChecks(Restores):
-    """The value-check setting before a :func:`set_checks` call (``.value``), ``==`` to it and as true or false."""
-
-    def __init__(self, value: bool | None, undo: Callable[[], None]) -> None:
-        self.value, self._undo = value, undo
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PreviousChecks):
-            other = other.value
-        return other is self.value if other is None or self.value is None else self.value == other
-
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-    def __bool__(self) -> bool:
-        return bool(self.value)
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-def set_checks(enabled: bool | None | PreviousChecks) -> PreviousChecks:
-    """Choose when checks that read tensor values run; usable as a context manager.
-
-    A call made in the main thread sets the process-wide default, which every
-    thread that has not set its own value reads; a call made in any other
-    thread sets that thread's own value only. Used as ``with
-    losslab.set_checks(False): ...``, the call also restores the previous
-    setting when the block ends, also when it raises.
-
-    Args:
-        enabled: ``None`` (the default) checks values on CPU tensors only, so
-            that CUDA code never waits for the device; ``True`` checks every
-            tensor (a device sync per check on CUDA); ``False`` checks none.
-            What an earlier call returned is taken too (it restores).
-
-    Returns:
-        The previous setting (as the calling thread read it): it compares equal
-        to ``True``, ``False`` or ``None`` (``==``, not ``is``; its ``.value``
-        is the plain value, as :func:`get_checks` returns), and restores it as a
-        context manager or when passed back to ``set_checks``.
-
-    Raises:
-        TypeError: ``enabled`` is not True, False or None (the setting is unchanged).
-
-    Example:
-        >>> import losslab
-        >>> with losslab.set_checks(True):  # every value check, on any device, in this block
-        ...     pass
-        >>> previous = losslab.set_checks(False)
-        >>> _ = losslab.set_checks(previous)
-    """
-    global _value_checks
-    if isinstance(enabled, PreviousChecks):  # passed back to restore
-        enabled = enabled.value
-    if enabled is not None and not isinstance(enabled, bool):
-        raise TypeError(f"set_checks: enabled must be True, False or None; got {enabled!r}")
-    current = get_checks()
-    if in_main_thread():
-        previous, _value_checks = _value_checks, enabled
-
-        def undo() -> None:
-            global _value_checks
-            _value_checks = previous
-    else:
-        undo = set_own(_own_checks, "value", enabled)
-    return PreviousChecks(current, undo)
-
-
-def get_checks() -> bool | None:
-    """The value-check setting the calling thread uses now (see :func:`set_checks`)."""
-    return getattr(_own_checks, "value", _value_checks)
-
-
-def values_checked(tensor: Tensor) -> bool:
-    """Whether a check that reads ``tensor``'s values should run now."""
-    if torch.compiler.is_compiling():
-        return False
-    enabled = getattr(_own_checks, "value", _value_checks)
-    if enabled is None:
-        return tensor.device.type == "cpu"
-    return enabled
-
 
 def _outline(value: Any) -> str | None:
     """"a list of shape (3, 2)" for a list, tuple or NumPy array (the shape from the first items); else None."""

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,76 +51,16 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
-    from typing_extensions import Self
+    pass
 
-from ._checks import Restores, in_main_thread, set_own
+from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: losslab.set_fused)
 
-MODES = ("auto", "compiled", "eager", "off")
 COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
 
-_mode = "auto"  # the process-wide default of set_fused; a thread's own mode is _own_mode.mode (see _checks)
-_own_mode = threading.local()
 _compiled: dict[Callable, Callable] = {}
 _compile_failed = False
 _compiler_disabled = False
-
-
-class PreviousMode(Restores, str):
-    """The mode before a :func:`set_fused` call: a str equal to it, and a context manager that restores it."""
-
-    def __new__(cls, mode: str, undo: Callable[[], None]) -> Self:
-        self = super().__new__(cls, mode)
-        self._undo = undo
-        return self
-
-
-def set_fused(mode: str) -> PreviousMode:
-    """Choose the implementation of the fused losses; returns the previous mode; usable as a context manager.
-
-    A call made in the main thread sets the process-wide default, which every
-    thread that has not set its own mode reads; a call made in any other
-    thread sets that thread's own mode only. Used as ``with
-    losslab.set_fused("off"): ...``, the call also restores the previous mode
-    when the block ends, also when it raises.
-
-    Args:
-        mode: "auto" (default), "compiled", "eager" or "off" (the composite
-            implementation everywhere; use it for ``create_graph=True``).
-
-    Returns:
-        The previous mode (as the calling thread read it), a ``str``; as a
-        context manager it restores that mode at the end of the block.
-
-    Raises:
-        ValueError: ``mode`` is not one of the four (the mode is unchanged).
-
-    Example:
-        >>> import losslab
-        >>> with losslab.set_fused("off"):  # the composite implementation in this block
-        ...     pass
-        >>> previous = losslab.set_fused("eager")
-        >>> _ = losslab.set_fused(previous)
-    """
-    global _mode
-    if mode not in MODES:
-        raise ValueError(f"set_fused: mode must be one of 'auto', 'compiled', 'eager', 'off'; got {mode!r}")
-    mode = str(mode)  # a PreviousMode passed back is stored as the plain str
-    current = get_fused()
-    if in_main_thread():
-        previous, _mode = _mode, mode
-
-        def undo() -> None:
-            global _mode
-            _mode = previous
-    else:
-        undo = set_own(_own_mode, "mode", mode)
-    return PreviousMode(current, undo)
-
-
-def get_fused() -> str:
-    """The mode of :func:`set_fused` that the calling thread uses now."""
-    return getattr(_own_mode, "mode", _mode)
 
 
 def applies(input: Tensor, *others: Any) -> bool:

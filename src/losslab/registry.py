@@ -344,7 +344,8 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
         if exact and qalias.name != raw:
             continue
         if qspec is not spec:
-            differs = f"is another loss, a form of losslab's {qspec.name}" + (f" ({qalias.note})" if qalias.note else "")
+            differs = f"is another loss, a form of losslab's {qspec.name}"
+            differs += f" ({qalias.note})" if qalias.note else ""
         elif qalias.unsupported:
             differs = "is another formula"
         elif qalias.build is not None:
@@ -356,7 +357,8 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
             differs = "presets " + ", ".join(f"{k}={v!r}" for k, v in qalias.defaults.items())
         else:
             continue  # the same loss; a framework's default reduction alone is no reason to warn
-        found[(qalias.source, qalias.name)] = f"{qalias.source}'s {qalias.name} {differs}: ask for '{prefix}.{qalias.name}'"
+        found[(qalias.source, qalias.name)] = (f"{qalias.source}'s {qalias.name} {differs}: "
+                                               f"ask for '{prefix}.{qalias.name}'")
     if found:
         # the framework spelt exactly as the caller spelt it first
         ordered = [text for _, text in sorted(found.items(), key=lambda item: item[0][1] != raw)]

@@ -344,7 +344,8 @@ class DiceLoss(LossModule, function=dice_loss, checks=overlap_checks("dice_loss"
     """Module form of :func:`losslab.dice_loss`."""
 
 
-class JaccardLoss(LossModule, function=jaccard_loss, checks=overlap_checks("jaccard_loss", bools=("squared", "log_loss"))):
+class JaccardLoss(LossModule, function=jaccard_loss,
+                  checks=overlap_checks("jaccard_loss", bools=("squared", "log_loss"))):
     """Module form of :func:`losslab.jaccard_loss`."""
 
 

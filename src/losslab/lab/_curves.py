@@ -217,7 +217,8 @@ def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str) -> tuple[torch.Tensor, t
 # the figure
 
 
-def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *,
+                gammas: Sequence[float] | float = DEFAULT_GAMMAS,
                 out: str | Path = "loss_curves.png", dpi: int = 150, title: str | None = None,
                 **loss_kwargs: Any) -> Path:
     r"""Draw loss, modulating factor and gradient against :math:`p_t`, one row per loss, into a PNG or SVG.
@@ -288,7 +289,8 @@ def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,
     return path
 
 
-def _figure(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
+def _figure(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *,
+            gammas: Sequence[float] | float = DEFAULT_GAMMAS,
             title: str | None = None, **loss_kwargs: Any) -> Figure:
     """The matplotlib Figure that :func:`plot_curves` saves (no pyplot: nothing global, no window)."""
     entries = [losses] if isinstance(losses, (str, Mapping)) else list(losses)

@@ -111,8 +111,8 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
     outside = ~((probabilities >= 0) & (probabilities <= 1))  # NaN is outside too: argmax would call it class 0
     if outside.any():
         row, column = (int(i[0]) for i in np.nonzero(outside))
-        raise ValueError(f"evaluate: probabilities must lie in [0, 1]; got {float(probabilities[row, column])!r} at row "
-                         f"{row}, class {column}")
+        raise ValueError(f"evaluate: probabilities must lie in [0, 1]; got {float(probabilities[row, column])!r} "
+                         f"at row {row}, class {column}")
     y_true = y_true.astype(np.int64)
     num_classes = probabilities.shape[1]
     pred = probabilities.argmax(axis=1)

@@ -156,6 +156,7 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
         what = f"the loss became {last}" if not np.isfinite(last) else "the model's outputs became NaN or infinite"
         shown = " ".join([loss] + [f"{k}={v}" for k, v in options.items()])
         raise FloatingPointError(f"train: {what} while training {shown} (seed {seed}, lr {lr:g}); the learning "
-                                 f"rate is probably too large: try a smaller one (--lr, e.g. {3e-3 if lr > 3e-3 else lr / 10:g})")
+                                 f"rate is probably too large: try a smaller one "
+                                 f"(--lr, e.g. {3e-3 if lr > 3e-3 else lr / 10:g})")
     return {"probabilities": probabilities.numpy(), "sigmoid": sigmoid, "seconds": time.perf_counter() - start,
             "final_loss": last}
