@@ -1,26 +1,31 @@
 """The conformance battery: one set of checks run over every registered loss and its sample cases.
 
-A loss gets all of this by registering (losslab.registry.register) with a
-sample generator; it also needs a float64 NumPy reference in
-tests/reference.py under its canonical name.
+A loss gets all of this by registering (losslab.registry.register); it also
+needs its sample inputs and error cases in tests/samples/ (SAMPLES and ERRORS)
+and a float64 NumPy reference in tests/reference.py, both under its canonical
+name.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import losslab
-from losslab.registry import Case, LossSpec, specs
+from losslab.registry import LossSpec, specs
 
 from .helpers import TOLERANCES, assert_close_np
 from .reference import REFERENCES
+from .samples import ERRORS as ERROR_CASES
+from .samples import SAMPLES, Case
 
 SPECS = specs()
-CASES = [(spec, case) for spec in SPECS for case in spec.samples()]
+CASES = [(spec, case) for spec in SPECS for case in SAMPLES.get(spec.name, list)()]
 CASE_IDS = [f"{spec.name}-{case.id}" for spec, case in CASES]
 REGULAR = [(s, c) for s, c in CASES if not c.tags]
 REGULAR_IDS = [f"{s.name}-{c.id}" for s, c in REGULAR]
@@ -84,9 +89,56 @@ def test_every_loss_has_a_reference_and_is_exported():
         assert getattr(losslab, spec.module.__name__) is spec.module
 
 
+def test_every_loss_has_samples_and_error_cases():
+    """A registered loss cannot skip the battery: tests/samples/ holds its cases, and only registered losses'."""
+    names = {spec.name for spec in SPECS}
+    for spec in SPECS:
+        assert spec.name in SAMPLES, f"{spec.name} has no sample cases in tests/samples/ (SAMPLES)"
+        assert spec.name in ERROR_CASES, f"{spec.name} has no error cases in tests/samples/ (ERRORS)"
+        assert SAMPLES[spec.name](), f"{spec.name}: SAMPLES gives no case"
+    assert not SAMPLES.keys() - names, f"samples of unregistered losses: {sorted(SAMPLES.keys() - names)}"
+    assert not ERROR_CASES.keys() - names, f"error cases of unregistered losses: {sorted(ERROR_CASES.keys() - names)}"
+
+
+_IMPORT_BUILDS_NOTHING = """
+import traceback
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class Record(TorchDispatchMode):
+    calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        Record.calls.append((str(func), "".join(traceback.format_stack(limit=8)[:-1])))
+        return func(*args, **(kwargs or {}))
+
+
+with Record():
+    import losslab
+
+assert losslab.registry.specs(), "no loss registered"
+if Record.calls:
+    op, where = Record.calls[0]
+    raise SystemExit(f"import losslab ran {len(Record.calls)} tensor ops, the first {op} at\\n{where}")
+"""
+
+
+def test_importing_losslab_builds_no_tensors():
+    """Module-level code creates no tensor (sample data lives in tests/samples/); run in a fresh interpreter.
+
+    Every tensor factory (torch.empty, torch.tensor, torch.zeros, ...) reaches an ATen op, which the
+    dispatch mode records.
+    """
+    result = subprocess.run([sys.executable, "-c", _IMPORT_BUILDS_NOTHING], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_special_cases_are_registered(spec):
-    tags = [c.tags for c in spec.samples()]
+    tags = [c.tags for c in SAMPLES[spec.name]()]
     assert any("empty" in t for t in tags), f"{spec.name}: no 'empty' sample case"
     if "ignore_index" in inspect.signature(spec.function).parameters:
         assert any("all_ignored" in t for t in tags), f"{spec.name}: no 'all_ignored' sample case"
@@ -295,7 +347,7 @@ def test_generic_errors_name_the_function_and_argument(spec):
         _call(spec, case.input, case.target.tolist(), case.kwargs)
 
 
-ERRORS = [(spec, err) for spec in SPECS for err in spec.errors()]
+ERRORS = [(spec, err) for spec in SPECS for err in ERROR_CASES.get(spec.name, list)()]
 
 
 @pytest.mark.parametrize(("spec", "err"), ERRORS, ids=[f"{s.name}-{i}" for i, (s, _) in enumerate(ERRORS)])
@@ -306,4 +358,4 @@ def test_registered_errors(spec, err):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_every_loss_registers_error_cases(spec):
-    assert len(spec.errors()) >= 3, f"{spec.name}: register at least three loss-specific error cases"
+    assert len(ERROR_CASES[spec.name]()) >= 3, f"{spec.name}: give at least three loss-specific error cases"

@@ -12,6 +12,8 @@ import losslab
 from losslab import registry
 from losslab.registry import SOURCE_PREFIXES, Alias, LossSpec
 
+from .samples import SAMPLES
+
 FAMILY = ("cross_entropy", "nll_loss", "binary_cross_entropy", "balanced_cross_entropy",
           "sigmoid_focal_loss", "softmax_focal_loss")
 
@@ -37,7 +39,7 @@ def _required(spec: LossSpec) -> dict:
     """Values for required hyperparameters (balanced_cross_entropy's alpha, the segmentation losses' mode):
     those of the loss's first sample case."""
     params = inspect.signature(spec.function).parameters.values()
-    first = spec.samples()[0].kwargs
+    first = SAMPLES[spec.name]()[0].kwargs
     return {p.name: first[p.name] for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
 
 
@@ -390,7 +392,7 @@ def isolated_registry():
 
 def _throwaway(name="throwaway_test_loss", aliases=()):
     return LossSpec(name=name, function=losslab.binary_cross_entropy, module=losslab.BinaryCrossEntropyLoss,
-                    family="test", formula="-", samples=list, aliases=tuple(aliases))
+                    family="test", formula="-", aliases=tuple(aliases))
 
 
 def _state():

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +88,32 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None,
     if denominator is None:
         return total / max(loss.numel(), 1)
     return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+
+
+class _Upcast(torch.autograd.Function):
+    """``x.to(dtype)`` whose gradient, cast back to x's dtype, saturates at that dtype's largest finite value.
+
+    A half-precision input computed in float32 can have a gradient beyond
+    float16's range (1/p of a probability below 1.5e-5): the cast back would
+    make it inf. Values are unchanged; so are gradients that fit.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dtype: torch.dtype) -> Tensor:
+        ctx.input_dtype = x.dtype
+        return x.to(dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        largest = torch.finfo(ctx.input_dtype).max
+        return grad.clamp(-largest, largest).to(ctx.input_dtype), None
+
+
+def upcast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` in the compute dtype; a half-precision input's gradient saturates instead of overflowing."""
+    if x.dtype == dtype or not x.dtype.is_floating_point or torch.finfo(x.dtype).max >= torch.finfo(dtype).max:
+        return x.to(dtype)
+    return _Upcast.apply(x, dtype)
 
 
 def safe_log(p: Tensor) -> Tensor:
@@ -348,7 +375,7 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
         denominator = avg_factor if avg_factor is not None else (kept if kept is not None else input.numel())
         return _fused.fused(fn, input, sweep, args, shared, reduction, denominator, compiled=_fused.compiled_flag(path))
     t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
-    x = input.to(dtype)
+    x = upcast(input, dtype)
     if not from_logits:
         check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
     loss = sigmoid_elementwise(x, t, valid, from_logits=from_logits, alpha=alpha, gamma=gamma,
@@ -371,7 +398,7 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     processes = _dist.world(fn, dist_sync)
     dtype = compute_dtype(input)
     tgt = softmax_target(fn, input, target, ignore_index, dtype)
-    x = input.to(dtype)
+    x = upcast(input, dtype)
     if input_kind == "probabilities":
         check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
     w = None

@@ -24,7 +24,11 @@ from torch import Tensor, nn
 
 from ._checks import check_common, check_non_negative, is_number, plain, to_tensor
 
-_CPU = torch.empty(0, dtype=torch.float64)  # the stand-in input of construction-time checks
+
+def _cpu_stand_in() -> Tensor:
+    """The stand-in input of construction-time checks: built at construction (importing builds no tensor), on
+    the CPU whatever device context is current, as the module's tensors are until ``.to()``."""
+    return torch.empty(0, dtype=torch.float64, device="cpu")
 
 
 class LossModule(nn.Module):
@@ -102,7 +106,8 @@ class LossModule(nn.Module):
         for name, value in values.items():
             if name in self.WEIGHTS and value is not None and not is_number(value):
                 # the functional's own conversion and message; cast to the compute dtype at use
-                value = to_tensor(fn, name, value, value if isinstance(value, Tensor) else _CPU, torch.float64)
+                value = to_tensor(fn, name, value, value if isinstance(value, Tensor) else _cpu_stand_in(),
+                                  torch.float64)
             if name in self.WEIGHTS and (isinstance(value, Tensor) or (is_number(value) and name != "alpha")):
                 # a scalar alpha may be negative (sigmoid_focal_loss: disabled); a scalar weight may not
                 check_non_negative(fn, name, torch.as_tensor(value, dtype=torch.float64))

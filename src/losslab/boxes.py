@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from . import _dist
-from . import _samples as S
 from ._boxes import (
     Pair,
     box_weight,
@@ -24,12 +23,11 @@ from ._boxes import (
     check_finite_boxes,
     check_target_boxes,
     corners,
-    from_xyxy,
 )
 from ._checks import check_avg_factor, check_common, check_number, compute_dtype, numpy_arguments
 from ._core import reduce
 from ._module import LossModule
-from .registry import Alias, Case, ErrorCase, LossSpec, register
+from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
@@ -490,54 +488,14 @@ class SIoULoss(LossModule, function=siou_loss, checks=_format_check("siou_loss")
 # registration
 
 
-def box_cases(extra: tuple[dict, ...] = ()) -> list[Case]:
-    """Overlapping and disjoint pairs, (N, 4) and (2, 3, 4), in each format, with weights and avg_factor."""
-    g = S.generator(90)
-    cases = []
-    variants = ({}, {"box_format": "xywh", "weight": "per-box"}, {"box_format": "cxcywh", "avg_factor": 2.5},
-                {"weight": "per-coordinate", "eps": 1e-4}) + extra
-    for variant in variants:
-        for layout, shape in (("2d", (7,)), ("3d", (2, 3))):
-            p, t = S.boxes(g, *shape), S.boxes(g, *shape)
-            t[..., 0, :] = p[..., 0, :] + torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=S.F64)  # a close match
-            fmt = variant.get("box_format", "xyxy")
-            kwargs = dict(variant)
-            if variant.get("weight") == "per-box":
-                kwargs["weight"] = torch.rand(*shape, generator=g, dtype=S.F64)
-            elif variant.get("weight") == "per-coordinate":
-                kwargs["weight"] = torch.rand(*shape, 4, generator=g, dtype=S.F64)
-            cases.append(Case(from_xyxy(p, fmt), from_xyxy(t, fmt), kwargs, f"{layout}[{S.tag(variant)}]", "boxes"))
-    empty = torch.zeros(0, 4, dtype=S.F64)
-    cases.append(Case(empty, empty.clone(), {}, "empty", "boxes", frozenset({"empty"})))
-    return cases
-
-
-def box_errors(fn: str) -> list[ErrorCase]:
-    g = S.generator(91)
-    p, t = S.boxes(g, 3), S.boxes(g, 3)
-    inverted = t.clone()
-    inverted[1, 2] = inverted[1, 0] - 1.0
-    return [
-        ErrorCase(p, inverted, {}, ValueError,
-                  rf"{fn}: target boxes must have x1 <= x2 and y1 <= y2 .* at index \(1,\)"),
-        ErrorCase(p[:, :3], t[:, :3], {}, ValueError, rf"{fn}: pred must have shape \(\.\.\., 4\) .*; got \(3, 3\)"),
-        ErrorCase(p, t, {"box_format": "xyhw"}, ValueError, rf"{fn}: box_format must be one of 'xyxy', 'xywh'"),
-        ErrorCase(p, t, {"eps": 0.0}, ValueError, rf"{fn}: eps must be a finite number in \(0, inf\); got 0.0"),
-        ErrorCase(p, t, {"weight": torch.ones(2)}, ValueError, rf"{fn}: weight must broadcast to the boxes' shape"),
-        ErrorCase(p, t.clone().fill_(float("nan")), {}, ValueError, rf"{fn}: target boxes must be finite"),
-    ]
-
-
 def _register(function: Callable, module: type, formula: str, aliases: tuple[Alias, ...],
-              extra: tuple[dict, ...] = (), exact_gradient: bool = True) -> None:
+              exact_gradient: bool = True) -> None:
     register(LossSpec(name=function.__name__, function=function, module=module, family="boxes", formula=formula,
-                      input="boxes", aliases=aliases, samples=lambda: box_cases(extra),
-                      errors=lambda: box_errors(function.__name__), exact_gradient=exact_gradient))
+                      input="boxes", aliases=aliases, exact_gradient=exact_gradient))
 
 
 _register(iou_loss, IoULoss, "1 - IoU  (or 1 - IoU^2, -log IoU)",
-          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"})),
-          extra=({"mode": "square"}, {"mode": "log"}))
+          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"})))
 _register(giou_loss, GIoULoss, "1 - IoU + (|C| - |P u G|) / |C|",
           (Alias("GIoU", "paper", "boxes"),))
 _register(diou_loss, DIoULoss, "1 - IoU + rho^2 / c^2",

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor
 
-from . import _samples as S
 from ._checks import check_alpha, check_common, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
-from .registry import Alias, ErrorCase, LossSpec, register
+from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -370,7 +368,7 @@ class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy, chec
 
 
 # ----------------------------------------------------------------------------
-# registration: names, aliases and conformance samples
+# registration: names, aliases and formulas (the conformance samples are in tests/samples/)
 
 _PROBS = {"from_logits": False}
 _NONE = {"reduction": "none"}  # TensorFlow's tf.nn and optax's losses return the unreduced loss
@@ -397,19 +395,6 @@ register(LossSpec(
                    "p at 1e-20 (a loss of at most 46), losslab the log at -100"),
         Alias("cross_entropy", "PyTorch", note="torch.nn.functional.cross_entropy"),
     ),
-    samples=lambda: (
-        S.softmax_cases([{}, {"weight": S.per_class([0.2, 1.0, 3.0, 0.5])}, {"label_smoothing": 0.1},
-                         {"weight": S.per_class([2.0, 0.3, 1.0, 0.7]), "label_smoothing": 0.25}], seed=10)
-        + S.softmax_cases([_PROBS, {**_PROBS, "label_smoothing": 0.1}], seed=11, domain="probabilities")
-    ),
-    errors=lambda: S.softmax_errors("cross_entropy") + [
-        ErrorCase(S.logits(S.generator(3), 4, 3), S.indices(S.generator(4), (4,), 3), {"weight": [1.0, 2.0]},
-                  ValueError, r"cross_entropy: weight must have shape \(3,\).*got \(2,\)"),
-        ErrorCase(S.logits(S.generator(3), 4, 3), S.indices(S.generator(4), (4,), 3), {"label_smoothing": 1.5},
-                  ValueError, r"cross_entropy: label_smoothing must be a finite number in \[0, 1\]; got 1.5"),
-        ErrorCase(S.logits(S.generator(3), 4, 3) + 2, S.indices(S.generator(4), (4,), 3), _PROBS,
-                  ValueError, r"cross_entropy: input \(probabilities, from_logits=False\) must lie in \[0, 1\]"),
-    ],
 ))
 
 register(LossSpec(
@@ -420,9 +405,6 @@ register(LossSpec(
         Alias("nll_loss", "PyTorch", "log-probabilities", note="torch.nn.functional.nll_loss"),
         Alias("Negative Log-Likelihood", "paper", "log-probabilities"),
     ),
-    samples=lambda: S.softmax_cases([{}, {"weight": S.per_class([0.2, 1.0, 3.0, 0.5])}], seed=12,
-                                    domain="log-probabilities"),
-    errors=lambda: S.softmax_errors("nll_loss")[:4],
 ))
 
 register(LossSpec(
@@ -451,21 +433,6 @@ register(LossSpec(
               note="Keras defaults to probabilities (from_logits=False); the bare name takes logits"),
         Alias("One-vs-Rest Cross-Entropy", "paper", note="class-index targets, index C = background"),
     ),
-    samples=lambda: (
-        S.sigmoid_cases([{}, {"pos_weight": S.per_class([2.0, 0.5, 1.0, 3.0])},
-                         {"weight": S.per_class([0.3, 1.0, 2.0]), "label_smoothing": 0.1}], seed=20)
-        + S.sigmoid_cases([_PROBS, {**_PROBS, "label_smoothing": 0.2}], seed=21, domain="probabilities")
-    ),
-    errors=lambda: [
-        ErrorCase(S.logits(S.generator(5), 4, 3), torch.full((4,), 5), {}, ValueError,
-                  r"binary_cross_entropy: target class indices must be in \[0, 4\) \(index 3 is background\)"),
-        ErrorCase(S.logits(S.generator(5), 4, 3), S.probabilities(S.generator(6), 4, 3), {"pos_weight": [1.0, 2.0]},
-                  ValueError, r"binary_cross_entropy: pos_weight must broadcast to the input's shape \(4, 3\)"),
-        ErrorCase(S.logits(S.generator(5), 4, 3), S.probabilities(S.generator(6), 4, 3) * 3, {}, ValueError,
-                  r"binary_cross_entropy: target must lie in \[0, 1\]"),
-        ErrorCase(S.logits(S.generator(5), 4, 3), S.probabilities(S.generator(6), 4, 2), {}, ValueError,
-                  r"binary_cross_entropy: target must have the input's shape \(4, 3\).*got \(4, 2\)"),
-    ],
 ))
 
 register(LossSpec(
@@ -476,21 +443,4 @@ register(LossSpec(
         Alias("Alpha-Balanced Cross-Entropy", "paper"),
         Alias("Class-Balanced Cross-Entropy", "paper", note="pair with class_weights(method='effective_number')"),
     ),
-    samples=lambda: (
-        S.sigmoid_cases([{"alpha": 0.25}, {"alpha": 0.8, "label_smoothing": 0.1}], seed=30)
-        + S.softmax_cases([{"alpha": S.per_class([0.1, 0.5, 0.3, 0.1])},
-                           {"alpha": S.per_class([1.0, 2.0, 0.5, 1.5]), "label_smoothing": 0.2}], seed=31)
-        + S.softmax_cases([{"alpha": S.per_class([0.1, 0.5, 0.3, 0.1]), **_PROBS}], seed=32,
-                          domain="probabilities", probability_targets=False)
-    ),
-    errors=lambda: [
-        ErrorCase(S.logits(S.generator(7), 4, 3), S.indices(S.generator(8), (4,), 3), {"alpha": 1.5}, ValueError,
-                  r"balanced_cross_entropy: alpha must be a finite number in \[0, 1\]; got 1.5"),
-        ErrorCase(S.logits(S.generator(7), 4, 3), S.indices(S.generator(8), (4,), 3), {"alpha": [0.5, 0.5]},
-                  ValueError, r"balanced_cross_entropy: alpha must have shape \(3,\)"),
-        ErrorCase(S.logits(S.generator(7), 4, 3), S.indices(S.generator(8), (4,), 3), {"alpha": [0.5, -1.0, 0.5]},
-                  ValueError, r"balanced_cross_entropy: alpha must be finite and non-negative"),
-        ErrorCase(S.logits(S.generator(7), 4, 3), S.indices(S.generator(8), (4,), 3), {"alpha": "inverse"},
-                  TypeError, r"balanced_cross_entropy: alpha must be a float in \[0, 1\]"),
-    ],
 ))

@@ -14,12 +14,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from . import _samples as S
 from ._checks import check_alpha, check_number, class_vector, compute_dtype, describe, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
-from .registry import Alias, ErrorCase, LossSpec, get_loss, register
-from .segmentation import dice_pipeline, overlap_checks, segmentation_cases, segmentation_errors
+from .registry import Alias, LossSpec, get_loss, register
+from .segmentation import dice_pipeline, overlap_checks
 
 Mode = Literal["binary", "multiclass", "multilabel"]
 LossLike = nn.Module | str | Mapping[str, Any] | Callable[[Tensor, Any], Tensor]
@@ -440,29 +439,12 @@ class DiceFocalLoss(LossModule, function=dice_focal_loss, checks={
 # ----------------------------------------------------------------------------
 # registration
 
-_PAIR_VARIANTS = [{}, {"lambda_dice": 0.3, "per_image": True, "weight": S.per_class([1.0, 2.0, 0.5, 1.5])},
-                  {"smooth": 0.0, "include_background": False}]
-
-
-def _pair_errors(fn: str, lambda_name: str) -> list[ErrorCase]:
-    g = S.generator(8)
-    x, labels = S.logits(g, 2, 3, 4), S.indices(g, (2, 4), 3)
-    return segmentation_errors(fn) + [
-        ErrorCase(x, labels, {"mode": "multiclass", "reduction": "none"}, ValueError,
-                  rf"{fn}: reduction must be one of 'mean', 'sum'; got 'none' \(the terms have different shapes"),
-        ErrorCase(x, labels, {"mode": "multiclass", lambda_name: -1.0}, ValueError,
-                  rf"{fn}: {lambda_name} must be a finite number in \[0, inf\)"),
-    ]
-
-
 register(LossSpec(
     name="dice_ce_loss", function=dice_ce_loss, module=DiceCELoss, family="segmentation",
     formula="lambda_dice Dice + lambda_ce CE (softmax CE for multiclass, BCE otherwise)",
     aliases=(Alias("dice_ce", "losslab"),
              Alias("DiceCELoss", "losslab", note="losslab's module; MONAI's DiceCELoss is 'monai.DiceCELoss'"),
              Alias("Dice + CE", "paper")),
-    samples=lambda: segmentation_cases(_PAIR_VARIANTS + [{"label_smoothing": 0.1, "lambda_ce": 2.0}], seed=120),
-    errors=lambda: _pair_errors("dice_ce_loss", "lambda_ce"),
     reductions=("mean", "sum"),
 ))
 
@@ -473,11 +455,5 @@ register(LossSpec(
              Alias("DiceFocalLoss", "losslab",
                    note="losslab's module; MONAI's DiceFocalLoss is 'monai.DiceFocalLoss'"),
              Alias("Dice + Focal", "paper")),
-    samples=lambda: segmentation_cases(_PAIR_VARIANTS + [{"gamma": 0.5, "alpha": 0.25, "lambda_focal": 2.0}],
-                                       seed=121),
-    errors=lambda: _pair_errors("dice_focal_loss", "lambda_focal") + [
-        ErrorCase(S.logits(S.generator(1), 2, 3), torch.tensor([0, 2]), {"mode": "multiclass", "alpha": 1.5},
-                  ValueError, r"dice_focal_loss: alpha must be a finite number in \[0, 1\]; got 1.5"),
-    ],
     reductions=("mean", "sum"),
 ))

@@ -8,11 +8,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from . import _samples as S
 from ._checks import check_alpha, check_common, numpy_arguments
 from ._core import sigmoid_loss, softmax_loss
 from ._module import LossModule
-from .registry import Alias, ErrorCase, LossSpec, register
+from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -231,10 +230,6 @@ class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss, checks={"alpha":
 _PROBS = {"from_logits": False}
 
 
-def _gamma_error(fn: str, x: Tensor, t: Tensor) -> ErrorCase:
-    return ErrorCase(x, t, {"gamma": -1.0}, ValueError, rf"{fn}: gamma must be a finite number in \[0, inf\); got -1.0")
-
-
 register(LossSpec(
     name="sigmoid_focal_loss", function=sigmoid_focal_loss, module=SigmoidFocalLoss, family="focal",
     formula="alpha_t (1 - p_t)^gamma BCE(x, t),  p = sigmoid(x)",
@@ -248,22 +243,6 @@ register(LossSpec(
               note="Keras applies alpha only with apply_class_balancing=True; it clips probabilities to "
                    "[1e-7, 1 - 1e-7]"),
     ),
-    samples=lambda: (
-        S.sigmoid_cases([{}, {"alpha": None, "gamma": 0.5}, {"alpha": 0.75, "gamma": 0.0},
-                         {"alpha": -1.0, "gamma": 3.5}], seed=40)
-        + S.sigmoid_cases([{**_PROBS, "gamma": 1.5}], seed=41, domain="probabilities")
-    ),
-    errors=lambda: [
-        _gamma_error("sigmoid_focal_loss", S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3)),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"alpha": 1.5}, ValueError,
-                  r"sigmoid_focal_loss: alpha must be a finite number in \[0, 1\]; got 1.5"),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3) + 1, {}, ValueError,
-                  r"sigmoid_focal_loss: target must lie in \[0, 1\]"),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"alpha": [0.1, 0.2, 0.3]},
-                  TypeError, r"sigmoid_focal_loss: alpha must be a float in \[0, 1\], or None"),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.probabilities(S.generator(9), 4, 3), {"gamma": "2"},
-                  TypeError, r"sigmoid_focal_loss: gamma must be a real number"),
-    ],
 ))
 
 register(LossSpec(
@@ -275,19 +254,5 @@ register(LossSpec(
         Alias("softmax_focal_loss", "mmcv", defaults={"alpha": 0.25}, qualified=True,
               note="mmcv.ops; its scalar alpha (default 0.25) scales every class; 'mean' over N"),
     ),
-    samples=lambda: (
-        S.softmax_cases([{}, {"gamma": 0.5, "alpha": S.per_class([0.1, 0.6, 0.3, 0.2])},
-                         {"gamma": 1.0, "alpha": 0.25, "label_smoothing": 0.1}, {"gamma": 4.5}], seed=50)
-        + S.softmax_cases([{**_PROBS, "gamma": 2.0}], seed=51, domain="probabilities")
-    ),
-    errors=lambda: S.softmax_errors("softmax_focal_loss") + [
-        _gamma_error("softmax_focal_loss", S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3)),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": 2.0}, ValueError,
-                  r"softmax_focal_loss: alpha must be a finite number in \[0, 1\]; got 2.0"),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": [0.5, 0.5]},
-                  ValueError, r"softmax_focal_loss: alpha must have shape \(3,\)"),
-        ErrorCase(S.logits(S.generator(9), 4, 3), S.indices(S.generator(9), (4,), 3), {"alpha": {"a": 1}},
-                  TypeError, r"softmax_focal_loss: alpha must be None, a float in \[0, 1\] or per-class"),
-    ],
 ))
 

@@ -1,9 +1,8 @@
-"""The registry: every loss, its names, and the sample inputs of the conformance battery.
+"""The registry: every loss, its names and its formula.
 
 A loss registers itself beside its definition with :func:`register`, giving
-its functional, its nn.Module twin, a one-line formula, the aliases that
-frameworks and papers use for it, and a generator of sample inputs. From that
-one call it gets:
+its functional, its nn.Module twin, a one-line formula and the aliases that
+frameworks and papers use for it. From that one call it gets:
 
 * lookup by name with :func:`get_loss` (canonical names and aliases; case,
   spaces, hyphens and underscores are ignored; a framework prefix such as
@@ -12,7 +11,9 @@ one call it gets:
 * a row in ``losslab names``;
 * the whole conformance battery of the test suite (reductions, empty and
   all-ignored batches, half precision, non-contiguous inputs, no mutation,
-  error messages, gradcheck, module equals functional).
+  error messages, gradcheck, module equals functional), run on the sample
+  inputs and error cases that ``tests/samples/`` keeps under its canonical
+  name: importing the library builds no test data.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["Alias", "Case", "ErrorCase", "LossSpec", "register", "add_aliases", "get_loss", "get_spec", "specs",
-           "lookup"]
+__all__ = ["Alias", "LossSpec", "register", "add_aliases", "get_loss", "get_spec", "specs", "lookup"]
 
 # Words that name a framework inside a qualified name ("tf.keras.losses.BinaryCrossentropy").
 SOURCE_PREFIXES = {
@@ -89,36 +89,6 @@ class Alias:
     unsupported: str = ""
 
 
-@dataclass
-class Case:
-    """One sample call of a loss for the conformance battery (float64, CPU).
-
-    ``domain`` says what the input holds ("logits", "probabilities",
-    "log-probabilities"); the battery uses it to build saturated inputs.
-    ``tags`` mark special cases: "empty" (a batch of size 0) and
-    "all_ignored" (every target ignored).
-    """
-
-    input: Tensor
-    target: Any
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    id: str = ""
-    domain: str = "logits"
-    tags: frozenset[str] = frozenset()
-
-
-@dataclass
-class ErrorCase:
-    """A bad call and the error it must raise: ``error`` type, and ``match``, a regex on the message."""
-
-    input: Any
-    target: Any
-    kwargs: dict[str, Any]
-    error: type[Exception]
-    match: str
-    id: str = ""
-
-
 @dataclass(frozen=True)
 class LossSpec:
     """Everything the library knows about one loss."""
@@ -128,8 +98,6 @@ class LossSpec:
     module: type[nn.Module]
     family: str
     formula: str
-    samples: Callable[[], list[Case]]
-    errors: Callable[[], list[ErrorCase]] = list
     aliases: tuple[Alias, ...] = ()
     input: str = "logits"
     # False where the loss stops the gradient through part of its formula by design (CIoU's trade-off

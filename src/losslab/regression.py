@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from . import _dist
-from . import _samples as S
 from ._checks import (
     broadcast_weight,
     check_avg_factor,
@@ -24,7 +23,7 @@ from ._checks import (
 )
 from ._core import reduce
 from ._module import LossModule
-from .registry import Alias, Case, ErrorCase, LossSpec, register
+from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 Weight = Tensor | Sequence[float] | float | None
@@ -200,43 +199,11 @@ class HuberLoss(LossModule, function=huber_loss, positional=("reduction", "delta
 # registration
 
 
-def _cases(variants: list[dict], seed: int) -> list[Case]:
-    g = S.generator(seed)
-    cases = []
-    for variant in variants:
-        for layout, shape in (("2d", (6, 4)), ("3d", (2, 3, 5))):
-            x, t = S.logits(g, *shape, scale=2.0), S.logits(g, *shape, scale=2.0)
-            kwargs = {k: (v(x) if callable(v) else v) for k, v in variant.items()}
-            cases.append(Case(x, t, kwargs, f"{layout}[{S.tag(variant)}]", "values"))
-    empty = S.logits(g, 0, 4)
-    cases.append(Case(empty, empty.clone(), {}, "empty", "values", frozenset({"empty"})))
-    return cases
-
-
-def _last_dim_weight(x: Tensor) -> Tensor:
-    return torch.linspace(0.0, 2.0, x.shape[-1], dtype=S.F64)
-
-
-def _errors(fn: str, name: str) -> list[ErrorCase]:
-    x, t = S.logits(S.generator(5), 4, 3), S.logits(S.generator(6), 4, 3)
-    return [
-        ErrorCase(x, t, {name: -1.0}, ValueError, rf"{fn}: {name} must be a finite number in "),
-        ErrorCase(x, t[:, :2], {}, ValueError, rf"{fn}: target must have the input's shape \(4, 3\); got \(4, 2\)"),
-        ErrorCase(x, t, {"weight": torch.ones(2)}, ValueError,
-                  rf"{fn}: weight must broadcast to the input's shape \(4, 3\); got \(2,\)"),
-        ErrorCase(x, t, {"weight": -torch.ones(3)}, ValueError, rf"{fn}: weight must be finite and non-negative"),
-        ErrorCase(x, t, {"avg_factor": "n"}, TypeError, rf"{fn}: avg_factor must be None, a number >= 0"),
-    ]
-
-
 register(LossSpec(
     name="smooth_l1_loss", function=smooth_l1_loss, module=SmoothL1Loss, family="regression",
     formula="|d| < beta: 0.5 d^2 / beta;  else |d| - 0.5 beta", input="values",
     aliases=(Alias("SmoothL1Loss", "PyTorch", "values"), Alias("Smooth L1", "paper", "values"),
              Alias("SmoothL1Loss", "mmdetection", "values")),
-    samples=lambda: _cases([{}, {"beta": 0.5, "weight": _last_dim_weight}, {"beta": 0.0},
-                                              {"beta": 2.0, "avg_factor": 4.0}], seed=80),
-    errors=lambda: _errors("smooth_l1_loss", "beta"),
 ))
 
 register(LossSpec(
@@ -245,7 +212,4 @@ register(LossSpec(
     aliases=(Alias("HuberLoss", "PyTorch", "values"), Alias("Huber", "Keras", "values"),
              Alias("huber_loss", "optax", "values", {"reduction": "none"}, qualified=True,
                    note="optax returns the elementwise loss (reduction 'none')")),
-    samples=lambda: _cases([{}, {"delta": 0.3, "weight": _last_dim_weight},
-                                          {"delta": 2.5, "avg_factor": 12.0}], seed=81),
-    errors=lambda: _errors("huber_loss", "delta"),
 ))

@@ -18,11 +18,10 @@ import torch
 from torch import Tensor
 
 from . import _dist
-from . import _samples as S
 from ._checks import check_bool, check_number, numpy_arguments
 from ._module import LossModule
 from ._overlap import check_mode, log_or_linear, overlap_loss, ratio, sums
-from .registry import Alias, Case, ErrorCase, LossSpec, register
+from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 Mode = Literal["binary", "multiclass", "multilabel"]
@@ -360,83 +359,11 @@ class TverskyLoss(LossModule, function=tversky_loss, checks=overlap_checks(
 # registration
 
 
-def segmentation_cases(variants: list[dict], *, seed: int, domain: str = "logits") -> list[Case]:
-    """Binary (with and without the channel dim), multiclass (2-D images, a 3-D volume), multilabel; ignore_index."""
-    g = S.generator(seed)
-
-    def inputs(*shape: int) -> Tensor:
-        x = S.logits(g, *shape)
-        if domain != "probabilities":
-            return x
-        return torch.sigmoid(x) * 0.96 + 0.02 if shape[1] in (1, 5) else S.convert(x, "probabilities")
-
-    def mask(*shape: int, soft: bool = False) -> Tensor:
-        values = torch.rand(*shape, generator=g, dtype=S.F64)
-        return values if soft else (values < 0.4).double()
-
-    layouts = [
-        ("binary", inputs(2, 1, 4, 4), mask(2, 1, 4, 4)),
-        ("binary-nchw-free", inputs(3, 5), mask(3, 5, soft=True)),  # (N, *) without the channel dim
-        ("multiclass", inputs(2, 3, 4, 4), S.indices(g, (2, 4, 4), 3)),
-        ("multiclass-3d", inputs(1, 4, 2, 3, 3), S.indices(g, (1, 2, 3, 3), 4)),
-        ("multilabel", inputs(2, 3, 6), mask(2, 3, 6, soft=True)),
-    ]
-    cases = []
-    for variant in variants:
-        for name, x, t in layouts:
-            mode = name.split("-")[0]
-            kwargs = {"mode": mode, **S.resolve(variant, x if mode != "binary" else x[:, :1])}
-            if "weight" in kwargs and mode == "binary":
-                kwargs["weight"] = kwargs["weight"][:1]
-            cases.append(Case(x, t, kwargs, f"{name}[{S.tag(variant)}]", domain))
-            ignore = -100 if mode == "multiclass" else -1
-            marked = t.clone()
-            marked[torch.rand(t.shape, generator=g) < 0.25] = ignore
-            cases.append(Case(x, marked, {**kwargs, "ignore_index": ignore}, f"{name}-ignored[{S.tag(variant)}]",
-                              domain))
-    first = S.resolve(variants[0], inputs(1, 3, 2))
-    cases.append(Case(inputs(0, 3, 4), torch.zeros(0, 4, dtype=torch.long), {"mode": "multiclass", **first},
-                      "empty", domain, frozenset({"empty"})))
-    cases.append(Case(inputs(2, 3, 4), torch.full((2, 4), -100), {"mode": "multiclass", "ignore_index": -100, **first},
-                      "all-ignored", domain, frozenset({"all_ignored"})))
-    return cases
-
-
-def segmentation_errors(fn: str) -> list[ErrorCase]:
-    g = S.generator(7)
-    x, labels, masks = S.logits(g, 2, 3, 4), S.indices(g, (2, 4), 3), (torch.rand(2, 3, 4, generator=g) < 0.5).double()
-    return [
-        ErrorCase(x, labels, {}, TypeError, rf"{fn}\(\) missing 1 required keyword-only argument: 'mode'"),
-        ErrorCase(x, labels, {"mode": "multi-class"}, ValueError, rf"{fn}: mode must be one of 'binary', 'multiclass'"),
-        ErrorCase(x, masks, {"mode": "multiclass"}, ValueError,
-                  rf"{fn}: target must have shape \(2, 4\) \(class indices, the input's shape without dim 1\)"),
-        ErrorCase(x, labels.double(), {"mode": "multiclass"}, TypeError,
-                  rf"{fn}: target must hold integer class indices in mode 'multiclass'"),
-        ErrorCase(x, labels, {"mode": "multilabel"}, ValueError, rf"{fn}: target must have the input's shape"),
-        ErrorCase(x, masks * 2, {"mode": "multilabel"}, ValueError, rf"{fn}: target must lie in \[0, 1\]"),
-        ErrorCase(x, labels + 1, {"mode": "multiclass"}, ValueError,
-                  rf"{fn}: target class indices must be in \[0, 3\)"),
-        ErrorCase(x, labels, {"mode": "multiclass", "weight": [1.0, 2.0]}, ValueError,
-                  rf"{fn}: weight must have shape \(3,\)"),
-        ErrorCase(x, labels, {"mode": "multiclass", "smooth": -1.0}, ValueError,
-                  rf"{fn}: smooth must be a finite number in \[0, inf\)"),
-        ErrorCase(x, labels, {"mode": "multiclass", "eps": 0}, ValueError,
-                  rf"{fn}: eps must be a finite number in \(0"),
-    ]
-
-
-_VARIANTS = [{}, {"smooth": 0.0, "per_image": True}, {"weight": S.per_class([0.5, 2.0, 1.0, 0.0]),
-                                                       "include_background": False},
-             {"smooth": 0.5, "eps": 1e-3, "per_image": True, "weight": S.per_class([1.0, 3.0, 0.5, 2.0])}]
-
 register(LossSpec(
     name="dice_loss", function=dice_loss, module=DiceLoss, family="segmentation",
     formula="1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s) per class",
     aliases=(Alias("Soft Dice", "paper"), Alias("Dice", "paper"), Alias("Soft Dice Loss", "paper")),
     # the frameworks' names (monai., smp., kornia., keras.) are registered in losslab.frameworks.segmentation
-    samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True}, {"log_loss": True, "smooth": 0.0}], seed=110)
-                     + segmentation_cases([{"from_logits": False}], seed=111, domain="probabilities")),
-    errors=lambda: segmentation_errors("dice_loss"),
 ))
 
 register(LossSpec(
@@ -445,9 +372,6 @@ register(LossSpec(
     aliases=(Alias("Soft Jaccard", "paper"), Alias("Jaccard", "paper"), Alias("Soft IoU", "paper"),
              Alias("Soft IoU Loss", "paper", note="for boxes, 'IoU loss' is iou_loss")),
     # smp.JaccardLoss is registered in losslab.frameworks.segmentation
-    samples=lambda: (segmentation_cases(_VARIANTS + [{"squared": True, "log_loss": True}], seed=112)
-                     + segmentation_cases([{"from_logits": False}], seed=113, domain="probabilities")),
-    errors=lambda: segmentation_errors("jaccard_loss"),
 ))
 
 register(LossSpec(
@@ -456,11 +380,4 @@ register(LossSpec(
     aliases=(Alias("Tversky", "paper"), Alias("Tversky Loss", "paper"),
              Alias("Focal Tversky", "paper", defaults={"gamma": 0.75}, note="Abraham and Khan's 1/gamma = 0.75"),
              Alias("Focal Tversky Loss", "paper", defaults={"gamma": 0.75})),
-    samples=lambda: (segmentation_cases(_VARIANTS + [{"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75, "beta": 1.0},
-                                                     {"alpha": 1.0, "beta": 1.0, "gamma": 2.0}], seed=114)
-                     + segmentation_cases([{"from_logits": False, "alpha": 0.7}], seed=115, domain="probabilities")),
-    errors=lambda: segmentation_errors("tversky_loss") + [
-        ErrorCase(S.logits(S.generator(1), 2, 3), torch.tensor([0, 2]), {"mode": "multiclass", "gamma": 0.0},
-                  ValueError, r"tversky_loss: gamma must be a finite number in \(0, inf\)"),
-    ],
 ))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .registry import Case, ErrorCase
+from .cases import Case, ErrorCase
 
 F64 = torch.float64
 
