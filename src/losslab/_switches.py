@@ -25,8 +25,8 @@ MODES = ("auto", "compiled", "eager", "off")  # the modes of set_fused
 # absent until then). Readers take the thread's own value, else the default: one getattr, no lock. A `with`
 # block restores what its call set; the call cannot know whether a `with` follows it, so a block in the main
 # thread sets the default too (anything else would let other threads see the value between call and block).
-_value_checks: bool | None = None  # the process-wide default
-_own_checks = threading.local()  # .value: the calling thread's own setting, where it has one
+_default: dict[str, Any] = {"checks": None, "fused": "auto"}  # the process-wide defaults
+_own = threading.local()  # .checks, .fused: the calling thread's own settings, where it has them
 _UNSET = object()
 
 
@@ -50,16 +50,20 @@ class Restores:
             undo()
 
 
-def set_own(local: threading.local, name: str, value: Any) -> Callable[[], None]:
-    """Set the calling thread's own ``local.<name>``; returns the function that restores it (or its absence)."""
-    previous = local.__dict__.get(name, _UNSET)
-    setattr(local, name, value)
+def _set(key: str, value: Any) -> Callable[[], None]:
+    """Set switch ``key``: the default from the main thread, the thread's own value elsewhere; returns the undo."""
+    if in_main_thread():
+        previous_default = _default[key]
+        _default[key] = value
+        return lambda: _default.__setitem__(key, previous_default)
+    previous = _own.__dict__.get(key, _UNSET)
+    setattr(_own, key, value)
 
     def undo() -> None:
         if previous is _UNSET:
-            local.__dict__.pop(name, None)
+            _own.__dict__.pop(key, None)
         else:
-            setattr(local, name, previous)
+            setattr(_own, key, previous)
 
     return undo
 
@@ -116,41 +120,30 @@ def set_checks(enabled: bool | None | PreviousChecks) -> PreviousChecks:
         >>> previous = losslab.set_checks(False)
         >>> _ = losslab.set_checks(previous)
     """
-    global _value_checks
     if isinstance(enabled, PreviousChecks):  # passed back to restore
         enabled = enabled.value
     if enabled is not None and not isinstance(enabled, bool):
         raise TypeError(f"set_checks: enabled must be True, False or None; got {enabled!r}")
     current = get_checks()
-    if in_main_thread():
-        previous, _value_checks = _value_checks, enabled
-
-        def undo() -> None:
-            global _value_checks
-            _value_checks = previous
-    else:
-        undo = set_own(_own_checks, "value", enabled)
-    return PreviousChecks(current, undo)
+    return PreviousChecks(current, _set("checks", enabled))
 
 
 def get_checks() -> bool | None:
     """The value-check setting the calling thread uses now (see :func:`set_checks`)."""
-    return getattr(_own_checks, "value", _value_checks)
+    return getattr(_own, "checks", _default["checks"])
 
 
 def values_checked(tensor: Tensor) -> bool:
     """Whether a check that reads ``tensor``'s values should run now."""
     if torch.compiler.is_compiling():
         return False
-    enabled = getattr(_own_checks, "value", _value_checks)
+    enabled = getattr(_own, "checks", _default["checks"])
     if enabled is None:
         return tensor.device.type == "cpu"
     return enabled
 
 
 
-_mode = "auto"  # the process-wide default of set_fused; a thread's own mode is _own_mode.mode (see above)
-_own_mode = threading.local()
 
 
 class PreviousMode(Restores, str):
@@ -189,22 +182,13 @@ def set_fused(mode: str) -> PreviousMode:
         >>> previous = losslab.set_fused("eager")
         >>> _ = losslab.set_fused(previous)
     """
-    global _mode
     if mode not in MODES:
         raise ValueError(f"set_fused: mode must be one of 'auto', 'compiled', 'eager', 'off'; got {mode!r}")
     mode = str(mode)  # a PreviousMode passed back is stored as the plain str
     current = get_fused()
-    if in_main_thread():
-        previous, _mode = _mode, mode
-
-        def undo() -> None:
-            global _mode
-            _mode = previous
-    else:
-        undo = set_own(_own_mode, "mode", mode)
-    return PreviousMode(current, undo)
+    return PreviousMode(current, _set("fused", mode))
 
 
 def get_fused() -> str:
     """The mode of :func:`set_fused` that the calling thread uses now."""
-    return getattr(_own_mode, "mode", _mode)
+    return getattr(_own, "fused", _default["fused"])
