@@ -32,7 +32,7 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import losslab
-from losslab import _core, _fused
+from losslab import _core, _dispatch, _fused
 
 from . import reference
 from .helpers import TOLERANCES, assert_close_np, class_indices, gen, logits, soft_targets
@@ -68,7 +68,7 @@ def fresh_dynamo(monkeypatch, tmp_path):
     torch._dynamo.reset()
     counters.clear()
     monkeypatch.setattr(_fused, "_compiled", {})
-    monkeypatch.setattr(_fused, "_compile_failed", False)
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
     yield
     torch._dynamo.reset()
@@ -1067,7 +1067,7 @@ def test_compiled_sweep_equals_composite_without_recompiling(sweep, fresh_dynamo
             assert graphs >= 1, dict(counters["stats"])
     assert counters["stats"]["unique_graphs"] == graphs, dict(counters["stats"])  # no recompilation for n = 9
     assert list(_fused._compiled) == [getattr(_fused, sweep)]  # that sweep, compiled
-    assert not _fused._compile_failed
+    assert not _fused._failed_signatures
 
 
 def test_compiled_sweep_follows_a_changed_hyperparameter(fresh_dynamo):
@@ -1105,32 +1105,32 @@ def test_set_fused_returns_the_previous_mode_and_rejects_others():
 
 def test_which_sweep_each_mode_chooses(monkeypatch):
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
-    monkeypatch.setattr(_fused, "_compile_failed", False)
     small = torch.empty(10, requires_grad=True)
-    large = torch.empty(_fused.COMPILE_MIN_NUMEL, requires_grad=True)
+    large = torch.empty(_dispatch.COMPILE_MIN_NUMEL, requires_grad=True)
     expected = {  # (small, large) for a loss whose eager sweep pays, then for one whose does not
         "auto": ((None, "compiled"), (None, "compiled")),
         "compiled": (("compiled", "compiled"), ("compiled", "compiled")),
         "eager": (("eager", "eager"), ("eager", "eager")),
         "off": ((None, None), (None, None)),
     }
+    route, applies = _dispatch.route, _dispatch.applies
     for mode, (pays, does_not) in expected.items():
         losslab.set_fused(mode)
-        assert (_fused.route(small, eager_pays=True), _fused.route(large, eager_pays=True)) == pays, mode
-        assert (_fused.route(small, eager_pays=False), _fused.route(large, eager_pays=False)) == does_not, mode
-    monkeypatch.setattr(_fused, "_compile_failed", True)  # no compiler: the eager sweep where it pays
-    losslab.set_fused("auto")
-    assert (_fused.route(small, eager_pays=True), _fused.route(large, eager_pays=True)) == (None, "eager")
-    assert (_fused.route(small, eager_pays=False), _fused.route(large, eager_pays=False)) == (None, None)
-    losslab.set_fused("compiled")
-    assert (_fused.route(small, eager_pays=True), _fused.route(small, eager_pays=False)) == ("eager", None)
+        assert (route(small, eager_pays=True), route(large, eager_pays=True)) == pays, mode
+        assert (route(small, eager_pays=False), route(large, eager_pays=False)) == does_not, mode
+    with _dispatch.without_compiler():  # no compiler: the eager sweep where it pays
+        losslab.set_fused("auto")
+        assert (route(small, eager_pays=True), route(large, eager_pays=True)) == (None, "eager")
+        assert (route(small, eager_pays=False), route(large, eager_pays=False)) == (None, None)
+        losslab.set_fused("compiled")
+        assert (route(small, eager_pays=True), route(small, eager_pays=False)) == ("eager", None)
     losslab.set_fused("off")
     x = torch.randn(3, 2, requires_grad=True)
-    assert not _fused.applies(x)
+    assert not applies(x)
     losslab.set_fused("eager")
-    assert _fused.applies(x)
-    assert not _fused.applies(x, torch.zeros(3, 2, requires_grad=True))
-    assert not _fused.applies(x.detach()) and not _fused.applies(torch.empty(0, 2, requires_grad=True))
+    assert applies(x)
+    assert not applies(x, torch.zeros(3, 2, requires_grad=True))
+    assert not applies(x.detach()) and not applies(torch.empty(0, 2, requires_grad=True))
 
 
 def test_auto_runs_small_inputs_through_the_composite(monkeypatch, fused_calls):
@@ -1146,7 +1146,7 @@ def test_auto_runs_small_inputs_through_the_composite(monkeypatch, fused_calls):
 
 def test_losslab_compile_0_falls_back_to_the_eager_sweep_with_one_warning(monkeypatch, sweep_calls):
     monkeypatch.setenv("LOSSLAB_COMPILE", "0")
-    monkeypatch.setattr(_fused, "_compile_failed", False)
+    monkeypatch.setattr(_dispatch, "_compile_off_warned", False)
     monkeypatch.setattr(_fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", _must_not_compile)
     x, t = case_input("sigmoid_focal-dense", SHAPES["NC"]), soft_labels(SHAPES["NC"], 191)
@@ -1172,9 +1172,10 @@ def _failing_compiled(*args, **kwargs):
 
 @pytest.mark.parametrize("family", ["sigmoid_focal_loss", "cross_entropy"])
 def test_failing_compiled_sweep_falls_back_with_a_warning(family, monkeypatch, sweep_calls):
-    """The compiled sweep raises when called: one warning, the eager sweep (chunked here), never an error."""
+    """The compiled sweep raises when called: the eager sweep (chunked here), never an error; one warning for
+    each signature (here "none" and "mean"), and only that signature falls back (the next call warns no more)."""
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
-    monkeypatch.setattr(_fused, "_compile_failed", False)
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
     monkeypatch.setattr(_fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: _failing_compiled)
     monkeypatch.setattr(_fused, "CHUNK_NUMEL", 50)
@@ -1194,21 +1195,23 @@ def test_failing_compiled_sweep_falls_back_with_a_warning(family, monkeypatch, s
         got = {"none": evaluate(fn, x, target, reduction="none", **kwargs)}
         chunk_calls = sweep_calls[sweep]
         got["mean"] = evaluate(fn, x, target, reduction="mean", **kwargs)
+        again = evaluate(fn, x, target, reduction="mean", **kwargs)
     runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(runtime) == 1, [str(w.message) for w in runtime]
-    assert "compiling the fused loss failed" in str(runtime[0].message)
-    assert "no working C++ compiler" in str(runtime[0].message)
-    assert _fused._compile_failed
-    assert "Fused" in got["none"].grad_fn
+    assert len(runtime) == 2, [str(w.message) for w in runtime]
+    for w in runtime:
+        assert "compiling the fused loss failed" in str(w.message) and "runs eagerly" in str(w.message)
+        assert "no working C++ compiler" in str(w.message)
+    assert len(_fused._failed_signatures) == 2
     assert chunk_calls >= 3  # the first forward fell back to the eager sweep, in chunks of 2, 2 and 1 rows
-    assert ("Fused" in got["mean"].grad_fn) == (family == "sigmoid_focal_loss")  # then: eager sweep / composite
     for reduction in ("none", "mean"):
+        assert "Fused" in got[reduction].grad_fn
         assert_results_close(got[reduction], want[reduction], F64)
+    assert_results_close(again, want["mean"], F64)
 
 
 def test_torch_compile_raising_when_wrapping_falls_back(monkeypatch):
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
-    monkeypatch.setattr(_fused, "_compile_failed", False)
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
     monkeypatch.setattr(_fused, "_compiled", {})
 
     def unsupported(*args, **kwargs):

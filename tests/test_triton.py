@@ -35,7 +35,7 @@ else:
     pytest.importorskip("triton")
 
 import losslab  # noqa: E402
-from losslab import _fused, _gpu  # noqa: E402
+from losslab import _dispatch, _fused, _gpu  # noqa: E402
 
 from .helpers import TOLERANCES, gen  # noqa: E402
 
@@ -253,7 +253,7 @@ def _on_device(value):
 def _auto_and_off(name: str, x: torch.Tensor, reduction: str, monkeypatch) -> tuple[dict, list]:
     """{mode: (value, gradient, grad_fn name)} under set_fused("auto") and ("off"), and the launchers called."""
     if DEVICE == "cpu":
-        monkeypatch.setattr(_fused, "_triton_on_cpu", True)
+        monkeypatch.setattr(_dispatch, "_triton_on_cpu", True)
     calls = []
     for launcher in ("sigmoid", "softmax", "quality", "varifocal"):
         original = getattr(_gpu, launcher)
@@ -301,6 +301,6 @@ def test_half_precision_dispatch_matches_the_composite(name, reduction, dtype, m
 
 
 def test_float64_inputs_keep_the_composite_where_the_kernels_would_round_to_float32(monkeypatch):
-    monkeypatch.setattr(_fused, "_triton_on_cpu", True)
+    monkeypatch.setattr(_dispatch, "_triton_on_cpu", True)
     x = torch.randn(4, 3, dtype=torch.float64).to(DEVICE).requires_grad_(True)
-    assert _fused.route(x, eager_pays=True) != "triton"
+    assert _dispatch.route(x, eager_pays=True) != "triton"

@@ -256,22 +256,31 @@ def compute_dtype(input: Tensor) -> torch.dtype:
 
 
 def check_class_indices(fn: str, target: Tensor, num_classes: int, ignore_index: int | None,
-                        *, background: bool = False) -> None:
-    """Values check: indices in [0, C) (or [0, C] with a background index C), or ignore_index."""
+                        *, background: bool = False) -> bool:
+    """Values check: indices in [0, C) (or [0, C] with a background index C), or ignore_index.
+
+    Returns True when the check proved that no position holds ``ignore_index`` (every value is a class), so
+    the caller needs no kept-mask; False when some may (or when values are not checked).
+    """
     if not values_checked(target) or target.numel() == 0:
-        return
+        return False
     high = num_classes + 1 if background else num_classes
-    kept = target.detach() if ignore_index is None else torch.where(target == ignore_index, 0, target.detach())
-    low_value, high_value = torch.aminmax(kept)  # one pass; the offending value is looked for only on failure
-    if int(low_value) < 0 or int(high_value) >= high:
-        bad = (target < 0) | (target >= high)
-        if ignore_index is not None:
-            bad &= target != ignore_index
-        example = int(target[bad].flatten()[0])
-        allowed = f"[0, {high})" + (f" (index {num_classes} is background)" if background else "")
-        if ignore_index is not None:
-            allowed += f" or ignore_index={ignore_index}"
-        raise ValueError(f"{fn}: target class indices must be in {allowed}; got {example}")
+    low_value, high_value = (int(v) for v in torch.aminmax(target.detach()))  # one pass
+    if low_value >= 0 and high_value < high:
+        return ignore_index is None or not low_value <= ignore_index <= high_value
+    if ignore_index is not None:  # out of range: perhaps only the ignored positions
+        kept = torch.where(target == ignore_index, 0, target.detach())
+        low_value, high_value = (int(v) for v in torch.aminmax(kept))
+        if low_value >= 0 and high_value < high:
+            return False
+    bad = (target < 0) | (target >= high)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    example = int(target[bad].flatten()[0])
+    allowed = f"[0, {high})" + (f" (index {num_classes} is background)" if background else "")
+    if ignore_index is not None:
+        allowed += f" or ignore_index={ignore_index}"
+    raise ValueError(f"{fn}: target class indices must be in {allowed}; got {example}")
 
 
 def check_unit_interval(fn: str, name: str, tensor: Tensor, mask: Tensor | None = None) -> None:

@@ -36,18 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _dist, _fused
 from ._checks import (
-    along_class_dim,
-    check_avg_factor,
     check_class_indices,
-    check_input,
     check_target_tensor,
     check_unit_interval,
-    class_vector,
-    compute_dtype,
     shape_str,
 )
+from ._dispatch import reduce_total
 
 LOG_FLOOR = -100.0
 
@@ -65,29 +60,16 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None,
     With ``processes`` > 1 (``dist_sync``), the sum and the denominator are
     all-reduced: the result is the global batch's "sum" or "mean", with the
     gradient scaled for DDP's average (:mod:`losslab._dist`); a local
-    ``avg_factor`` is summed over the processes too.
+    ``avg_factor`` is summed over the processes too. The same step as
+    :func:`losslab._dispatch.finish`.
     """
     if reduction == "none":
         return loss
-    total = loss.sum()
-    if processes > 1:
-        if reduction == "sum":
-            return _dist.reduce_global(total, None, processes)
-        if avg_factor is not None:
-            denominator = torch.as_tensor(avg_factor, dtype=total.dtype, device=total.device).reshape(())
-        elif denominator is None:
-            denominator = torch.tensor(float(loss.numel()), dtype=total.dtype, device=total.device)
-        return _dist.reduce_global(total, denominator, processes)
-    if reduction == "sum":
-        return total
     if avg_factor is not None:
-        if isinstance(avg_factor, Tensor):
-            factor = avg_factor.reshape(()).to(total.dtype)
-            return total / torch.where(factor > 0, factor, torch.ones_like(factor))
-        return total / (avg_factor if avg_factor > 0 else 1.0)
-    if denominator is None:
-        return total / max(loss.numel(), 1)
-    return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+        denominator = avg_factor
+    elif denominator is None:
+        denominator = float(loss.numel())
+    return reduce_total(loss.sum(), reduction, denominator, processes)
 
 
 class _Upcast(torch.autograd.Function):
@@ -162,8 +144,8 @@ def sigmoid_index(fn: str, input: Tensor, target: Tensor, ignore_index: int | No
                 f"integer dtype; got {target.dtype} (dense labels must have the input's shape "
                 f"{shape_str(input.shape)})"
             )
-        check_class_indices(fn, target, input.shape[1], ignore_index, background=True)
-        return target, None if ignore_index is None else target != ignore_index
+        none_ignored = check_class_indices(fn, target, input.shape[1], ignore_index, background=True)
+        return target, None if ignore_index is None or none_ignored else target != ignore_index
     indices = (f" or {shape_str(index_shape)} (class indices, index {input.shape[1]} = background)"
                if index_shape else "")
     raise ValueError(
@@ -253,9 +235,9 @@ def softmax_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     index_shape = input.shape[:1] + input.shape[2:]
     integer = not target.dtype.is_floating_point and target.dtype != torch.bool
     if target.shape == index_shape and integer:
-        check_class_indices(fn, target, input.shape[1], ignore_index)
+        none_ignored = check_class_indices(fn, target, input.shape[1], ignore_index)
         target = target.long()
-        if ignore_index is None:
+        if ignore_index is None or none_ignored:
             return SoftmaxTarget(indices=target)
         valid = target != ignore_index
         return SoftmaxTarget(indices=torch.where(valid, target, torch.zeros_like(target)), valid=valid)
@@ -340,109 +322,3 @@ def index_weight_sum(target: SoftmaxTarget, class_weight: Tensor | None, like: T
     return w.sum()
 
 
-# ----------------------------------------------------------------------------
-# whole losses: validate the tensors, compute, reduce, cast back
-
-
-def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from_logits: bool,
-                 ignore_index: int | None, alpha: float | None = None, gamma: float = 0.0,
-                 weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0,
-                 avg_factor: object = None, dist_sync: bool = False) -> Tensor:
-    """A sigmoid-form loss; "mean" divides by the number of kept elements (or by ``avg_factor``)."""
-    check_input(fn, input)
-    avg_factor = check_avg_factor(fn, avg_factor, input)
-    processes = _dist.world(fn, dist_sync)
-    dtype = compute_dtype(input)
-    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
-    path = _fused.route(input, target, w, pw, avg_factor, eager_pays=bool(gamma)) \
-        if from_logits and processes == 1 else None
-    if path is not None:
-        index = sigmoid_index(fn, input, target, ignore_index)
-        shared = (alpha, gamma, label_smoothing)
-        spread = _fused.spread
-        if index is None:
-            valid = None if ignore_index is None else target != ignore_index
-            check_unit_interval(fn, "target", target.to(dtype), valid)
-            kept = None if valid is None else valid.sum()
-            args = (target, valid, spread(w, input), spread(pw, input))
-            sweep = _fused.sigmoid_dense_sweep
-        else:
-            indices, kept_positions = index
-            kept = None if kept_positions is None else kept_positions.sum() * input.shape[1]
-            args = (indices, kept_positions, spread(w, input), spread(pw, input))
-            sweep = _fused.sigmoid_index_sweep
-        denominator = avg_factor if avg_factor is not None else (kept if kept is not None else input.numel())
-        return _fused.fused(fn, input, sweep, args, shared, reduction, denominator, compiled=_fused.compiled_flag(path))
-    t, valid = sigmoid_target(fn, input, target, ignore_index, dtype)
-    x = upcast(input, dtype)
-    if not from_logits:
-        check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
-    loss = sigmoid_elementwise(x, t, valid, from_logits=from_logits, alpha=alpha, gamma=gamma,
-                               weight=w, pos_weight=pw, label_smoothing=label_smoothing)
-    return reduce(loss, reduction, count(valid, loss), avg_factor, processes).to(input.dtype)
-
-
-def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, input_kind: str,
-                 ignore_index: int | None, class_weight: object = None, gamma: float = 0.0,
-                 label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False) -> Tensor:
-    """A softmax-form loss over dim 1 of an (N, C, d1, ...) input.
-
-    "mean" divides by the number of kept positions, or, with ``weighted_mean``
-    (PyTorch's cross_entropy and nll_loss), by the sum of ``class_weight[target]``
-    over kept positions for class-index targets.
-    """
-    check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
-    if input.shape[1] < 1:
-        raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
-    processes = _dist.world(fn, dist_sync)
-    dtype = compute_dtype(input)
-    tgt = softmax_target(fn, input, target, ignore_index, dtype)
-    x = upcast(input, dtype)
-    if input_kind == "probabilities":
-        check_unit_interval(fn, "input (probabilities, from_logits=False)", x)
-    w = None
-    if class_weight is not None:
-        name = "weight" if weighted_mean else "alpha"
-        w = class_vector(fn, name, class_weight, input.shape[1], input, dtype)
-    path = _fused.route(input, target, w, eager_pays=False) if input_kind == "logits" and processes == 1 else None
-    if path in ("compiled", "triton"):
-        return _softmax_fused(fn, input, tgt, w, gamma, label_smoothing, weighted_mean, reduction, dtype,
-                              _fused.compiled_flag(path))
-    loss = softmax_elementwise(x, tgt, input_kind=input_kind, class_weight=w, gamma=gamma,
-                               label_smoothing=label_smoothing)
-    if tgt.indices is None:
-        denominator = None
-    elif weighted_mean:
-        denominator = index_weight_sum(tgt, w, loss)
-    else:
-        denominator = count(tgt.valid, loss)
-    return reduce(loss, reduction, denominator, None, processes).to(input.dtype)
-
-
-def _softmax_fused(fn: str, input: Tensor, tgt: SoftmaxTarget, w: Tensor | None, gamma: float,
-                   label_smoothing: float, weighted_mean: bool, reduction: str, dtype: torch.dtype,
-                   compiled: bool | str = True) -> Tensor:
-    """softmax_loss through the fused sweep (same conventions, same denominators)."""
-    num_classes = input.shape[1]
-    if tgt.indices is not None:
-        if weighted_mean:
-            denominator = index_weight_sum(tgt, w, input.new_empty(0, dtype=dtype))
-        else:
-            denominator = count(tgt.valid, input.new_empty(0, dtype=dtype))
-        if denominator is None:
-            denominator = tgt.indices.numel()
-        if not label_smoothing:
-            return _fused.fused(fn, input, _fused.softmax_index_sweep, (tgt.indices, tgt.valid), (w, gamma),
-                                reduction, denominator, per_position=True, compiled=compiled)
-        classes = torch.arange(num_classes, device=input.device).view((1, num_classes) + (1,) * (input.ndim - 2))
-        q = (tgt.indices.unsqueeze(1) == classes).to(dtype) * (1.0 - label_smoothing) + label_smoothing / num_classes
-        if tgt.valid is not None:
-            q = torch.where(tgt.valid.unsqueeze(1), q, torch.zeros_like(q))
-    else:
-        q = tgt.probs
-        if label_smoothing:
-            q = q * (1.0 - label_smoothing) + label_smoothing / num_classes
-        denominator = max(q.numel() // max(num_classes, 1), 1) if q.numel() else 0
-    return _fused.fused(fn, input, _fused.softmax_dense_sweep, (q,), (w, gamma), reduction, denominator,
-                        per_position=True, compiled=compiled)

@@ -10,27 +10,16 @@ multiplied by the incoming gradient only when that is not 1.
 
 The sweep runs either compiled (torch.compile with dynamic shapes: inductor
 writes one vectorised C++ loop, cached on disk) or eagerly in cache-sized
-chunks of rows, which bounds the temporaries. :func:`set_fused` chooses:
+chunks (of rows, or of positions within a row when one row is larger than a
+chunk), which bounds the temporaries. Which one runs, and when a loss takes
+torch's own kernels instead, is :mod:`losslab._dispatch`'s choice.
 
-* "auto" (default): where the fused path applies (logits in, on CPU, with
-  only the input requiring a gradient, outside torch.compile and torch.func),
-  the compiled sweep for inputs of at least ``COMPILE_MIN_NUMEL`` elements,
-  and the composite below (small inputs are overhead-bound, and compiling
-  pays only on large ones). Without a compiler, large inputs take the eager
-  sweep where it beats the composite (the focal losses), the composite
-  elsewhere;
-* "compiled": the compiled sweep wherever the fused path applies;
-* "eager": the eager sweep wherever the loss has one (lowest memory; slower
-  than the composite for plain BCE and varifocal);
-* "off": always the composite implementation.
-
-The softmax family has no eager sweep: its composite form is already two of
-torch's fused kernels (log_softmax, then a gather), which an eager sweep of
-separate elementwise operations does not beat; where the compiled sweep is
-not used, the softmax losses run the composite.
-
-With ``LOSSLAB_COMPILE=0``, or where compiling fails (no C++ compiler), the
-compiled sweep falls back to the eager one with one warning.
+Compiled, the hyperparameters (gamma, alpha, beta, smoothing) are inputs of
+the graph (0-d tensors), not constants: a new value compiles nothing. A graph
+is specialised only on the arguments' dtypes and ranks and on which terms are
+on (a zero hyperparameter switches its term off), up to ``RECOMPILE_LIMIT``
+graphs a sweep. Where compiling fails, that sweep falls back to the eager
+sweep for that signature only, with a warning that says why.
 
 The fused path has no second derivative: backward under ``create_graph=True``
 raises and says to call ``set_fused("off")``. Under torch.func transforms
@@ -41,124 +30,67 @@ while the graph is retained is reported by autograd at the next backward.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import numbers
 import warnings
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # typing.Self is Python 3.11+
-    pass
-
 from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: losslab.set_fused)
 
-COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
+RECOMPILE_LIMIT = 64  # graphs per sweep: dtypes, ranks and which options are on (hyperparameters are inputs)
 
 _compiled: dict[Callable, Callable] = {}
-_compile_failed = False
-_compiler_disabled = False
+_failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
-def applies(input: Tensor, *others: Any) -> bool:
-    """Whether the fused path computes this call: logits on CPU (or on a GPU with Triton), only ``input``
-    needing a gradient."""
-    # is_compiling first: torch.compile traces no read of the mode (the composite runs there)
-    if torch.compiler.is_compiling() or not torch.is_grad_enabled() or get_fused() == "off":
-        return False
-    if torch._C._are_functorch_transforms_active():  # torch.func.grad / vmap need the composite's formulas
-        return False
-    if not input.requires_grad or input.ndim == 0 or input.numel() == 0:
-        return False
-    if input.device.type != "cpu" and not _on_triton(input):
-        return False
-    return not any(isinstance(t, Tensor) and t.requires_grad for t in others)
+def _hyperparameter(value: Any) -> Any:
+    """A nonzero float as a 0-d float64 tensor (a graph input, so a new value compiles nothing); 0.0 and
+    everything else as it is (0.0 switches a term off: a structural choice, one graph for it)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, Tensor)) and value != 0.0:
+        return torch.tensor(float(value), dtype=torch.float64)
+    return value
 
 
-_triton_on_cpu = False  # tests: run the Triton kernels on CPU tensors under Triton's interpreter
+def on(value: Any) -> bool:
+    """Whether a hyperparameter switches its term on: a tensor (nonzero by construction) or a truthy number."""
+    return isinstance(value, Tensor) or bool(value)
 
 
-def _on_triton(input: Tensor) -> bool:
-    """Whether this input's fused path is the Triton kernels: CUDA tensors with triton importable."""
-    if input.dtype == torch.float64:  # the kernels compute in float32: float64 keeps the composite
-        return False
-    if input.device.type == "cuda" or (_triton_on_cpu and input.device.type == "cpu"):
-        try:
-            from . import _gpu  # noqa: F401  (imports triton)
-        except ImportError:
-            return False
-        return True
-    return False
-
-
-def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
-    """"compiled", "eager" or None (the composite) for this call; see :func:`set_fused`.
-
-    ``eager_pays``: the loss's eager sweep beats its composite (the focal factors do; plain BCE and
-    varifocal, whose composites are few of torch's own kernels, do not), so that "auto" without a
-    compiler takes it for large inputs. ``set_fused("eager")`` takes it regardless.
-    """
-    if not applies(input, *others):
-        return None
-    if _on_triton(input):
-        return "triton"
-    mode = get_fused()
-    if mode == "eager":
-        return "eager"
-    if _compile_wanted(mode, input.numel()):
-        return "compiled"
-    wanted_compiler = mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL  # but has none
-    return "eager" if eager_pays and wanted_compiler else None
-
-
-def compiled_flag(path: str | None) -> bool | str:
-    """What :func:`fused` takes as ``compiled`` for a route: True, "triton", or False (the eager sweep)."""
-    return "triton" if path == "triton" else path == "compiled"
-
-
-@contextlib.contextmanager
-def without_compiler() -> Iterator[None]:
-    """Within it, "auto" and "compiled" behave as on a machine without a compiler (the benchmark's fallback)."""
-    global _compiler_disabled
-    previous, _compiler_disabled = _compiler_disabled, True
-    try:
-        yield
-    finally:
-        _compiler_disabled = previous
-
-
-def _compile_wanted(mode: str, numel: int) -> bool:
-    global _compile_failed
-    if mode == "eager" or _compile_failed or _compiler_disabled:
-        return False
-    if mode == "auto" and numel < COMPILE_MIN_NUMEL:
-        return False
-    if os.environ.get("LOSSLAB_COMPILE", "1") == "0":
-        _compile_failed = True
-        warnings.warn("losslab: LOSSLAB_COMPILE=0, the fused losses run their eager sweep", RuntimeWarning,
-                      stacklevel=4)
-        return False
-    return True
+def _signature(sweep: Callable, args: tuple) -> tuple:
+    """What a compiled graph of ``sweep`` is specialised on: each argument's kind, dtype, rank and device."""
+    parts = []
+    for arg in args:
+        if isinstance(arg, Tensor):
+            parts.append((arg.dtype, arg.ndim, arg.device.type))
+        elif isinstance(arg, float):
+            parts.append(arg == 0.0)
+        else:
+            parts.append(arg if arg is None or isinstance(arg, bool) else type(arg))
+    return (sweep, tuple(parts))
 
 
 def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
-    """``sweep(*args)`` compiled (dynamic shapes), or None after one warning where compiling fails."""
-    global _compile_failed
+    """``sweep(*args)`` compiled (dynamic shapes, hyperparameters as tensors), or None (the eager sweep runs)
+    where compiling this sweep for this signature failed, with one warning that says why."""
+    args = tuple(_hyperparameter(a) for a in args)
+    key = _signature(sweep, args)
+    if key in _failed_signatures:
+        return None
     try:
         compiled = _compiled.get(sweep)
         if compiled is None:
             compiled = _compiled[sweep] = torch.compile(sweep, dynamic=True, fullgraph=True)
-        # Shapes are dynamic, hyperparameters are not: with floats traced as symbols, inductor's caches
-        # have handed a graph compiled for one gamma to a call with another.
-        with torch._dynamo.config.patch(specialize_float=True):
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return compiled(*args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
-        _compile_failed = True
+        _failed_signatures[key] = f"{type(error).__name__}: {error}"
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
-                      f"falling back to the eager sweep", RuntimeWarning, stacklevel=4)
+                      f"this sweep ({sweep.__name__}) runs eagerly for these argument types from now on",
+                      RuntimeWarning, stacklevel=5)
         return None
 
 
@@ -182,6 +114,8 @@ def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared:
         out = _run_compiled(sweep, x, *batched, *shared, reduce)
         if out is not None:
             return out
+    if x.ndim >= 3 and x.shape[0] and x[0].numel() > CHUNK_NUMEL:  # a row beyond a chunk: split positions too
+        return _run_positions(sweep, x, batched, shared, reduce, loss_shape)
     rows = _rows(x)
     if rows >= x.shape[0]:
         return sweep(x, *batched, *shared, reduce)
@@ -192,9 +126,50 @@ def _run(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared:
         chunk = [None if t is None else t[start:stop] for t in batched]
         part_loss, grad[start:stop] = sweep(x[start:stop], *chunk, *shared, reduce)
         parts.append(part_loss)
+    return _assemble(parts, reduce, loss_shape), grad
+
+
+def _assemble(parts: list[Tensor], reduce: bool, loss_shape: tuple[int, ...]) -> Tensor:
     if reduce:  # chunk sums added in float64: as accurate as one sum, whatever the number of chunks
-        return torch.stack([part.double() for part in parts]).sum().to(parts[0].dtype), grad
-    return torch.cat(parts).reshape(loss_shape), grad
+        return torch.stack([part.double() for part in parts]).sum().to(parts[0].dtype)
+    return torch.cat([part.reshape(-1) for part in parts]).reshape(loss_shape)
+
+
+def _flat_positions(t: Tensor | None, x: Tensor) -> Tensor | None:
+    """An (N, C, d1, ...) tensor as (N, C, L), an (N, d1, ...) one as (N, L): views where the strides allow."""
+    if t is None:
+        return None
+    shape = (x.shape[0], x.shape[1], -1) if t.ndim == x.ndim else (x.shape[0], -1)
+    try:
+        return t.view(shape)
+    except RuntimeError:
+        return t.reshape(shape)
+
+
+def _run_positions(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
+                   reduce: bool, loss_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """The eager sweep over chunks of positions of each row: (1, C, L) slices of about CHUNK_NUMEL elements,
+    so a batch of one large image needs no more memory than many small ones."""
+    flat_x = _flat_positions(x, x)
+    flat = [_flat_positions(t, x) for t in batched]
+    grad = torch.empty(flat_x.shape, dtype=x.dtype, device=x.device)
+    per_position = len(loss_shape) == x.ndim - 1
+    out_shape = flat_x.shape[::2] if per_position else flat_x.shape
+    out: Tensor | None = None
+    step = max(1, CHUNK_NUMEL // max(1, x.shape[1]))
+    parts = []
+    for n in range(x.shape[0]):
+        for start in range(0, flat_x.shape[2], step):
+            where = (slice(n, n + 1), slice(None), slice(start, start + step))
+            chunk = [None if t is None else t[where] if t.ndim == 3 else t[where[::2]] for t in flat]
+            part_loss, grad[where] = sweep(flat_x[where], *chunk, *shared, reduce)
+            if reduce:
+                parts.append(part_loss)
+            else:
+                if out is None:  # the sweep's loss dtype (float32 for half-precision inputs)
+                    out = torch.empty(out_shape, dtype=part_loss.dtype, device=x.device)
+                out[where[::2] if per_position else where] = part_loss
+    return (_assemble(parts, True, loss_shape) if reduce else out.view(loss_shape)), grad.view(x.shape)
 
 
 def _per_class(t: Tensor | None, x: Tensor) -> Tensor | None:
@@ -331,13 +306,13 @@ def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alpha: float | None, gamma: float,
                   smoothing: float) -> tuple[Tensor, Tensor]:
     """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x."""
-    if smoothing:
+    if on(smoothing):
         t = t * (1.0 - smoothing) + 0.5 * smoothing
     p, q, log_p, log_q = sigmoid_parts(x)  # p and 1 - p
     pos = t if pw is None else t * pw
     loss = -(pos * log_p + (1.0 - t) * log_q)
     grad = (1.0 - t) * p - pos * q
-    if gamma:
+    if on(gamma):
         m = p * (1.0 - t) + q * t  # 1 - p_t
         tiny = _tiny(m)
         mc = m.clamp_min(tiny)
@@ -377,7 +352,7 @@ def sigmoid_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, w: Tensor
     return _finish(loss, grad, valid, scale, reduce, x.dtype)
 
 
-def _focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+def focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p, from log p (floored like the composite)."""
     one_minus = -torch.expm1(lp)
     tiny = _tiny(one_minus)
@@ -395,8 +370,8 @@ def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Te
     classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
     onehot = index.unsqueeze(1) == classes
     lp = log_p.gather(1, index.unsqueeze(1)).squeeze(1)
-    if gamma:
-        factor, coef = _focal_factor(lp, gamma)
+    if on(gamma):
+        factor, coef = focal_factor(lp, gamma)
         loss = -factor * lp
     else:
         loss, coef = -lp, torch.ones_like(lp)
@@ -418,8 +393,8 @@ def softmax_dense_sweep(x: Tensor, q: Tensor, scale: Tensor, class_weight: Tenso
     qc = q.to(xc.dtype)
     if class_weight is not None:
         qc = qc * class_weight.to(xc.dtype).view((1, -1) + (1,) * (x.ndim - 2))
-    if gamma:
-        factor, g = _focal_factor(log_p, gamma)
+    if on(gamma):
+        factor, g = focal_factor(log_p, gamma)
         terms, h = -qc * factor * log_p, qc * g
     else:
         terms, h = -qc * log_p, qc
@@ -435,7 +410,7 @@ def quality_sweep(x: Tensor, y: Tensor, valid: Tensor | None, w: Tensor | None, 
     p, q, log_p, log_q = sigmoid_parts(xc)
     loss = -(yc * log_p + (1.0 - yc) * log_q)
     grad = (1.0 - yc) * p - yc * q
-    if beta:
+    if on(beta):
         d = yc * q - (1.0 - yc) * p  # y - sigma, exact for hard labels
         ad = d.abs()
         tiny = _tiny(ad)

@@ -31,14 +31,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import losslab
-from losslab import _fused
+from losslab import _dispatch
 
 ALPHA, GAMMA = 0.25, 2.0
 
 # losslab's paths: the compiled sweep, the eager sweep (forced), what "auto" does on a machine without a
-# compiler (the eager sweep where it beats the composite, the composite elsewhere), and the composite.
+# compiler (the eager sweep where it beats the others, torch's kernels elsewhere), torch's kernels (native) and
+# the composite. Small inputs: what "auto" runs (native) and the composite.
 LOSSLAB_PATHS = (("compiled", "compiled"), ("eager sweep", "eager"), ("without compiler", "fallback"),
-                 ("composite", "off"))
+                 ("native", "native"), ("composite", "composite"))
+SMALL_PATHS = (("auto", "auto"), ("composite", "composite"))
+_MODES = {"fallback": "auto", "native": "off", "composite": "off"}  # set_fused's mode for each path
 
 
 @dataclass
@@ -62,13 +65,16 @@ CASES = [
     Case("cross_entropy", "segmentation", (8, 19, 128, 128), "index"),
     Case("softmax_focal_loss", "classification", (4096, 1000), "index"),
     Case("cross_entropy", "classification", (4096, 1000), "index"),
-    Case("sigmoid_focal_loss", "small", (256, 10), "dense"),
-    Case("cross_entropy", "small", (256, 10), "index"),
+] + [  # the "small" group: the inputs most training loops pass, where the number of operations is the cost
+    Case(loss, "small", shape, target)
+    for shape in ((256, 10), (4096, 10), (32, 1000))
+    for loss, target in (("cross_entropy", "index"), ("binary_cross_entropy", "dense"),
+                         ("sigmoid_focal_loss", "dense"), ("softmax_focal_loss", "index"))
 ]
 
 
 # On a GPU: the same workloads, and language-model vocabularies for the online-softmax kernel.
-GPU_CASES = CASES[:-2] + [
+GPU_CASES = [case for case in CASES if case.workload != "small"] + [
     Case("cross_entropy", "LM vocabulary 32k", (4096, 32768), "index"),
     Case("softmax_focal_loss", "LM vocabulary 32k", (4096, 32768), "index"),
     Case("cross_entropy", "LM vocabulary 128k, bfloat16", (2048, 131072), "index", torch.bfloat16),
@@ -152,7 +158,8 @@ def _losslab(name: str, mode: str) -> Callable:
 
 
 def implementations(case: Case) -> dict[str, Callable]:
-    impls: dict[str, Callable] = {f"losslab {label}": _losslab(case.loss, mode) for label, mode in LOSSLAB_PATHS}
+    paths = SMALL_PATHS if case.workload == "small" else LOSSLAB_PATHS
+    impls: dict[str, Callable] = {f"losslab {label}": _losslab(case.loss, mode) for label, mode in paths}
     sigmoid = case.loss in ("sigmoid_focal_loss", "binary_cross_entropy", "quality_focal_loss", "varifocal_loss")
     if sigmoid and case.target in ("dense", "quality"):
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(x, t)
@@ -254,9 +261,11 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
     mode = getattr(fn, "mode", None)
     with contextlib.ExitStack() as stack:
         if mode:
-            stack.callback(losslab.set_fused, losslab.set_fused("auto" if mode == "fallback" else mode))
+            stack.enter_context(losslab.set_fused(_MODES.get(mode, mode)))
         if mode == "fallback":
-            stack.enter_context(_fused.without_compiler())
+            stack.enter_context(_dispatch.without_compiler())
+        if mode in ("native", "composite"):
+            stack.enter_context(_dispatch.forced(mode))
         first = None
         if mode == "compiled":
             torch._dynamo.reset()
@@ -329,10 +338,11 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
         impls = implementations(case)
         if device == "cuda":  # the kernels ("auto" dispatches them) and the composite
             impls = {k: v for k, v in impls.items() if not k.startswith("losslab")}
-            impls = {"losslab triton": _losslab(case.loss, "auto"), "losslab composite": _losslab(case.loss, "off"),
+            impls = {"losslab triton": _losslab(case.loss, "auto"),
+                         "losslab composite": _losslab(case.loss, "composite"),
                      **impls}
         elif quick:
-            impls.pop("losslab compiled")  # compiling takes seconds
+            impls.pop("losslab compiled", None)  # compiling takes seconds
         case_rows = []
         for name, fn in impls.items():
             progress(f"{case.loss} {case.workload} {shape}: {name}")

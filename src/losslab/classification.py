@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor
 
 from ._checks import check_alpha, check_common, numpy_arguments
-from ._core import sigmoid_loss, softmax_loss
+from ._forms import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
 

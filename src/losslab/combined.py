@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_alpha, check_number, class_vector, compute_dtype, describe, numpy_arguments
-from ._core import sigmoid_loss, softmax_loss
+from ._forms import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, LossSpec, get_loss, register
 from .segmentation import dice_pipeline, overlap_checks

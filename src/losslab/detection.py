@@ -8,14 +8,14 @@ cross-entropy over a discretised box-edge distribution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _dist, _fused
+from . import _dispatch, _dist, _fused
 from ._checks import (
     along_class_dim,
     broadcast_weight,
@@ -33,6 +33,7 @@ from ._checks import (
     values_checked,
 )
 from ._core import count, focal_weight, reduce, sigmoid_target
+from ._dispatch import Backends, Call
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
 
@@ -170,13 +171,21 @@ def quality_focal_loss(
     dtype = compute_dtype(input)
     y, valid = quality_target(fn, input, target, ignore_index, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    processes = _dist.world(fn, dist_sync)
-    path = _fused.route(input, y, w, avg_factor, eager_pays=bool(beta)) if processes == 1 else None
-    if path is not None:
-        kept = count(valid, y) if avg_factor is None else avg_factor
-        return _fused.fused(fn, input, _fused.quality_sweep, (y, valid, _fused.spread(w, input)), (beta,), reduction,
-                            input.numel() if kept is None else kept, compiled=_fused.compiled_flag(path))
-    x = input.to(dtype)
+    kept = count(valid, y)
+    denominator = avg_factor if avg_factor is not None else (kept if kept is not None else float(input.numel()))
+    return _dispatch.run(Call(fn, "quality", input, reduction, denominator, _dist.world(fn, dist_sync),
+                              {"y": y, "valid": valid, "w": w, "avg_factor": _tensor_or_none(avg_factor)}, {"beta": beta}))
+
+
+def _tensor_or_none(value: object) -> Tensor | None:
+    """A tensor avg_factor (the dispatcher's composite takes it where it requires a gradient)."""
+    return value if isinstance(value, Tensor) else None
+
+
+def _quality_composite(call: Call) -> tuple[Tensor, str]:
+    y, valid, w = call.tensors["y"], call.tensors["valid"], call.tensors["w"]
+    beta = call.options["beta"]
+    x = call.input.to(call.dtype)
     log_p, log_1mp = _log_sigmoids(x)
     loss = -(y * log_p + (1.0 - y) * log_1mp)
     if beta:
@@ -186,7 +195,17 @@ def quality_focal_loss(
         loss = loss * w
     if valid is not None:
         loss = torch.where(valid, loss, torch.zeros_like(loss))
-    return reduce(loss, reduction, count(valid, loss), avg_factor, processes).to(input.dtype)
+    return loss, "elements"
+
+
+def _quality_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
+    tensors = call.tensors
+    return (_fused.quality_sweep, (tensors["y"], tensors["valid"], _fused.spread(tensors["w"], call.input)),
+            (call.options["beta"],))
+
+
+_dispatch.register("quality", Backends(composite=_quality_composite, sweep=_quality_sweep,
+                                       eager_pays=lambda call: bool(call.options["beta"])))
 
 
 @numpy_arguments
@@ -268,22 +287,33 @@ def varifocal_loss(
     dtype = compute_dtype(input)
     q, _ = quality_target(fn, input, target, None, dtype)
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
-    processes = _dist.world(fn, dist_sync)
-    path = _fused.route(input, q, w, avg_factor, eager_pays=False) if processes == 1 else None
-    if path is not None:
-        return _fused.fused(fn, input, _fused.varifocal_sweep, (q, _fused.spread(w, input)),
-                            (alpha, gamma, iou_weighted), reduction,
-                            input.numel() if avg_factor is None else avg_factor, compiled=_fused.compiled_flag(path))
-    x = input.to(dtype)
+    denominator = avg_factor if avg_factor is not None else float(input.numel())
+    return _dispatch.run(Call(fn, "varifocal", input, reduction, denominator, _dist.world(fn, dist_sync),
+                              {"q": q, "w": w, "avg_factor": _tensor_or_none(avg_factor)}, {"alpha": alpha, "gamma": gamma, "iou_weighted": iou_weighted}))
+
+
+def _varifocal_composite(call: Call) -> tuple[Tensor, str]:
+    q, w = call.tensors["q"], call.tensors["w"]
+    o = call.options
+    x = call.input.to(call.dtype)
     log_p, log_1mp = _log_sigmoids(x)
     positive = -(q * log_p + (1.0 - q) * log_1mp)
-    if iou_weighted:
+    if o["iou_weighted"]:
         positive = q * positive
-    negative = -alpha * focal_weight(torch.sigmoid(x), gamma) * log_1mp
+    negative = -o["alpha"] * focal_weight(torch.sigmoid(x), o["gamma"]) * log_1mp
     loss = torch.where(q > 0, positive, negative)
     if w is not None:
         loss = loss * w
-    return reduce(loss, reduction, None, avg_factor, processes).to(input.dtype)
+    return loss, "elements"
+
+
+def _varifocal_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
+    o = call.options
+    return (_fused.varifocal_sweep, (call.tensors["q"], _fused.spread(call.tensors["w"], call.input)),
+            (o["alpha"], o["gamma"], o["iou_weighted"]))
+
+
+_dispatch.register("varifocal", Backends(composite=_varifocal_composite, sweep=_varifocal_sweep))
 
 
 @numpy_arguments

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_alpha, check_common, numpy_arguments
-from ._core import sigmoid_loss, softmax_loss
+from ._forms import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
 

@@ -1,0 +1,263 @@
+"""The sigmoid and softmax forms through the dispatcher: prepare a Call, and each backend of the two forms.
+
+:func:`sigmoid_loss` and :func:`softmax_loss` validate and normalise a call
+once (:mod:`losslab._core` holds the target forms and the elementwise
+formulas) and hand it to :func:`losslab._dispatch.run`, which computes it on
+one of the backends registered here and finishes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _dispatch, _dist, _fused, _native
+from ._checks import (
+    along_class_dim,
+    check_avg_factor,
+    check_input,
+    check_unit_interval,
+    class_vector,
+    compute_dtype,
+    shape_str,
+)
+from ._core import (
+    SoftmaxTarget,
+    count,
+    index_weight_sum,
+    sigmoid_elementwise,
+    sigmoid_index,
+    softmax_elementwise,
+    softmax_target,
+    upcast,
+)
+from ._dispatch import Backends, Call
+
+
+def _scaled(loss: Tensor, reduce: bool, scale: float | Tensor) -> Tensor:
+    """A per-element loss summed and multiplied by ``scale`` (the composite of a "scaled" result), or as it is."""
+    if not reduce:
+        return loss
+    total = loss.sum()
+    return total if isinstance(scale, float) and scale == 1.0 else total * scale
+
+
+# ----------------------------------------------------------------------------
+# sigmoid form
+
+
+def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from_logits: bool,
+                 ignore_index: int | None, alpha: float | None = None, gamma: float = 0.0,
+                 weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0,
+                 avg_factor: object = None, dist_sync: bool = False) -> Tensor:
+    """A sigmoid-form loss; "mean" divides by the number of kept elements (or by ``avg_factor``)."""
+    check_input(fn, input)
+    avg_factor = check_avg_factor(fn, avg_factor, input)
+    processes = _dist.world(fn, dist_sync)
+    dtype = compute_dtype(input)
+    w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
+    pw = None if pos_weight is None else along_class_dim(fn, "pos_weight", pos_weight, input, dtype)
+    index = sigmoid_index(fn, input, target, ignore_index)
+    if index is None:
+        valid = None if ignore_index is None else target != ignore_index
+        check_unit_interval(fn, "target", target.to(dtype), valid)
+        kept = count(valid, input.new_empty(0, dtype=dtype))
+        tensors = {"target": target, "valid": valid}
+    else:
+        indices, kept_positions = index
+        kept = None if kept_positions is None else kept_positions.sum().to(dtype) * input.shape[1]
+        tensors = {"index": indices, "kept": kept_positions}
+    if not from_logits:
+        check_unit_interval(fn, "input (probabilities, from_logits=False)", input)
+    denominator = avg_factor if avg_factor is not None else (kept if kept is not None else float(input.numel()))
+    tensors.update(w=w, pw=pw, avg_factor=avg_factor if isinstance(avg_factor, Tensor) else None)
+    call = Call(fn, "sigmoid", input, reduction, denominator, processes, tensors,
+                {"alpha": alpha, "gamma": gamma, "smoothing": label_smoothing, "from_logits": from_logits},
+                fusable=from_logits)
+    return _dispatch.run(call)
+
+
+def _sigmoid_dense(call: Call) -> tuple[Tensor, Tensor | None]:
+    """The dense target in the compute dtype (0 where not kept) and the per-element kept mask."""
+    tensors, x = call.tensors, call.input
+    if "index" in tensors:
+        classes = torch.arange(x.shape[1], device=x.device).view((1, x.shape[1]) + (1,) * (x.ndim - 2))
+        dense = (tensors["index"].unsqueeze(1) == classes).to(call.dtype)
+        kept = tensors["kept"]
+        return dense, None if kept is None else kept.unsqueeze(1).expand(x.shape)
+    dense, valid = tensors["target"].to(call.dtype), tensors["valid"]
+    return (dense if valid is None else torch.where(valid, dense, torch.zeros_like(dense))), valid
+
+
+def _sigmoid_composite(call: Call) -> tuple[Tensor, str]:
+    t, valid = _sigmoid_dense(call)
+    o, tensors = call.options, call.tensors
+    loss = sigmoid_elementwise(upcast(call.input, call.dtype), t, valid, from_logits=o["from_logits"],
+                               alpha=o["alpha"], gamma=o["gamma"], weight=tensors["w"], pos_weight=tensors["pw"],
+                               label_smoothing=o["smoothing"])
+    return loss, "elements"
+
+
+def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
+    """The sigmoid form as one node (loss and derivative from torch's kernels); pos_weight takes the composite."""
+    o, tensors = call.options, call.tensors
+    if not o["from_logits"] or tensors["pw"] is not None:
+        return None
+    t, valid = _sigmoid_dense(call)
+    x = upcast(call.input, call.dtype)
+    smoothing, w, reduce = o["smoothing"], tensors["w"], call.reduction != "none"
+    if smoothing:
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+    alpha, multiplier = o["alpha"], w
+    if alpha is not None:
+        alpha_t = t * (2.0 * alpha - 1.0) + (1.0 - alpha)  # alpha t + (1 - alpha)(1 - t)
+        multiplier = alpha_t if w is None else alpha_t * w
+    if valid is not None:
+        multiplier = valid.to(x.dtype) if multiplier is None else torch.where(valid, multiplier, 0.0)
+    if multiplier is not None and multiplier.shape != x.shape:
+        multiplier = multiplier.expand(x.shape)
+    scale = _dispatch.scale(call)
+
+    def composite(xx: Tensor) -> Tensor:
+        return _scaled(_sigmoid_composite_of(call, xx), reduce, scale)
+
+    return _native.sigmoid_form(x, t, multiplier, o["gamma"], scale, reduce, composite), "scaled"
+
+
+def _sigmoid_composite_of(call: Call, x: Tensor) -> Tensor:
+    t, valid = _sigmoid_dense(call)
+    o, tensors = call.options, call.tensors
+    return sigmoid_elementwise(x, t, valid, from_logits=True, alpha=o["alpha"], gamma=o["gamma"],
+                               weight=tensors["w"], pos_weight=tensors["pw"], label_smoothing=o["smoothing"])
+
+
+def _sigmoid_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
+    tensors, o, x = call.tensors, call.options, call.input
+    spread = _fused.spread
+    weights = (spread(tensors["w"], x), spread(tensors["pw"], x))
+    shared = (o["alpha"], o["gamma"], o["smoothing"])
+    if "index" in tensors:
+        return _fused.sigmoid_index_sweep, (tensors["index"], tensors["kept"], *weights), shared
+    return _fused.sigmoid_dense_sweep, (tensors["target"], tensors["valid"], *weights), shared
+
+
+_dispatch.register("sigmoid", Backends(composite=_sigmoid_composite, native=_sigmoid_native, sweep=_sigmoid_sweep,
+                                       eager_pays=lambda call: bool(call.options["gamma"])))
+
+
+# ----------------------------------------------------------------------------
+# softmax form
+
+
+def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, input_kind: str,
+                 ignore_index: int | None, class_weight: object = None, gamma: float = 0.0,
+                 label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False) -> Tensor:
+    """A softmax-form loss over dim 1 of an (N, C, d1, ...) input.
+
+    "mean" divides by the number of kept positions, or, with ``weighted_mean``
+    (PyTorch's cross_entropy and nll_loss), by the sum of ``class_weight[target]``
+    over kept positions for class-index targets.
+    """
+    check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
+    if input.shape[1] < 1:
+        raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
+    processes = _dist.world(fn, dist_sync)
+    dtype = compute_dtype(input)
+    tgt = softmax_target(fn, input, target, ignore_index, dtype)
+    if input_kind == "probabilities":
+        check_unit_interval(fn, "input (probabilities, from_logits=False)", input)
+    w = None
+    if class_weight is not None:
+        w = class_vector(fn, "weight" if weighted_mean else "alpha", class_weight, input.shape[1], input, dtype)
+    like = input.new_empty(0, dtype=dtype)
+    denominator = None
+    if tgt.indices is not None:
+        denominator = index_weight_sum(tgt, w, like) if weighted_mean else count(tgt.valid, like)
+    if denominator is None:
+        denominator = float(input.numel() // input.shape[1])
+    call = Call(fn, "softmax", input, reduction, denominator, processes,
+                {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w},
+                {"input_kind": input_kind, "gamma": gamma, "smoothing": label_smoothing,
+                 "ignore_index": ignore_index}, fusable=input_kind == "logits", per_position=True)
+    return _dispatch.run(call)
+
+
+def _softmax_target(call: Call) -> SoftmaxTarget:
+    tensors = call.tensors
+    return SoftmaxTarget(indices=tensors["indices"], valid=tensors["valid"], probs=tensors["probs"])
+
+
+def _softmax_composite_of(call: Call, x: Tensor) -> Tensor:
+    o = call.options
+    return softmax_elementwise(x, _softmax_target(call), input_kind=o["input_kind"], class_weight=call.tensors["w"],
+                               gamma=o["gamma"], label_smoothing=o["smoothing"])
+
+
+def _softmax_composite(call: Call) -> tuple[Tensor, str]:
+    return _softmax_composite_of(call, upcast(call.input, call.dtype)), "elements"
+
+
+def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
+    """F.cross_entropy / F.nll_loss summed; the focal form as one node over log_softmax."""
+    o, tensors = call.options, call.tensors
+    kind, gamma, smoothing, w = o["input_kind"], o["gamma"], o["smoothing"], tensors["w"]
+    if kind == "probabilities":
+        return None
+    reduce = call.reduction != "none"
+    x = upcast(call.input, call.dtype)
+    indices = tensors["indices"]
+    if not gamma:
+        how = "sum" if reduce else "none"
+        ignore = -100 if o["ignore_index"] is None else o["ignore_index"]
+        if indices is not None:
+            target = tensors["target"].long()
+            if kind == "logits":
+                loss = F.cross_entropy(x, target, weight=w, ignore_index=ignore, reduction=how,
+                                       label_smoothing=smoothing)
+            elif not smoothing:
+                loss = F.nll_loss(x, target, weight=w, ignore_index=ignore, reduction=how)
+            else:
+                return None
+        elif kind == "logits":
+            loss = F.cross_entropy(x, tensors["probs"], weight=w, reduction=how, label_smoothing=smoothing)
+        else:
+            return None
+        return loss, "total" if reduce else "elements"
+    if kind != "logits" or indices is None or smoothing:
+        return None
+    valid = tensors["valid"]
+    multiplier = None if w is None else w[indices]
+    if valid is not None:
+        multiplier = valid.to(x.dtype) if multiplier is None else torch.where(valid, multiplier, 0.0)
+    scale = _dispatch.scale(call)
+
+    def composite(xx: Tensor) -> Tensor:
+        return _scaled(_softmax_composite_of(call, xx), reduce, scale)
+
+    return _native.softmax_focal(x, indices, multiplier, gamma, scale, reduce, composite, _fused.focal_factor), \
+        "scaled"
+
+
+def _softmax_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
+    """softmax_loss through the fused sweep: the index sweep, or the dense one with the smoothed target."""
+    tensors, o, x = call.tensors, call.options, call.input
+    w, gamma, smoothing = tensors["w"], o["gamma"], o["smoothing"]
+    num_classes = x.shape[1]
+    indices, valid, q = tensors["indices"], tensors["valid"], tensors["probs"]
+    if indices is not None:
+        if not smoothing:
+            return _fused.softmax_index_sweep, (indices, valid), (w, gamma)
+        classes = torch.arange(num_classes, device=x.device).view((1, num_classes) + (1,) * (x.ndim - 2))
+        q = (indices.unsqueeze(1) == classes).to(call.dtype) * (1.0 - smoothing) + smoothing / num_classes
+        if valid is not None:
+            q = torch.where(valid.unsqueeze(1), q, torch.zeros_like(q))
+    elif smoothing:
+        q = q * (1.0 - smoothing) + smoothing / num_classes
+    return _fused.softmax_dense_sweep, (q,), (w, gamma)
+
+
+_dispatch.register("softmax", Backends(composite=_softmax_composite, native=_softmax_native, sweep=_softmax_sweep,
+                                       eager=False))

@@ -1,0 +1,141 @@
+"""The native backend: torch's own fused kernels, plus the few operations a loss adds on top.
+
+Small inputs are bound by the number of operations, not by arithmetic: the
+composite cross-entropy is 26 tensor operations forward (35 with backward)
+where ``F.cross_entropy`` is two kernels. Here:
+
+* cross-entropy and NLL are ``F.cross_entropy`` / ``F.nll_loss`` summed, then
+  divided by losslab's guarded denominator (:func:`losslab._dispatch.finish`);
+* the sigmoid losses (binary cross-entropy, focal, alpha-balanced) and the
+  softmax focal loss are one autograd node each, whose forward computes the
+  loss and its derivative together from torch's kernels (``log_softmax``,
+  ``softplus``, ``sigmoid``, ``lerp``; not ``binary_cross_entropy_with_logits``,
+  which loses the relative accuracy of small losses, see
+  :func:`sigmoid_focal_terms`)
+  and whose backward hands the derivative back. Under ``create_graph=True``
+  the backward differentiates the composite formula instead, so second
+  derivatives still work.
+
+Values and gradients are those of the composite (:mod:`losslab._core`) to
+rounding; the tests compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _hand_back(ctx: Any, grad_out: Tensor) -> Tensor:
+    """The saved gradient times the incoming one; under create_graph, the composite's derivative instead."""
+    grad, x = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the composite again, with its graph
+        with torch.enable_grad():
+            out = ctx.composite(x)
+            (again,) = torch.autograd.grad(out, x, grad_out, create_graph=True)
+        return again
+    if grad_out.ndim == 0:
+        if grad_out.device.type == "cpu" and float(grad_out) == 1.0:
+            return grad  # the usual loss.backward(): no pass at all
+        return grad * grad_out.to(grad.dtype)
+    upstream = grad_out.unsqueeze(1) if ctx.per_position else grad_out
+    return grad * upstream.to(grad.dtype)
+
+
+class _Precomputed(torch.autograd.Function):
+    """Returns a loss computed with its gradient; backward hands the gradient back (see _hand_back)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]],
+                composite: Callable[[Tensor], Tensor], per_position: bool) -> Tensor:
+        loss, grad = compute(x)
+        ctx.save_for_backward(grad, x)
+        ctx.composite, ctx.per_position = composite, per_position
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+        return _hand_back(ctx, grad_out), None, None, None
+
+
+def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x, from torch's kernels.
+
+    1 - p_t = p (1 - t) + (1 - p) t with both sigmoids evaluated, and BCE from both softplus terms (accurate at
+    saturated logits, as the composite); the factor
+    is floored at the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite).
+    """
+    minus = -x
+    # BCE = (1 - t) softplus(x) + t softplus(-x): torch's lerp is exact at t = 0 and 1 and softplus is log1p(e^x),
+    # so a tiny loss keeps its digits (binary_cross_entropy_with_logits rounds log(1 + e^-|x|) to 0 beyond |x|
+    # of about 17 in float32, and loses relative accuracy well before)
+    ce = torch.lerp(F.softplus(x), F.softplus(minus), t)
+    p = torch.sigmoid(x)
+    if not gamma:
+        return ce, p - t
+    q = torch.sigmoid(minus)
+    negative, positive = p * (1.0 - t), q * t
+    grad = negative - positive  # d BCE / dx = p - t, accurate at saturated logits
+    m = negative + positive
+    if gamma == 2.0:
+        factor, slope = m * m, m * ce  # d m^2 / dm = 2 m: the 2 goes in addcmul's value
+        value = 2.0
+    elif gamma == 1.0:
+        factor, slope, value = m, ce, 1.0
+    else:
+        tiny = torch.finfo(m.dtype).tiny
+        mc = m.clamp_min(tiny)
+        factor = mc.pow(gamma)
+        slope = torch.where(m > tiny, factor / mc, torch.zeros_like(m)) * ce
+        value = gamma
+    # d [m^gamma BCE] / dx = m^gamma (p - t) + gamma m^(gamma - 1) BCE dm/dx,  dm/dx = p q (1 - 2t)
+    grad = torch.addcmul(factor * grad, slope, (p * q) * (1.0 - 2.0 * t), value=value)
+    return ce * factor, grad
+
+
+def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
+                  reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
+    """The (alpha-balanced, weighted, masked) sigmoid focal loss as one node: summed times ``scale``, or per element.
+
+    ``multiplier``: alpha_t times the weight times the kept mask, per element (None: 1).
+    """
+    def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
+        loss, grad = sigmoid_focal_terms(xx, t, gamma)
+        a = multiplier
+        if reduce and not (isinstance(scale, float) and scale == 1.0):
+            a = scale if a is None else a * scale
+        if a is not None:
+            grad = grad * a
+            if reduce and isinstance(a, Tensor) and a.shape == loss.shape:
+                return torch.dot(loss.reshape(-1), a.reshape(-1)), grad
+            loss = loss * a
+        return (loss.sum() if reduce else loss), grad
+
+    return _Precomputed.apply(x, compute, composite, False)
+
+
+def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
+                  reduce: bool, composite: Callable[[Tensor], Tensor], focal_factor: Callable) -> Tensor:
+    """-m_n (1 - p_y)^gamma log p_y per position (m: class weight of the target times the kept mask) as one
+    node; d/dx_c = (p_c - [c = y]) m_n G(p_y), G from ``focal_factor``."""
+    def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
+        log_p = torch.log_softmax(xx, dim=1)
+        idx = index.unsqueeze(1)
+        lp = log_p.gather(1, idx).squeeze(1)
+        factor, coef = focal_factor(lp, gamma)
+        loss = -factor * lp
+        a = multiplier
+        if reduce and not (isinstance(scale, float) and scale == 1.0):
+            a = scale if a is None else a * scale
+        if a is not None:
+            loss, coef = loss * a, coef * a
+        coef = coef.unsqueeze(1)
+        grad = torch.exp(log_p).mul_(coef)
+        grad.scatter_add_(1, idx, -coef)
+        return (loss.sum() if reduce else loss), grad
+
+    return _Precomputed.apply(x, compute, composite, True)
