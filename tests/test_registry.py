@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import itertools
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -672,3 +675,110 @@ def test_bare_diceloss_warns_that_the_frameworks_differ():
     with pytest.warns(UserWarning, match=r"get_loss: 'DiceLoss' is losslab's dice_loss \(logits in\); "
                                          r"(MONAI|segmentation_models_pytorch|kornia)'s DiceLoss differs"):
         assert losslab.get_loss("DiceLoss", mode="binary").smooth == 1.0
+
+
+# ----------------------------------------------------------------------------
+# the package's imports: no cycle, and the registry a leaf
+
+
+def _import_graph() -> dict[str, dict[str, int]]:
+    """module -> {losslab module it imports: line}, from every import statement of every module under losslab/.
+
+    Imports inside functions and under ``if TYPE_CHECKING:`` count too: a
+    lazy import that dodges a cycle is still a cycle. ``from . import x``
+    is an edge to the module ``x`` where there is one, else to the package.
+    """
+    root = Path(losslab.__file__).parent
+    paths = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = ("losslab",) + path.relative_to(root).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in paths.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        edges = graph.setdefault(module, {})
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    words = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(words + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target in paths and target != module:
+                    edges.setdefault(target, node.lineno)
+    return graph
+
+
+def _find_cycle(graph: dict[str, dict[str, int]]) -> list[str]:
+    """One cycle of the graph as [a, b, ..., a], or [] when it has none (a depth-first search)."""
+    state: dict[str, str] = {}  # "open" while on the path, "done" after
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, {})):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = "done"
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return []
+
+
+def test_import_graph_is_read():
+    graph = _import_graph()
+    assert {"losslab", "losslab.registry", "losslab.config", "losslab.combined", "losslab.lab._ablate"} <= set(graph)
+    assert "losslab.registry" in graph["losslab.combined"]  # module-level "from .registry import ..."
+    assert "losslab._gpu" in graph["losslab._fused"]  # a function's "from . import _gpu"
+    assert "losslab.lab._commands" in graph["losslab.cli"]  # "from .lab import _commands"
+    assert _find_cycle({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b": 1}, "b": {}, "c": {"a": 1, "b": 1}}) == []
+
+
+def test_no_import_cycle_in_the_package():
+    graph = _import_graph()
+    cycle = _find_cycle(graph)
+    where = [f"{a} imports {b} (line {graph[a][b]})" for a, b in itertools.pairwise(cycle)]
+    assert not cycle, "import cycle: " + "; ".join(where)
+
+
+def test_registry_is_a_leaf():
+    assert _import_graph()["losslab.registry"] == {}
+
+
+def test_registry_build_is_get_loss_for_a_name():
+    assert losslab.get_loss is losslab.config.get_loss
+    for name, kwargs in [("BCELoss", {}), ("kornia.FocalLoss", {"alpha": 0.5}), ("dice", {"mode": "binary"})]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            built, got = registry.build(name, **kwargs), losslab.get_loss(name, **kwargs)
+        assert type(built) is type(got)
+        assert repr(built) == repr(got)
+    with pytest.raises(ValueError, match=r"get_loss: unknown loss name 'qwertyuiop'\."):
+        registry.build("qwertyuiop")
+
+
+def test_name_warning_points_at_the_callers_line_whichever_way_the_name_came():
+    """A name that frameworks spell otherwise warns at the user's line: by name, in a config, in a combination."""
+    builds = [lambda: losslab.get_loss("binary_crossentropy"),
+              lambda: losslab.get_loss({"name": "binary_crossentropy"}),
+              lambda: losslab.get_loss([{"name": "binary_crossentropy", "loss_weight": 0.5}]),
+              lambda: losslab.combine(["binary_crossentropy"]),
+              lambda: registry.build("binary_crossentropy"),
+              lambda: registry.get_spec("binary_crossentropy")]
+    for build in builds:
+        with pytest.warns(UserWarning, match=r"get_loss: 'binary_crossentropy' is losslab's") as record:
+            build()
+        assert [w.filename for w in record] == [__file__]

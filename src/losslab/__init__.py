@@ -44,9 +44,9 @@ from .boxes import (
     siou_loss,
 )
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
-from .combined import CombinedLoss, DiceCELoss, DiceFocalLoss, combine, dice_ce_loss, dice_focal_loss
+from .combined import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
-from .registry import get_loss
+from .config import CombinedLoss, combine, get_loss
 from .weights import class_counts, class_weights
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ Conventions (documented on every box loss):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,51 @@ from ._checks import (
 )
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+# The parts every box loss's docstring shares, spliced in where "BOX_ARGS" and "BOX_NOTES" stand.
+_BOX_ARGS = """pred: predicted boxes (..., 4), any leading batch shape.
+        target: their matched ground-truth boxes, the same shape.
+        box_format: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or
+            "cxcywh" (cx, cy, w, h), for both.
+        eps: > 0, added to the denominators (IoU's union, the enclosing box's
+            area, the squared diagonal), as torchvision does.
+        weight: non-negative per-box weight that broadcasts to the boxes'
+            shape without the last dimension; a weight shaped like ``pred``
+            (..., 4) is first averaged over its 4 values (mmdetection).
+        reduction: "none" | "mean" | "sum"; "mean" is the mean over boxes, or
+            the sum divided by ``avg_factor``.
+        avg_factor: with "mean", divide the sum by this instead (e.g. the
+            number of positive anchors); 0 divides by 1. No boxes at all give
+            0, still connected to the graph."""
+
+_BOX_NOTES = """Returns:
+        "none": one loss per box, shape ``pred.shape[:-1]``; otherwise a scalar.
+
+    Raises:
+        TypeError: non-floating pred, a non-tensor or bool target.
+        ValueError: a last dimension other than 4, shapes that differ, an
+            unknown box_format, eps <= 0, target boxes with x2 < x1 or
+            y2 < y1, pred or target boxes with non-finite values (checked
+            where values are checked).
+
+    Finite boxes never give NaN, degenerate or far apart: every ratio is
+    formed from lengths divided by a power-of-two scale of the enclosing box
+    (exact), so float32 boxes 1e20 apart give finite values and gradients.
+    Widths and heights are max(x2 - x1, 0),
+    so an inverted predicted box has zero area (its corners still count for
+    the enclosing box and its centre for the centre distance); boxes of zero
+    width or height have IoU 0 with anything (identical zero-area boxes too:
+    their loss is that of IoU 0); where a denominator is at most eps (both
+    boxes of zero area) the ratio keeps its value but passes no gradient.
+    Identical well-formed boxes give 0 up to eps (the IoU is A / (A + eps)).
+    Half precision is computed in float32."""
+
+
+def boxdoc(f: Callable) -> Callable:
+    """Splice the shared parts into the docstring of a box loss, where "BOX_ARGS" and "BOX_NOTES" stand."""
+    f.__doc__ = f.__doc__.replace("BOX_ARGS", _BOX_ARGS).replace("BOX_NOTES", _BOX_NOTES)
+    return f
 
 
 def check_box_format(fn: str, box_format: Any) -> None:

@@ -2,7 +2,8 @@
 
 Every loss takes matched boxes ``pred`` and ``target`` of shape (..., 4) and
 returns one loss per box. The geometry (formats, intersection, union,
-enclosing box, centres) lives in :mod:`losslab._boxes`.
+enclosing box, centres) and the docstring parts every box loss shares live
+in :mod:`losslab._boxes`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import _dist
 from ._boxes import (
     Pair,
     box_weight,
+    boxdoc,
     check_box_format,
     check_boxes,
     check_finite_boxes,
@@ -35,50 +37,6 @@ Weight = Tensor | Sequence[float] | float | None
 
 __all__ = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
            "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss"]
-
-# The parts every box loss's docstring shares, spliced in where "BOX_ARGS" and "BOX_NOTES" stand.
-_ARGS = """pred: predicted boxes (..., 4), any leading batch shape.
-        target: their matched ground-truth boxes, the same shape.
-        box_format: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or
-            "cxcywh" (cx, cy, w, h), for both.
-        eps: > 0, added to the denominators (IoU's union, the enclosing box's
-            area, the squared diagonal), as torchvision does.
-        weight: non-negative per-box weight that broadcasts to the boxes'
-            shape without the last dimension; a weight shaped like ``pred``
-            (..., 4) is first averaged over its 4 values (mmdetection).
-        reduction: "none" | "mean" | "sum"; "mean" is the mean over boxes, or
-            the sum divided by ``avg_factor``.
-        avg_factor: with "mean", divide the sum by this instead (e.g. the
-            number of positive anchors); 0 divides by 1. No boxes at all give
-            0, still connected to the graph."""
-
-_NOTES = """Returns:
-        "none": one loss per box, shape ``pred.shape[:-1]``; otherwise a scalar.
-
-    Raises:
-        TypeError: non-floating pred, a non-tensor or bool target.
-        ValueError: a last dimension other than 4, shapes that differ, an
-            unknown box_format, eps <= 0, target boxes with x2 < x1 or
-            y2 < y1, pred or target boxes with non-finite values (checked
-            where values are checked).
-
-    Finite boxes never give NaN, degenerate or far apart: every ratio is
-    formed from lengths divided by a power-of-two scale of the enclosing box
-    (exact), so float32 boxes 1e20 apart give finite values and gradients.
-    Widths and heights are max(x2 - x1, 0),
-    so an inverted predicted box has zero area (its corners still count for
-    the enclosing box and its centre for the centre distance); boxes of zero
-    width or height have IoU 0 with anything (identical zero-area boxes too:
-    their loss is that of IoU 0); where a denominator is at most eps (both
-    boxes of zero area) the ratio keeps its value but passes no gradient.
-    Identical well-formed boxes give 0 up to eps (the IoU is A / (A + eps)).
-    Half precision is computed in float32."""
-
-
-def _boxdoc(f: Callable) -> Callable:
-    f.__doc__ = f.__doc__.replace("BOX_ARGS", _ARGS).replace("BOX_NOTES", _NOTES)
-    return f
-
 
 def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: float, weight: Weight,
               reduction: str, avg_factor: object, loss_of: Callable[[Pair, float], Tensor],
@@ -104,7 +62,7 @@ def _check_mode(mode: object) -> None:
         raise ValueError(f"iou_loss: mode must be one of 'linear', 'square', 'log'; got {mode!r}")
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def iou_loss(
     pred: Tensor,
@@ -165,7 +123,7 @@ def iou_loss(
                      avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def giou_loss(
     pred: Tensor,
@@ -211,7 +169,7 @@ def giou_loss(
                      loss_of=lambda pair, e: 1.0 - pair.iou + pair.giou_penalty(), dist_sync=dist_sync)
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def diou_loss(
     pred: Tensor,
@@ -263,7 +221,7 @@ def _aspect(w: Tensor, h: Tensor, eps: Tensor) -> Tensor:
     return torch.atan(w.clamp_min(eps) / h.clamp_min(eps))
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def ciou_loss(
     pred: Tensor,
@@ -330,7 +288,7 @@ def ciou_loss(
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def eiou_loss(
     pred: Tensor,
@@ -384,7 +342,7 @@ def eiou_loss(
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
-@_boxdoc
+@boxdoc
 @numpy_arguments
 def siou_loss(
     pred: Tensor,

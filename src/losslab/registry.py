@@ -4,22 +4,28 @@ A loss registers itself beside its definition with :func:`register`, giving
 its functional, its nn.Module twin, a one-line formula and the aliases that
 frameworks and papers use for it. From that one call it gets:
 
-* lookup by name with :func:`get_loss` (canonical names and aliases; case,
-  spaces, hyphens and underscores are ignored; a framework prefix such as
-  ``keras.`` or ``torch.nn.`` picks that framework's meaning where names
-  collide);
+* lookup by name with :func:`lookup` and :func:`build`, and so with
+  :func:`losslab.get_loss` (canonical names and aliases; case, spaces,
+  hyphens and underscores are ignored; a framework prefix such as ``keras.``
+  or ``torch.nn.`` picks that framework's meaning where names collide);
 * a row in ``losslab names``;
 * the whole conformance battery of the test suite (reductions, empty and
   all-ignored batches, half precision, non-contiguous inputs, no mutation,
   error messages, gradcheck, module equals functional), run on the sample
   inputs and error cases that ``tests/samples/`` keeps under its canonical
   name: importing the library builds no test data.
+
+The registry is a leaf of the package: it imports no other losslab module.
+Configs (dicts and lists of losses) and combinations are built above it, in
+:mod:`losslab.config`.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +33,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["Alias", "LossSpec", "register", "add_aliases", "get_loss", "get_spec", "specs", "lookup"]
+__all__ = ["Alias", "LossSpec", "register", "add_aliases", "build", "get_spec", "specs", "lookup"]
 
 # Words that name a framework inside a qualified name ("tf.keras.losses.BinaryCrossentropy").
 SOURCE_PREFIXES = {
@@ -48,6 +54,10 @@ SOURCE_PREFIXES = {
 # A name whose prefix holds only these (and "losslab") is looked up as a bare name.
 NEUTRAL_WORDS = {"losslab", "nn", "functional", "f", "losses", "loss", "ops", "compat", "v1", "v2", "models",
                  "structures", "bbox"}
+
+
+# A warning names the innermost caller outside this folder (:func:`_outside_stacklevel`).
+_PACKAGE_DIR = os.path.dirname(__file__) + os.sep
 
 
 def normalize(name: str) -> str:
@@ -71,12 +81,12 @@ class Alias:
         note: one line on what users of that name should know.
         build: the nn.Module class that reproduces the framework's loss where
             presets alone cannot (a scalar alpha expanded per class, another
-            normalisation of "mean", a quirk); :func:`get_loss` builds it
+            normalisation of "mean", a quirk); :func:`build` builds it
             instead of the loss's own module. Its functional lives in
             :mod:`losslab.frameworks`.
         unsupported: for a framework's loss of another formula, which losslab
             does not implement: what it is and the closest losslab loss.
-            :func:`get_loss` raises ValueError with it.
+            :func:`build` raises ValueError with it.
     """
 
     name: str
@@ -237,39 +247,15 @@ def get_spec(name: str) -> LossSpec:
     return lookup(name)[0]
 
 
-def get_loss(name: str | Mapping[str, Any] | Sequence[Any], **kwargs: Any) -> nn.Module:
-    """The nn.Module of the loss called ``name``, built with ``kwargs``.
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """The nn.Module of the loss called ``name``, built with ``kwargs``: :func:`losslab.get_loss` for a name.
 
-    ``name`` is a canonical name or any alias; lookup ignores case, spaces,
-    hyphens and underscores. An alias carries its source's input semantics:
-    ``get_loss("BCELoss")`` expects probabilities, ``get_loss("BCEWithLogitsLoss")``
-    logits. Keyword arguments override what the alias presets.
-
-    ``name`` may also be a plain config, as read from YAML, TOML or JSON:
-
-    * ``{"name": "dice_loss", "mode": "binary"}``: one loss and its arguments;
-    * a list of such dicts, each with an optional ``"loss_weight"`` (default 1)
-      and ``"label"``, or ``{"combine": [...]}``: a
-      :class:`losslab.CombinedLoss`, the weighted sum of the terms.
-
-    Raises:
-        ValueError: for an unknown name, with the closest known names, or a
-            malformed config.
-
-    Example:
-        >>> import torch, losslab
-        >>> loss_fn = losslab.get_loss("BCELoss")          # PyTorch's name: probabilities in
-        >>> loss_fn.from_logits
-        False
-        >>> loss_fn(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0])).round(decimals=4)
-        tensor(0.1643)
+    ``name`` is a canonical name or any alias, looked up as :func:`lookup`
+    does; the alias's presets come first and ``kwargs`` override them. A
+    framework's loss of another formula raises ValueError with what it is and
+    the closest losslab loss. Configs (dicts and lists) are built by
+    :func:`losslab.get_loss`, which sits above the registry.
     """
-    if isinstance(name, (bytes, bytearray)):
-        raise TypeError(f"get_loss: name must be a str, a config dict or a list of them; got {type(name).__name__}")
-    if not isinstance(name, str) and isinstance(name, (Mapping, Sequence)):
-        from .combined import from_config  # combined builds on the registry
-
-        return from_config(name, **kwargs)
     spec, alias = lookup(name)
     if alias is not None and alias.unsupported:
         raise ValueError(f"get_loss: {name!r} is {alias.unsupported}")
@@ -332,7 +318,20 @@ def _warn_if_framework_differs(raw: str, key: str, entry: tuple[LossSpec, Alias 
         ordered = [text for _, text in sorted(found.items(), key=lambda item: item[0][1] != raw)]
         more = f" (and {len(ordered) - 3} more: `losslab names {raw}`)" if len(ordered) > 3 else ""
         warnings.warn(f"get_loss: {raw!r} is losslab's {spec.name} ({resolved_input} in); "
-                      + "; ".join(ordered[:3]) + f" to get that{more}", UserWarning, stacklevel=4)
+                      + "; ".join(ordered[:3]) + f" to get that{more}", UserWarning, stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel, for the function calling this one, of the innermost frame outside losslab.
+
+    A name reaches :func:`lookup` directly or through :func:`build`,
+    :func:`losslab.get_loss`, a config or a combination, each adding frames;
+    the warning names the user's line whichever way it came.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def names_table() -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import platform
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 from ._data import DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
+from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
 from ._train import MODELS, check_budget, check_loss, train
 
@@ -277,51 +277,6 @@ def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
     for rank, row in enumerate(ranked, start=1):
         row["rank"] = rank
     return ranked
-
-
-@dataclass
-class AblationResult:
-    """Every run of an ablation, the ranked summary, and what produced them.
-
-    ``runs`` holds one dict per (loss, seed) with every metric;
-    ``summary`` one dict per loss configuration, ranked by mean balanced
-    accuracy, with the mean and standard deviation (over seeds, ddof = 1) of
-    each metric. :meth:`save` writes results.json, report.md and the plots.
-    """
-
-    settings: dict[str, Any]
-    dataset: dict[str, Any]
-    runs: list[dict[str, Any]]
-    summary: list[dict[str, Any]]
-    versions: dict[str, str]
-    seconds: float = 0.0
-    files: list[Path] = field(default_factory=list)
-    # What makes the ranking unreliable (a test set too small to rank), one sentence each; shown above the table.
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "dataset": self.dataset, "warnings": self.warnings,
-                "summary": self.summary, "runs": self.runs, "versions": self.versions,
-                "seconds": round(self.seconds, 3)}
-
-    def table(self, *, markdown: bool = False) -> str:
-        """The ranked table: mean +- standard deviation over seeds of each metric."""
-        from ._report import ranked_table
-
-        return ranked_table(self, markdown=markdown)
-
-    def to_markdown(self) -> str:
-        """The report: the setup, the ranked table, per-class recall, the plots and the versions."""
-        from ._report import report_markdown
-
-        return report_markdown(self)
-
-    def save(self, out: str | os.PathLike, *, plots: bool = True) -> list[Path]:
-        """Write results.json, report.md and (with ``plots``) the PNG plots into the folder ``out``."""
-        from ._report import save
-
-        self.files = save(self, Path(out), plots=plots)
-        return self.files
 
 
 def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[str, Any]] | None = None,

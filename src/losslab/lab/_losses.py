@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import Alias, LossSpec, get_loss, lookup
+from ..registry import Alias, LossSpec, build, lookup, specs
 from ..weights import class_weights
 
 CLASSIFICATION_FAMILIES = ("classification", "focal")
@@ -76,8 +76,6 @@ def classification_loss(name: str, *, caller: str) -> tuple[LossSpec, Alias | No
 
 
 def _classification_names() -> list[str]:
-    from ..registry import specs
-
     return [s.name for s in specs() if s.family in CLASSIFICATION_FAMILIES]
 
 
@@ -187,4 +185,4 @@ def build_loss(name: str, options: Mapping[str, Any], counts: Tensor | Sequence[
             if counts is None:
                 raise ValueError(f"{caller}: {key}={resolved[key]!r} needs class counts")
             resolved[key] = resolve_class_weights(resolved[key], counts, caller=caller, key=key)
-    return get_loss(name, **resolved), spec
+    return build(name, **resolved), spec

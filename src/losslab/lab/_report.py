@@ -1,24 +1,62 @@
-"""What ``losslab ablate`` writes: the ranked table, report.md, results.json and the plots."""
+"""What ``losslab ablate`` gives: its result, and what it writes (the ranked table, report.md, results.json, plots)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._losses import config_label, option_default
-
-if TYPE_CHECKING:
-    from ._ablate import AblationResult
 
 COLUMNS = (("balanced_accuracy", "bal. acc. %"), ("macro_f1", "macro-F1 %"), ("accuracy", "acc. %"),
            ("many_shot_accuracy", "many %"), ("medium_shot_accuracy", "medium %"), ("few_shot_accuracy", "few %"),
            ("ece", "ECE %"))
 RECALL_PLOT = "per_class_recall.png"
 GAMMA_PLOT = "gamma.png"
+
+
+@dataclass
+class AblationResult:
+    """Every run of an ablation, the ranked summary, and what produced them.
+
+    ``runs`` holds one dict per (loss, seed) with every metric;
+    ``summary`` one dict per loss configuration, ranked by mean balanced
+    accuracy, with the mean and standard deviation (over seeds, ddof = 1) of
+    each metric. :meth:`save` writes results.json, report.md and the plots.
+    """
+
+    settings: dict[str, Any]
+    dataset: dict[str, Any]
+    runs: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    versions: dict[str, str]
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+    # What makes the ranking unreliable (a test set too small to rank), one sentence each; shown above the table.
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "dataset": self.dataset, "warnings": self.warnings,
+                "summary": self.summary, "runs": self.runs, "versions": self.versions,
+                "seconds": round(self.seconds, 3)}
+
+    def table(self, *, markdown: bool = False) -> str:
+        """The ranked table: mean +- standard deviation over seeds of each metric."""
+        return ranked_table(self, markdown=markdown)
+
+    def to_markdown(self) -> str:
+        """The report: the setup, the ranked table, per-class recall, the plots and the versions."""
+        return report_markdown(self)
+
+    def save(self, out: str | os.PathLike, *, plots: bool = True) -> list[Path]:
+        """Write results.json, report.md and (with ``plots``) the PNG plots into the folder ``out``."""
+        self.files = save(self, Path(out), plots=plots)
+        return self.files
 
 
 def profile_text(rho: float) -> str:

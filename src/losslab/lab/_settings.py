@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..registry import lookup
 from ._losses import WEIGHT_METHODS, config_label, format_value
 
 __all__ = ["DEFAULTS", "QUICK", "default_grid", "load_config", "parse_loss_spec", "require"]
@@ -132,8 +133,6 @@ def parse_loss_spec(text: str) -> list[dict[str, Any]]:
                          f"gamma=2'; got {text!r}")
     name, label = " ".join(words[:first]), None
     if first > 1:  # a name of several words: say how the spec was read where it names no loss
-        from ..registry import lookup
-
         try:
             lookup(name)
         except ValueError as error:
