@@ -28,9 +28,11 @@ from torch import Tensor
 
 from ._checks import (
     broadcast_weight,
+    check_common,
     check_input,
     check_non_negative,
     check_not_bool,
+    check_number,
     check_target_tensor,
     shape_str,
     to_tensor,
@@ -88,6 +90,13 @@ def boxdoc(f: Callable) -> Callable:
 def check_box_format(fn: str, box_format: Any) -> None:
     if box_format not in BOX_FORMATS:
         raise ValueError(f"{fn}: box_format must be one of 'xyxy', 'xywh', 'cxcywh'; got {box_format!r}")
+
+
+def check_box_arguments(fn: str, *, box_format: Any, eps: Any, **common: Any) -> float:
+    """The hyperparameters every box loss takes, checked before its boxes (its twin's too); eps as a float."""
+    check_common(fn, **common)
+    check_box_format(fn, box_format)
+    return check_number(fn, "eps", eps, low=0.0, low_open=True)
 
 
 def corners(boxes: Tensor, box_format: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -1,28 +1,39 @@
 """The base of the nn.Module twins.
 
-A twin is declared in one line, ``class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss)``:
-its constructor takes exactly the functional's keyword-only arguments (with
-the same defaults, visible to ``inspect.signature`` and ``help``; the twins of
-PyTorch's modules also take PyTorch's first positional argument(s), e.g.
-``CrossEntropyLoss(weight)``, declared with ``positional=("weight",)``), validates
-the hyperparameters at once with the functional's own messages (the common
-ones, the loss's own ``checks``, and weights through the functional's own
-conversion, :func:`losslab._checks.to_tensor`), registers tensor hyperparameters as
-buffers (so ``.to(device)`` moves them), and ``forward(input, target)`` is one
-call of the functional; keyword arguments of ``forward`` override the stored
-ones for that call (``loss_fn(pred, target, avg_factor=num_pos)``).
+A twin names its functional and the loss's validator, and writes its constructor out, so that IDEs and type
+checkers see its arguments::
+
+    class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss, validate=_check_sigmoid_focal):
+        def __init__(self, *, alpha: float | None = 0.25, gamma: float = 2.0, ...) -> None:
+            super().__init__(alpha=alpha, gamma=gamma, ...)
+
+The constructor takes exactly the functional's keyword-only arguments, with the same defaults and annotations
+(tests/test_twins.py checks every twin), and passes all of them on by name; the twins of PyTorch's modules also
+take PyTorch's first positional argument(s), e.g. ``CrossEntropyLoss(weight)``, declared with
+``positional=("weight",)``. A call with arguments the constructor does not take fails with losslab's message
+(``SigmoidFocalLoss: unexpected keyword argument(s) 'gama'; expected some of ...``), not Python's.
+
+:meth:`LossModule.__init__` validates the hyperparameters at once with the loss's validator, the function its
+functional calls first, so a bad value fails with the same message at construction as in a call. It is called as
+``validate(fn, **hyperparameters)`` with the hyperparameters it names (all of them if it takes ``**kwargs``);
+:func:`losslab._checks.check_common` for a loss without checks of its own. Weights go through the functional's
+own conversion (:func:`losslab._checks.to_tensor`), tensor hyperparameters become buffers (so ``.to(device)``
+moves them), and ``forward(input, target)`` is one call of the functional; keyword arguments of ``forward``
+override the stored ones for that call (``loss_fn(pred, target, avg_factor=num_pos)``).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ._checks import check_common, check_non_negative, is_number, plain, to_tensor
+
+_T = TypeVar("_T")
 
 
 def _cpu_stand_in() -> Tensor:
@@ -31,77 +42,91 @@ def _cpu_stand_in() -> Tensor:
     return torch.empty(0, dtype=torch.float64, device="cpu")
 
 
-class LossModule(nn.Module):
+class _TwinType(type):
+    """The type of the twins: a call is checked against the twin's arguments first, with losslab's messages.
+
+    Python's own ``TypeError`` for a bad call (``__init__() got an unexpected keyword argument``) names neither
+    the loss nor the arguments it takes. The constructor itself is the twin's own ``__init__``.
+    """
+
+    def __call__(cls: type[_T], *args: Any, **kwargs: Any) -> _T:
+        if getattr(cls, "function", None) is not None:
+            cls._check_call(args, kwargs)  # type: ignore[attr-defined]
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        """The constructor's signature without ``self``: what ``inspect.signature(cls)`` reads (it would otherwise
+        read ``__call__`` above, which takes anything)."""
+        signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+class LossModule(nn.Module, metaclass=_TwinType):
     """nn.Module twin of a functional loss: same keyword arguments, forward is one call."""
 
     function: ClassVar[Callable[..., Tensor]]
+    validate: ClassVar[Callable[..., Any]]
+    _validated: ClassVar[frozenset[str] | None]  # the hyperparameters ``validate`` takes; None: all of them
     _parameters_of_function: ClassVar[dict[str, inspect.Parameter]]
-    _checks: ClassVar[dict[str, Callable[[Any], Any]]]
     _positional: ClassVar[tuple[str, ...]] = ()
     # the name that messages give (a framework adapter's "monai.FocalLoss"); default: the functional's name
     loss_name: ClassVar[str] = ""
-
-    @staticmethod
-    def check_arguments(values: dict[str, Any]) -> None:
-        """Construction-time checks that relate several hyperparameters; none by default."""
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "pos_weight", "alpha")
 
     def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
-                          checks: dict[str, Callable[[Any], Any]] | None = None,
+                          validate: Callable[..., Any] | None = None,
                           positional: tuple[str, ...] = (), **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if function is None:
             return
         cls.function = staticmethod(function)
-        cls._checks = dict(checks or {})
+        cls.validate = staticmethod(validate or check_common)
+        takes = list(inspect.signature(cls.validate).parameters.values())[1:]  # after fn
+        cls._validated = None if any(p.kind is p.VAR_KEYWORD for p in takes) else frozenset(p.name for p in takes)
         params = [p for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
         cls._parameters_of_function = {p.name: p for p in params}
         unknown = [name for name in positional if name not in cls._parameters_of_function]
         if unknown:
             raise TypeError(f"{cls.__name__}: positional names {unknown} are not arguments of {function.__name__}")
         cls._positional = tuple(positional)
-
-        def __init__(self: LossModule, *args: Any, **kwargs: Any) -> None:
-            LossModule.__init__(self, *args, **kwargs)
-
-        this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        by_name = cls._parameters_of_function
-        first = [by_name[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in positional]
-        rest = [p for p in params if p.name not in positional]
-        __init__.__signature__ = inspect.Signature([this, *first, *rest])  # type: ignore[attr-defined]
-        __init__.__doc__ = f"Store the keyword arguments of :func:`losslab.{function.__name__}`."
-        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        cls.__init__ = __init__  # type: ignore[method-assign]
         if not cls.__doc__:
             cls.__doc__ = (f"Module form of :func:`losslab.{function.__name__}`: takes the same keyword "
                            f"arguments; ``forward(input, target)`` calls it.")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        cls = type(self)
+    @classmethod
+    def _check_call(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The arguments of a call of the twin fit its constructor (the functional's keyword arguments)."""
         params = cls._parameters_of_function
         if len(args) > len(cls._positional):
             if cls._positional:
                 raise TypeError(f"{cls.__name__}: takes at most {len(cls._positional)} positional argument(s) "
                                 f"({', '.join(cls._positional)}); got {len(args)}: pass the others by keyword")
             raise TypeError(f"{cls.__name__}: takes keyword arguments only; got {len(args)} positional argument(s)")
-        for name, value in zip(cls._positional, args):
-            if name in kwargs:
+        given = set(kwargs)
+        for name in cls._positional[:len(args)]:
+            if name in given:
                 raise TypeError(f"{cls.__name__}: got multiple values for argument {name!r}")
-            kwargs[name] = value
-        unknown = sorted(set(kwargs) - set(params))
+            given.add(name)
+        unknown = sorted(given - set(params))
         if unknown:
             raise TypeError(f"{cls.__name__}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
                             f"expected some of {', '.join(params)}")
-        missing = [n for n, p in params.items() if p.default is p.empty and n not in kwargs]
+        missing = [n for n, p in params.items() if p.default is p.empty and n not in given]
         if missing:
             raise TypeError(f"{cls.__name__}: missing required keyword argument(s) {', '.join(map(repr, missing))}")
-        values = {n: plain(kwargs.get(n, p.default)) for n, p in params.items()}
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        """Validate and store the hyperparameters, every argument of the functional by name (a twin's
+        ``__init__`` passes all of its own on)."""
+        super().__init__()
+        cls = type(self)
+        if hyperparameters.keys() != cls._parameters_of_function.keys():
+            raise TypeError(f"{cls.__name__}.__init__ must pass every keyword argument of {cls.function.__name__} "
+                            f"on by name: {', '.join(cls._parameters_of_function)}; got {', '.join(hyperparameters)}")
+        values = {n: plain(hyperparameters[n]) for n in cls._parameters_of_function}
         fn = cls.loss_name or cls.function.__name__
-        for name, check in cls._checks.items():  # the loss's own checks first: they may narrow the common ones
-            check(values[name])
-        check_common(fn, **values)
-        cls.check_arguments(values)  # checks that relate several arguments (an adapter's)
+        cls.validate(fn, **{n: v for n, v in values.items() if cls._validated is None or n in cls._validated})
         self._hyperparameters = tuple(values)
         for name, value in values.items():
             if name in self.WEIGHTS and value is not None and not is_number(value):

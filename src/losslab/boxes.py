@@ -28,7 +28,6 @@ from ._boxes import (
 )
 from ._checks import check_avg_factor, check_common, check_number, compute_dtype, numpy_arguments
 from ._core import reduce
-from ._module import LossModule
 from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
@@ -413,33 +412,8 @@ def siou_loss(
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
 
 
-def _format_check(fn: str) -> dict[str, Callable]:
-    return {"box_format": lambda v: check_box_format(fn, v),
-            "eps": lambda v: check_number(fn, "eps", v, low=0.0, low_open=True)}
-
-
-class IoULoss(LossModule, function=iou_loss, checks={**_format_check("iou_loss"), "mode": _check_mode}):
-    """Module form of :func:`losslab.iou_loss`."""
-
-
-class GIoULoss(LossModule, function=giou_loss, checks=_format_check("giou_loss")):
-    """Module form of :func:`losslab.giou_loss`."""
-
-
-class DIoULoss(LossModule, function=diou_loss, checks=_format_check("diou_loss")):
-    """Module form of :func:`losslab.diou_loss`."""
-
-
-class CIoULoss(LossModule, function=ciou_loss, checks=_format_check("ciou_loss")):
-    """Module form of :func:`losslab.ciou_loss`."""
-
-
-class EIoULoss(LossModule, function=eiou_loss, checks=_format_check("eiou_loss")):
-    """Module form of :func:`losslab.eiou_loss`."""
-
-
-class SIoULoss(LossModule, function=siou_loss, checks=_format_check("siou_loss")):
-    """Module form of :func:`losslab.siou_loss`."""
+# The twins (IoULoss, ...) live in _box_modules.py, which imports the losses above: imported here to register them.
+from ._box_modules import CIoULoss, DIoULoss, EIoULoss, GIoULoss, IoULoss, SIoULoss  # noqa: E402
 
 
 # ----------------------------------------------------------------------------

@@ -317,9 +317,8 @@ def balanced_cross_entropy(
         tensor(0.1501, grad_fn=<RoundBackward1>)
     """
     fn = "balanced_cross_entropy"
-    check_common(fn, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-                 from_logits=from_logits)
-    alpha = _balanced_alpha(alpha)
+    alpha = _check_balanced(fn, alpha=alpha, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                            reduction=reduction, from_logits=from_logits)
     if isinstance(alpha, float):
         return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
                             ignore_index=ignore_index, alpha=alpha, label_smoothing=label_smoothing,
@@ -337,6 +336,12 @@ class CrossEntropyLoss(LossModule, function=cross_entropy, positional=("weight",
     ``size_average`` and ``reduce`` are not accepted, so every other argument is keyword-only.
     """
 
+    def __init__(self, weight: Tensor | Sequence[float] | None = None, *, ignore_index: int | None = -100,
+                 reduction: Reduction = "mean", label_smoothing: float = 0.0, from_logits: bool = True,
+                 dist_sync: bool = False) -> None:
+        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                         label_smoothing=label_smoothing, from_logits=from_logits, dist_sync=dist_sync)
+
 
 class NLLLoss(LossModule, function=nll_loss, positional=("weight",)):
     """Module form of :func:`losslab.nll_loss`.
@@ -344,6 +349,10 @@ class NLLLoss(LossModule, function=nll_loss, positional=("weight",)):
     ``weight`` is also its first positional argument, as in ``torch.nn.NLLLoss``, so ``NLLLoss(w)`` is
     a drop-in for ``torch.nn.NLLLoss(w)``; every other argument is keyword-only.
     """
+
+    def __init__(self, weight: Tensor | Sequence[float] | None = None, *, ignore_index: int | None = -100,
+                 reduction: Reduction = "mean", dist_sync: bool = False) -> None:
+        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction, dist_sync=dist_sync)
 
 
 class BinaryCrossEntropyLoss(LossModule, function=binary_cross_entropy, positional=("weight",)):
@@ -355,16 +364,32 @@ class BinaryCrossEntropyLoss(LossModule, function=binary_cross_entropy, position
     losslab does not accept: pass ``pos_weight`` (and every other argument) by keyword.
     """
 
+    def __init__(self, weight: Tensor | Sequence[float] | float | None = None, *,
+                 pos_weight: Tensor | Sequence[float] | float | None = None, ignore_index: int | None = None,
+                 label_smoothing: float = 0.0, reduction: Reduction = "mean", from_logits: bool = True,
+                 avg_factor: float | Tensor | None = None, dist_sync: bool = False) -> None:
+        super().__init__(weight=weight, pos_weight=pos_weight, ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, reduction=reduction, from_logits=from_logits,
+                         avg_factor=avg_factor, dist_sync=dist_sync)
 
-def _balanced_alpha(alpha: object) -> object:
+
+def _check_balanced(fn: str, *, alpha: object, **common: object) -> object:
+    """The hyperparameters of :func:`balanced_cross_entropy` and its twin; alpha a float or per-class values."""
+    check_common(fn, **common)
     expected = "a float in [0, 1] (sigmoid form) or a sequence or tensor of per-class weights (softmax form)"
     if alpha is None:
-        raise TypeError(f"balanced_cross_entropy: alpha must be {expected}; got None")
-    return check_alpha("balanced_cross_entropy", alpha, per_class=True, expected=expected)
+        raise TypeError(f"{fn}: alpha must be {expected}; got None")
+    return check_alpha(fn, alpha, per_class=True, expected=expected)
 
 
-class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy, checks={"alpha": _balanced_alpha}):
+class BalancedCrossEntropyLoss(LossModule, function=balanced_cross_entropy, validate=_check_balanced):
     """Module form of :func:`losslab.balanced_cross_entropy`."""
+
+    def __init__(self, *, alpha: float | Tensor | Sequence[float], ignore_index: int | None = -100,
+                 label_smoothing: float = 0.0, reduction: Reduction = "mean", from_logits: bool = True,
+                 dist_sync: bool = False) -> None:
+        super().__init__(alpha=alpha, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                         reduction=reduction, from_logits=from_logits, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ form chosen by the mode: softmax for "multiclass", sigmoid for "binary" and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -19,7 +19,7 @@ from ._checks import check_alpha, check_number, class_vector, compute_dtype, num
 from ._forms import sigmoid_loss, softmax_loss
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
-from .segmentation import dice_pipeline, overlap_checks
+from .segmentation import check_dice, dice_pipeline
 
 Mode = Literal["binary", "multiclass", "multilabel"]
 
@@ -35,6 +35,26 @@ def _check_reduction(fn: str, reduction: object) -> None:
 def _check_lambdas(fn: str, **lambdas: object) -> None:
     for name, value in lambdas.items():
         check_number(fn, name, value, low=0.0)
+
+
+def _check_dice_ce(fn: str, *, reduction: object, lambda_dice: object, lambda_ce: object, label_smoothing: object,
+                   **dice: object) -> None:
+    """The hyperparameters of :func:`dice_ce_loss` and its twin."""
+    _check_reduction(fn, reduction)
+    _check_lambdas(fn, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+    check_dice(fn, reduction=reduction, **dice)
+    check_number(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+
+
+def _check_dice_focal(fn: str, *, reduction: object, lambda_dice: object, lambda_focal: object, gamma: object,
+                      alpha: object, **dice: object) -> float | None:
+    """The hyperparameters of :func:`dice_focal_loss` and its twin; alpha as a float or None."""
+    _check_reduction(fn, reduction)
+    _check_lambdas(fn, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
+    check_number(fn, "gamma", gamma, low=0.0)
+    alpha = check_alpha(fn, alpha, expected="None or a float in [0, 1]", per_class=False)
+    check_dice(fn, reduction=reduction, **dice)
+    return alpha
 
 
 @numpy_arguments
@@ -116,8 +136,10 @@ def dice_ce_loss(
         0
     """
     fn = "dice_ce_loss"
-    _check_reduction(fn, reduction)
-    _check_lambdas(fn, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+    _check_dice_ce(fn, reduction=reduction, lambda_dice=lambda_dice, lambda_ce=lambda_ce,
+                   label_smoothing=label_smoothing, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
+                   ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                   squared=squared, log_loss=log_loss, dist_sync=dist_sync)
     dice = dice_pipeline(fn, input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
                          weight=weight, ignore_index=ignore_index, include_background=include_background,
                          per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction,
@@ -215,10 +237,10 @@ def dice_focal_loss(
         0
     """
     fn = "dice_focal_loss"
-    _check_reduction(fn, reduction)
-    _check_lambdas(fn, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
-    check_number(fn, "gamma", gamma, low=0.0)
-    alpha = check_alpha(fn, alpha, expected="None or a float in [0, 1]", per_class=False)
+    alpha = _check_dice_focal(fn, reduction=reduction, lambda_dice=lambda_dice, lambda_focal=lambda_focal,
+                              gamma=gamma, alpha=alpha, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
+                              ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                              squared=squared, log_loss=log_loss, dist_sync=dist_sync)
     dice = dice_pipeline(fn, input, target, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps,
                          weight=weight, ignore_index=ignore_index, include_background=include_background,
                          per_image=per_image, squared=squared, log_loss=log_loss, reduction=reduction,
@@ -240,20 +262,33 @@ def dice_focal_loss(
     return lambda_dice * dice + lambda_focal * focal
 
 
-def _module_checks(fn: str, *lambdas: str) -> dict[str, Callable]:
-    return {**overlap_checks(fn, bools=("squared", "log_loss")), "reduction": lambda v: _check_reduction(fn, v),
-            **{name: (lambda v, name=name: check_number(fn, name, v, low=0.0)) for name in lambdas}}
-
-
-class DiceCELoss(LossModule, function=dice_ce_loss, checks=_module_checks("dice_ce_loss", "lambda_dice",
-                                                                          "lambda_ce")):
+class DiceCELoss(LossModule, function=dice_ce_loss, validate=_check_dice_ce):
     """Module form of :func:`losslab.dice_ce_loss`."""
 
+    def __init__(self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, eps: float = 1e-7,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = None,
+                 include_background: bool = True, per_image: bool = False, squared: bool = False,
+                 log_loss: bool = False, label_smoothing: float = 0.0, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+                 reduction: Literal["mean", "sum"] = "mean", dist_sync: bool = False) -> None:
+        super().__init__(mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         squared=squared, log_loss=log_loss, label_smoothing=label_smoothing, lambda_dice=lambda_dice,
+                         lambda_ce=lambda_ce, reduction=reduction, dist_sync=dist_sync)
 
-class DiceFocalLoss(LossModule, function=dice_focal_loss, checks={
-        **_module_checks("dice_focal_loss", "lambda_dice", "lambda_focal"),
-        "alpha": lambda v: check_alpha("dice_focal_loss", v, expected="None or a float in [0, 1]", per_class=False)}):
+
+class DiceFocalLoss(LossModule, function=dice_focal_loss, validate=_check_dice_focal):
     """Module form of :func:`losslab.dice_focal_loss`."""
+
+    def __init__(self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, eps: float = 1e-7,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = None,
+                 include_background: bool = True, per_image: bool = False, squared: bool = False,
+                 log_loss: bool = False, gamma: float = 2.0, alpha: float | None = None, lambda_dice: float = 1.0,
+                 lambda_focal: float = 1.0, reduction: Literal["mean", "sum"] = "mean",
+                 dist_sync: bool = False) -> None:
+        super().__init__(mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         squared=squared, log_loss=log_loss, gamma=gamma, alpha=alpha, lambda_dice=lambda_dice,
+                         lambda_focal=lambda_focal, reduction=reduction, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

@@ -164,8 +164,7 @@ def quality_focal_loss(
         tensor(1.3468, grad_fn=<RoundBackward1>)
     """
     fn = "quality_focal_loss"
-    check_common(fn, ignore_index=ignore_index, reduction=reduction, avg_factor=avg_factor)
-    beta = check_number(fn, "beta", beta, low=0.0)
+    beta = _check_quality_focal(fn, beta=beta, ignore_index=ignore_index, reduction=reduction, avg_factor=avg_factor)
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
@@ -279,9 +278,8 @@ def varifocal_loss(
         tensor(0.7644, grad_fn=<RoundBackward1>)
     """
     fn = "varifocal_loss"
-    check_common(fn, gamma=gamma, reduction=reduction, avg_factor=avg_factor)
-    alpha = check_number(fn, "alpha", alpha, low=0.0)
-    check_bool(fn, "iou_weighted", iou_weighted)
+    alpha = _check_varifocal(fn, alpha=alpha, iou_weighted=iou_weighted, gamma=gamma, reduction=reduction,
+                             avg_factor=avg_factor)
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     dtype = compute_dtype(input)
@@ -404,23 +402,46 @@ def distribution_focal_loss(
     return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(input.dtype)
 
 
-def _nonnegative(fn: str, name: str):
-    return lambda value: check_number(fn, name, value, low=0.0)
+def _check_quality_focal(fn: str, *, beta: object, **common: object) -> float:
+    """The hyperparameters of :func:`quality_focal_loss` and its twin; beta as a float."""
+    check_common(fn, **common)
+    return check_number(fn, "beta", beta, low=0.0)
 
 
-class QualityFocalLoss(LossModule, function=quality_focal_loss,
-                       checks={"beta": _nonnegative("quality_focal_loss", "beta")}):
+def _check_varifocal(fn: str, *, alpha: object, iou_weighted: object, **common: object) -> float:
+    """The hyperparameters of :func:`varifocal_loss` and its twin; alpha as a float."""
+    check_common(fn, **common)
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    check_bool(fn, "iou_weighted", iou_weighted)
+    return alpha
+
+
+class QualityFocalLoss(LossModule, function=quality_focal_loss, validate=_check_quality_focal):
     """Module form of :func:`losslab.quality_focal_loss`."""
 
+    def __init__(self, *, beta: float = 2.0, ignore_index: int | None = None, weight: Weight = None,
+                 reduction: Reduction = "mean", avg_factor: float | Tensor | None = None,
+                 dist_sync: bool = False) -> None:
+        super().__init__(beta=beta, ignore_index=ignore_index, weight=weight, reduction=reduction,
+                         avg_factor=avg_factor, dist_sync=dist_sync)
 
-class VarifocalLoss(LossModule, function=varifocal_loss, checks={
-        "alpha": _nonnegative("varifocal_loss", "alpha"),
-        "iou_weighted": lambda v: check_bool("varifocal_loss", "iou_weighted", v)}):
+
+class VarifocalLoss(LossModule, function=varifocal_loss, validate=_check_varifocal):
     """Module form of :func:`losslab.varifocal_loss`."""
+
+    def __init__(self, *, alpha: float = 0.75, gamma: float = 2.0, iou_weighted: bool = True, weight: Weight = None,
+                 reduction: Reduction = "mean", avg_factor: float | Tensor | None = None,
+                 dist_sync: bool = False) -> None:
+        super().__init__(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, weight=weight, reduction=reduction,
+                         avg_factor=avg_factor, dist_sync=dist_sync)
 
 
 class DistributionFocalLoss(LossModule, function=distribution_focal_loss):
     """Module form of :func:`losslab.distribution_focal_loss`."""
+
+    def __init__(self, *, weight: Weight = None, reduction: Reduction = "mean",
+                 avg_factor: float | Tensor | None = None, dist_sync: bool = False) -> None:
+        super().__init__(weight=weight, reduction=reduction, avg_factor=avg_factor, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

@@ -101,9 +101,8 @@ def sigmoid_focal_loss(
         tensor(0.0088, grad_fn=<RoundBackward1>)
     """
     fn = "sigmoid_focal_loss"
-    check_common(fn, gamma=gamma, ignore_index=ignore_index, reduction=reduction, from_logits=from_logits,
-                 avg_factor=avg_factor)
-    alpha = _sigmoid_alpha(alpha)
+    alpha = _check_sigmoid_focal(fn, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction,
+                                 from_logits=from_logits, avg_factor=avg_factor)
     return sigmoid_loss(fn, input, target, reduction=reduction, from_logits=from_logits,
                         ignore_index=ignore_index, alpha=alpha, gamma=gamma, weight=weight, avg_factor=avg_factor,
                         dist_sync=dist_sync)
@@ -196,9 +195,8 @@ def softmax_focal_loss(
         tensor(0.5928, grad_fn=<RoundBackward1>)
     """
     fn = "softmax_focal_loss"
-    check_common(fn, gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-                 from_logits=from_logits)
-    alpha = _softmax_alpha(alpha)
+    alpha = _check_softmax_focal(fn, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
+                                 label_smoothing=label_smoothing, reduction=reduction, from_logits=from_logits)
     if isinstance(alpha, float) and isinstance(input, Tensor) and input.ndim >= 2:
         alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index,
@@ -206,22 +204,37 @@ def softmax_focal_loss(
                         gamma=gamma, label_smoothing=label_smoothing, dist_sync=dist_sync)
 
 
-def _sigmoid_alpha(alpha: object) -> float | None:
-    return check_alpha("sigmoid_focal_loss", alpha, per_class=False, negative_disables=True,
+def _check_sigmoid_focal(fn: str, *, alpha: object, **common: object) -> float | None:
+    """The hyperparameters of :func:`sigmoid_focal_loss` and its twin; alpha as a float, or None where disabled."""
+    check_common(fn, **common)
+    return check_alpha(fn, alpha, per_class=False, negative_disables=True,
                        expected="a float in [0, 1], or None or negative to disable it")
 
 
-def _softmax_alpha(alpha: object) -> object:
-    return check_alpha("softmax_focal_loss", alpha, per_class=True,
-                       expected="None, a float in [0, 1] or per-class weights of length C")
+def _check_softmax_focal(fn: str, *, alpha: object, **common: object) -> object:
+    """The hyperparameters of :func:`softmax_focal_loss` and its twin; alpha a float, None or per-class values."""
+    check_common(fn, **common)
+    return check_alpha(fn, alpha, per_class=True, expected="None, a float in [0, 1] or per-class weights of length C")
 
 
-class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss, checks={"alpha": _sigmoid_alpha}):
+class SigmoidFocalLoss(LossModule, function=sigmoid_focal_loss, validate=_check_sigmoid_focal):
     """Module form of :func:`losslab.sigmoid_focal_loss`."""
 
+    def __init__(self, *, alpha: float | None = 0.25, gamma: float = 2.0, ignore_index: int | None = None,
+                 weight: Tensor | Sequence[float] | float | None = None, reduction: Reduction = "mean",
+                 from_logits: bool = True, avg_factor: float | Tensor | None = None, dist_sync: bool = False) -> None:
+        super().__init__(alpha=alpha, gamma=gamma, ignore_index=ignore_index, weight=weight, reduction=reduction,
+                         from_logits=from_logits, avg_factor=avg_factor, dist_sync=dist_sync)
 
-class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss, checks={"alpha": _softmax_alpha}):
+
+class SoftmaxFocalLoss(LossModule, function=softmax_focal_loss, validate=_check_softmax_focal):
     """Module form of :func:`losslab.softmax_focal_loss`."""
+
+    def __init__(self, *, alpha: float | Tensor | Sequence[float] | None = None, gamma: float = 2.0,
+                 ignore_index: int | None = -100, label_smoothing: float = 0.0, reduction: Reduction = "mean",
+                 from_logits: bool = True, dist_sync: bool = False) -> None:
+        super().__init__(alpha=alpha, gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                         reduction=reduction, from_logits=from_logits, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

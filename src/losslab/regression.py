@@ -103,8 +103,7 @@ def smooth_l1_loss(
         tensor(0.5325, grad_fn=<RoundBackward1>)
     """
     fn = "smooth_l1_loss"
-    check_common(fn, reduction=reduction, avg_factor=avg_factor)
-    beta = check_number(fn, "beta", beta, low=0.0)
+    beta = _check_smooth_l1(fn, beta=beta, reduction=reduction, avg_factor=avg_factor)
 
     def loss_of(d: Tensor) -> Tensor:
         a = d.abs()
@@ -165,8 +164,7 @@ def huber_loss(
         tensor(1.7917, grad_fn=<RoundBackward1>)
     """
     fn = "huber_loss"
-    check_common(fn, reduction=reduction, avg_factor=avg_factor)
-    delta = check_number(fn, "delta", delta, low=0.0, low_open=True)
+    delta = _check_huber(fn, delta=delta, reduction=reduction, avg_factor=avg_factor)
 
     def loss_of(d: Tensor) -> Tensor:
         a = d.abs()
@@ -175,8 +173,19 @@ def huber_loss(
     return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
 
 
-class SmoothL1Loss(LossModule, function=smooth_l1_loss,
-                   checks={"beta": lambda v: check_number("smooth_l1_loss", "beta", v, low=0.0)}):
+def _check_smooth_l1(fn: str, *, beta: object, **common: object) -> float:
+    """The hyperparameters of :func:`smooth_l1_loss` and its twin; beta as a float."""
+    check_common(fn, **common)
+    return check_number(fn, "beta", beta, low=0.0)
+
+
+def _check_huber(fn: str, *, delta: object, **common: object) -> float:
+    """The hyperparameters of :func:`huber_loss` and its twin; delta as a float."""
+    check_common(fn, **common)
+    return check_number(fn, "delta", delta, low=0.0, low_open=True)
+
+
+class SmoothL1Loss(LossModule, function=smooth_l1_loss, validate=_check_smooth_l1):
     """Module form of :func:`losslab.smooth_l1_loss`.
 
     Keyword arguments only: ``torch.nn.SmoothL1Loss``'s first positional arguments are the deprecated
@@ -184,15 +193,22 @@ class SmoothL1Loss(LossModule, function=smooth_l1_loss,
     keyword (``SmoothL1Loss(reduction="sum", beta=0.5)`` works in both libraries).
     """
 
+    def __init__(self, *, beta: float = 1.0, weight: Weight = None, reduction: Reduction = "mean",
+                 avg_factor: float | Tensor | None = None, dist_sync: bool = False) -> None:
+        super().__init__(beta=beta, weight=weight, reduction=reduction, avg_factor=avg_factor, dist_sync=dist_sync)
 
-class HuberLoss(LossModule, function=huber_loss, positional=("reduction", "delta"),
-                checks={"delta": lambda v: check_number("huber_loss", "delta", v, low=0.0, low_open=True)}):
+
+class HuberLoss(LossModule, function=huber_loss, validate=_check_huber, positional=("reduction", "delta")):
     """Module form of :func:`losslab.huber_loss`.
 
     ``reduction`` and ``delta`` are also its positional arguments, in ``torch.nn.HuberLoss``'s order, so
     ``HuberLoss("sum", 0.5)`` is a drop-in for ``torch.nn.HuberLoss("sum", 0.5)``; the others are
     keyword-only.
     """
+
+    def __init__(self, reduction: Reduction = "mean", delta: float = 1.0, *, weight: Weight = None,
+                 avg_factor: float | Tensor | None = None, dist_sync: bool = False) -> None:
+        super().__init__(delta=delta, weight=weight, reduction=reduction, avg_factor=avg_factor, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _dist
-from ._checks import check_bool, check_number, numpy_arguments
+from ._checks import check_bool, check_common, check_number, numpy_arguments
 from ._module import LossModule
 from ._overlap import check_mode, log_or_linear, overlap_loss, ratio, sums
 from .registry import Alias, LossSpec, register
@@ -156,9 +156,9 @@ def dice_pipeline(fn: str, input: Tensor, target: Tensor, *, mode: str, from_log
                   eps: float, weight: object, ignore_index: int | None, include_background: bool, per_image: bool,
                   squared: bool, log_loss: bool, reduction: str, dist_sync: bool = False) -> Tensor:
     """:func:`dice_loss` under the name ``fn`` (errors name it): shared with the Dice combinations."""
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
-    check_bool(fn, "squared", squared)
-    check_bool(fn, "log_loss", log_loss)
+    smooth = check_dice(fn, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, ignore_index=ignore_index,
+                        include_background=include_background, per_image=per_image, squared=squared,
+                        log_loss=log_loss, reduction=reduction, dist_sync=dist_sync)
     processes = _dist.world(fn, dist_sync)
     total = sums(per_image, processes)
 
@@ -225,9 +225,9 @@ def jaccard_loss(
         True
     """
     fn = "jaccard_loss"
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
-    check_bool(fn, "squared", squared)
-    check_bool(fn, "log_loss", log_loss)
+    smooth = check_dice(fn, mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, ignore_index=ignore_index,
+                        include_background=include_background, per_image=per_image, squared=squared,
+                        log_loss=log_loss, reduction=reduction, dist_sync=dist_sync)
     processes = _dist.world(fn, dist_sync)
     total = sums(per_image, processes)
 
@@ -309,10 +309,10 @@ def tversky_loss(
         tensor(0.1503, grad_fn=<RoundBackward1>)
     """
     fn = "tversky_loss"
-    alpha = check_number(fn, "alpha", alpha, low=0.0)
-    beta = check_number(fn, "beta", beta, low=0.0)
-    gamma = check_number(fn, "gamma", gamma, low=0.0, low_open=True)
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    alpha, beta, gamma, smooth = _check_tversky(
+        fn, mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, eps=eps,
+        ignore_index=ignore_index, include_background=include_background, per_image=per_image, reduction=reduction,
+        dist_sync=dist_sync)
     processes = _dist.world(fn, dist_sync)
     total = sums(per_image, processes)
 
@@ -329,30 +329,69 @@ def tversky_loss(
                         reduction=reduction, score_loss=score_loss, processes=processes)
 
 
-def overlap_checks(fn: str, **extra: Callable) -> dict[str, Callable]:
-    """The module twins' construction checks of the overlap hyperparameters (shared with the Dice pairs)."""
-    return {"mode": lambda v: check_mode(fn, v),
-            "smooth": lambda v: check_number(fn, "smooth", v, low=0.0),
-            "eps": lambda v: check_number(fn, "eps", v, low=0.0, low_open=True),
-            **{name: (lambda v, name=name: check_bool(fn, name, v))
-               for name in ("include_background", "per_image") + tuple(extra.pop("bools", ()))},
-            **extra}
+def check_overlap(fn: str, *, mode: object, smooth: object, eps: object, include_background: object,
+                  per_image: object, **common: object) -> float:
+    """The hyperparameters every overlap loss takes (also the Dice pairs'); smooth as a float."""
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    check_mode(fn, mode)
+    check_number(fn, "eps", eps, low=0.0, low_open=True)
+    check_bool(fn, "include_background", include_background)
+    check_bool(fn, "per_image", per_image)
+    check_common(fn, **common)
+    return smooth
 
 
-class DiceLoss(LossModule, function=dice_loss, checks=overlap_checks("dice_loss", bools=("squared", "log_loss"))):
+def check_dice(fn: str, *, squared: object, log_loss: object, **overlap: object) -> float:
+    """The hyperparameters of :func:`dice_loss` and :func:`jaccard_loss` (also the Dice pairs') and their twins;
+    smooth as a float."""
+    smooth = check_overlap(fn, **overlap)
+    check_bool(fn, "squared", squared)
+    check_bool(fn, "log_loss", log_loss)
+    return smooth
+
+
+def _check_tversky(fn: str, *, alpha: object, beta: object, gamma: object,
+                   **overlap: object) -> tuple[float, float, float, float]:
+    """The hyperparameters of :func:`tversky_loss` and its twin: alpha, beta, gamma and smooth as floats."""
+    return (check_number(fn, "alpha", alpha, low=0.0), check_number(fn, "beta", beta, low=0.0),
+            check_number(fn, "gamma", gamma, low=0.0, low_open=True), check_overlap(fn, **overlap))
+
+
+class DiceLoss(LossModule, function=dice_loss, validate=check_dice):
     """Module form of :func:`losslab.dice_loss`."""
 
+    def __init__(self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, eps: float = 1e-7,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = None,
+                 include_background: bool = True, per_image: bool = False, squared: bool = False,
+                 log_loss: bool = False, reduction: Reduction = "mean", dist_sync: bool = False) -> None:
+        super().__init__(mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         squared=squared, log_loss=log_loss, reduction=reduction, dist_sync=dist_sync)
 
-class JaccardLoss(LossModule, function=jaccard_loss,
-                  checks=overlap_checks("jaccard_loss", bools=("squared", "log_loss"))):
+
+class JaccardLoss(LossModule, function=jaccard_loss, validate=check_dice):
     """Module form of :func:`losslab.jaccard_loss`."""
 
+    def __init__(self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, eps: float = 1e-7,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = None,
+                 include_background: bool = True, per_image: bool = False, squared: bool = False,
+                 log_loss: bool = False, reduction: Reduction = "mean", dist_sync: bool = False) -> None:
+        super().__init__(mode=mode, from_logits=from_logits, smooth=smooth, eps=eps, weight=weight,
+                         ignore_index=ignore_index, include_background=include_background, per_image=per_image,
+                         squared=squared, log_loss=log_loss, reduction=reduction, dist_sync=dist_sync)
 
-class TverskyLoss(LossModule, function=tversky_loss, checks=overlap_checks(
-        "tversky_loss", alpha=lambda v: check_number("tversky_loss", "alpha", v, low=0.0),
-        beta=lambda v: check_number("tversky_loss", "beta", v, low=0.0),
-        gamma=lambda v: check_number("tversky_loss", "gamma", v, low=0.0, low_open=True))):
+
+class TverskyLoss(LossModule, function=tversky_loss, validate=_check_tversky):
     """Module form of :func:`losslab.tversky_loss`."""
+
+    def __init__(self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.5, beta: float = 0.5,
+                 gamma: float = 1.0, smooth: float = 1.0, eps: float = 1e-7,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = None,
+                 include_background: bool = True, per_image: bool = False, reduction: Reduction = "mean",
+                 dist_sync: bool = False) -> None:
+        super().__init__(mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
+                         eps=eps, weight=weight, ignore_index=ignore_index, include_background=include_background,
+                         per_image=per_image, reduction=reduction, dist_sync=dist_sync)
 
 
 # ----------------------------------------------------------------------------

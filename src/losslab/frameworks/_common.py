@@ -1,4 +1,4 @@
-"""Helpers of the framework adapters: per-class slices and the frameworks' own denominators."""
+"""Helpers of the framework adapters: per-class slices, the frameworks' own denominators and focal conventions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_reduction
+from .._checks import check_alpha, check_reduction, values_checked
 
 
 def reduce(fn: str, loss: Tensor, reduction: Any, count: int | Tensor | None = None) -> Tensor:
@@ -55,3 +55,22 @@ def empty_batch(input: object, reduction: object = "mean") -> Tensor | None:
     if isinstance(input, Tensor) and input.ndim >= 1 and input.shape[0] == 0 and reduction in ("mean", "sum"):
         return input.sum() * 0.0
     return None
+
+
+def _check_hard(fn: str, target: Tensor, framework: str) -> None:
+    """Values check: 0/1 targets, where the framework's focal factor for soft targets is another formula."""
+    if not values_checked(target) or target.numel() == 0:
+        return
+    t = target.detach()
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError(f"{fn}: target must hold 0 and 1 (hard labels); {framework} forms the focal factor of a "
+                         f"soft label differently, which losslab does not reproduce: for soft labels use "
+                         f"losslab.sigmoid_focal_loss")
+
+
+def _background_alpha(fn: str, alpha: float | None, num_classes: int, input: Tensor) -> Tensor | None:
+    """kornia's and MONAI's scalar alpha per class: 1 - alpha for class 0, alpha for the others."""
+    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    if alpha is None:
+        return None
+    return torch.tensor([1.0 - alpha] + [alpha] * (num_classes - 1), dtype=torch.float64, device=input.device)

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_number, describe
+from .._checks import check_common, check_number, describe
 from .._module import LossModule
 from ..boxes import iou_loss
 from ..registry import Alias, add_aliases
@@ -71,9 +71,7 @@ def mmdet_iou_loss(
         tensor(7.8810, grad_fn=<RoundBackward1>)
     """
     fn = "mmdet.IoULoss"
-    if mode not in ("linear", "square", "log"):
-        raise ValueError(f"{fn}: mode must be 'linear', 'square' or 'log'; got {describe(mode)}")
-    eps = check_number(fn, "eps", eps, low=0.0, low_open=True)
+    eps = _check_mmdet_iou(fn, mode=mode, eps=eps, reduction=reduction)
     iou = 1.0 - iou_loss(pred, target, box_format=box_format, eps=eps, mode="linear", reduction="none")
     iou = iou.clamp(min=eps)
     per_box = -torch.log(iou) if mode == "log" else (1.0 - iou if mode == "linear" else 1.0 - iou * iou)
@@ -99,10 +97,25 @@ def _weighted(fn: str, per_box: Tensor, pred: Tensor, weight: Tensor | None, red
     return per_box.sum() / avg_factor if float(avg_factor) > 0 else per_box.sum()
 
 
-class MmdetIoULoss(LossModule, function=mmdet_iou_loss):
+def _check_mmdet_iou(fn: str, *, mode: object, eps: object, **common: object) -> float:
+    """The hyperparameters of :func:`mmdet_iou_loss` and its twin; eps as a float."""
+    if mode not in ("linear", "square", "log"):
+        raise ValueError(f"{fn}: mode must be 'linear', 'square' or 'log'; got {describe(mode)}")
+    eps = check_number(fn, "eps", eps, low=0.0, low_open=True)
+    check_common(fn, **common)
+    return eps
+
+
+class MmdetIoULoss(LossModule, function=mmdet_iou_loss, validate=_check_mmdet_iou):
     """mmdetection's ``IoULoss`` (:func:`losslab.frameworks.boxes.mmdet_iou_loss`)."""
 
     loss_name = "mmdet.IoULoss"
+
+    def __init__(self, *, mode: Literal["linear", "square", "log"] = "log", eps: float = 1e-6,
+                 box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy", weight: Tensor | None = None,
+                 reduction: Reduction = "mean", avg_factor: float | Tensor | None = None) -> None:
+        super().__init__(mode=mode, eps=eps, box_format=box_format, weight=weight, reduction=reduction,
+                         avg_factor=avg_factor)
 
 
 add_aliases(

@@ -19,7 +19,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from .._checks import check_bool, check_input, check_number, describe
+from .._checks import check_bool, check_common, check_input, check_number, describe
 from .._module import LossModule
 from ..classification import binary_cross_entropy, cross_entropy
 from ..focal import softmax_focal_loss
@@ -78,7 +78,7 @@ def keras_categorical_crossentropy(
         tensor(1.1769, grad_fn=<RoundBackward1>)
     """
     fn = "keras.categorical_crossentropy"
-    check_number(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+    check_common(fn, from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction)
     x, t = _classes_to_dim1(fn, input, target if isinstance(target, Tensor) else None, axis, from_logits)
     loss = cross_entropy(x, t if t is not None else target, from_logits=from_logits, label_smoothing=label_smoothing,
                          ignore_index=None, reduction=reduction)
@@ -108,6 +108,7 @@ def keras_sparse_categorical_crossentropy(
         tensor(1.1769, grad_fn=<RoundBackward1>)
     """
     fn = "keras.sparse_categorical_crossentropy"
+    check_common(fn, from_logits=from_logits, reduction=reduction)
     x, _ = _classes_to_dim1(fn, input, None, axis, from_logits)
     if isinstance(target, Tensor) and input.ndim == 1:
         target = target.reshape(1)
@@ -143,7 +144,8 @@ def keras_categorical_focal_crossentropy(
         tensor(0.2332, grad_fn=<RoundBackward1>)
     """
     fn = "keras.CategoricalFocalCrossentropy"
-    check_number(fn, "alpha", alpha, low=0.0)
+    check_number(fn, "alpha", alpha, low=0.0)  # on call only: its twin is still built with alpha=None, as before
+    check_common(fn, gamma=gamma, from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction)
     x, t = _classes_to_dim1(fn, input, target if isinstance(target, Tensor) else None, axis, from_logits)
     loss = softmax_focal_loss(x, t if t is not None else target, alpha=None, gamma=gamma, from_logits=from_logits,
                               label_smoothing=label_smoothing, ignore_index=None, reduction=reduction) * alpha
@@ -167,6 +169,7 @@ def caffe_sigmoid_cross_entropy(input: Tensor, target: Tensor, *, reduction: Red
         tensor(0.9143, grad_fn=<RoundBackward1>)
     """
     fn = "caffe.SigmoidCrossEntropyLoss"
+    check_common(fn, reduction=reduction)
     check_input(fn, input, min_ndim=1, what="of at least one dimension")
     if reduction != "mean":
         return binary_cross_entropy(input, target, reduction=reduction)
@@ -178,11 +181,18 @@ class CaffeSigmoidCrossEntropyLoss(LossModule, function=caffe_sigmoid_cross_entr
 
     loss_name = "caffe.SigmoidCrossEntropyLoss"
 
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__(reduction=reduction)
+
 
 class KerasCategoricalCrossentropy(LossModule, function=keras_categorical_crossentropy):
     """Keras' ``CategoricalCrossentropy`` (:func:`losslab.frameworks.classification.keras_categorical_crossentropy`)."""
 
     loss_name = "keras.categorical_crossentropy"
+
+    def __init__(self, *, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: Reduction = "mean") -> None:
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, reduction=reduction)
 
 
 class KerasSparseCategoricalCrossentropy(LossModule, function=keras_sparse_categorical_crossentropy):
@@ -190,11 +200,20 @@ class KerasSparseCategoricalCrossentropy(LossModule, function=keras_sparse_categ
 
     loss_name = "keras.sparse_categorical_crossentropy"
 
+    def __init__(self, *, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1,
+                 reduction: Reduction = "mean") -> None:
+        super().__init__(from_logits=from_logits, ignore_class=ignore_class, axis=axis, reduction=reduction)
+
 
 class KerasCategoricalFocalCrossentropy(LossModule, function=keras_categorical_focal_crossentropy):
     """Keras' ``CategoricalFocalCrossentropy``."""
 
     loss_name = "keras.CategoricalFocalCrossentropy"
+
+    def __init__(self, *, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1, reduction: Reduction = "mean") -> None:
+        super().__init__(alpha=alpha, gamma=gamma, from_logits=from_logits, label_smoothing=label_smoothing,
+                         axis=axis, reduction=reduction)
 
 
 _LAST = "classes on the last axis; probabilities in by default"

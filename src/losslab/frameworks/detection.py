@@ -13,7 +13,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from .._checks import check_input
+from .._checks import check_common, check_input, check_number
 from .._module import LossModule
 from ..detection import Target, quality_focal_loss
 from ..registry import Alias, add_aliases
@@ -56,15 +56,27 @@ def mmdet_quality_focal_loss(
         >>> labels, scores = torch.tensor([0, 3, 2, 3]), torch.tensor([0.9, 0.0, 0.4, 0.0])
         >>> loss_fn(x, (labels, scores), avg_factor=2).backward()
     """
+    _check_mmdet_qfl("mmdet.QualityFocalLoss", beta=beta, reduction=reduction)
     check_input("mmdet.QualityFocalLoss", input, min_ndim=2)
     per_anchor = quality_focal_loss(input, target, beta=beta, reduction="none").sum(dim=1)
     return _weighted("mmdet.QualityFocalLoss", per_anchor, input, weight, reduction, avg_factor)
 
 
-class MmdetQualityFocalLoss(LossModule, function=mmdet_quality_focal_loss):
+def _check_mmdet_qfl(fn: str, *, beta: object, **common: object) -> float:
+    """The hyperparameters of :func:`mmdet_quality_focal_loss` and its twin; beta as a float."""
+    beta = check_number(fn, "beta", beta, low=0.0)
+    check_common(fn, **common)
+    return beta
+
+
+class MmdetQualityFocalLoss(LossModule, function=mmdet_quality_focal_loss, validate=_check_mmdet_qfl):
     """mmdetection's ``QualityFocalLoss`` (:func:`losslab.frameworks.detection.mmdet_quality_focal_loss`)."""
 
     loss_name = "mmdet.QualityFocalLoss"
+
+    def __init__(self, *, beta: float = 2.0, weight: Tensor | None = None, reduction: Reduction = "mean",
+                 avg_factor: float | Tensor | None = None) -> None:
+        super().__init__(beta=beta, weight=weight, reduction=reduction, avg_factor=avg_factor)
 
 
 add_aliases(

@@ -30,43 +30,25 @@ from .._checks import (
     check_alpha,
     check_bool,
     check_class_indices,
+    check_common,
     check_input,
     check_target_tensor,
     class_vector,
     describe,
     is_number,
     shape_str,
-    values_checked,
 )
 from .._module import LossModule
 from ..focal import sigmoid_focal_loss, softmax_focal_loss
 from ..registry import Alias, add_aliases
-from ._common import class_slices, monai_ignore_mask, reduce
+from ._common import _background_alpha, _check_hard, class_slices, monai_ignore_mask, reduce
+from ._monai import _along, _monai_target
 
 Reduction = Literal["none", "mean", "sum"]
 
 __all__ = ["kornia_focal_loss", "kornia_binary_focal_loss", "monai_focal_loss", "smp_focal_loss",
            "tfa_sigmoid_focal_loss", "mmcv_sigmoid_focal_loss", "KorniaFocalLoss", "KorniaBinaryFocalLoss",
            "MonaiFocalLoss", "SmpFocalLoss", "TfaSigmoidFocalLoss", "MmcvSigmoidFocalLoss"]
-
-
-def _check_hard(fn: str, target: Tensor, framework: str) -> None:
-    """Values check: 0/1 targets, where the framework's focal factor for soft targets is another formula."""
-    if not values_checked(target) or target.numel() == 0:
-        return
-    t = target.detach()
-    if not bool(((t == 0) | (t == 1)).all()):
-        raise ValueError(f"{fn}: target must hold 0 and 1 (hard labels); {framework} forms the focal factor of a "
-                         f"soft label differently, which losslab does not reproduce: for soft labels use "
-                         f"losslab.sigmoid_focal_loss")
-
-
-def _background_alpha(fn: str, alpha: float | None, num_classes: int, input: Tensor) -> Tensor | None:
-    """kornia's and MONAI's scalar alpha per class: 1 - alpha for class 0, alpha for the others."""
-    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
-    if alpha is None:
-        return None
-    return torch.tensor([1.0 - alpha] + [alpha] * (num_classes - 1), dtype=torch.float64, device=input.device)
 
 
 def kornia_focal_loss(
@@ -105,6 +87,7 @@ def kornia_focal_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 4, 4))).backward()
     """
     fn = "kornia.focal_loss"
+    _check_scalar_alpha(fn, alpha=alpha, gamma=gamma, reduction=reduction, ignore_index=ignore_index)
     check_input(fn, input, min_ndim=2, what="(N, C, *)")
     check_target_tensor(fn, input, target)
     check_class_indices(fn, target, input.shape[1], ignore_index)
@@ -146,6 +129,7 @@ def kornia_binary_focal_loss(
         >>> loss_fn(x, torch.randint(0, 2, (4, 3)).float()).backward()
     """
     fn = "kornia.binary_focal_loss_with_logits"
+    _check_scalar_alpha(fn, alpha=alpha, gamma=gamma, reduction=reduction, ignore_index=ignore_index)
     check_input(fn, input, min_ndim=2, what="(N, C, *)")
     check_target_tensor(fn, input, target)
     if target.shape != input.shape:
@@ -165,30 +149,6 @@ def kornia_binary_focal_loss(
     loss = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, weight=factor, ignore_index=ignore_index,
                               reduction="none")
     return reduce(fn, loss, reduction, input.numel())
-
-
-def _monai_target(fn: str, input: Tensor, target: Tensor, to_onehot_y: bool, include_background: bool
-                  ) -> tuple[Tensor, Tensor]:
-    """MONAI's target handling: one-hot of (N, 1, *) indices, then channel 0 dropped unless include_background."""
-    check_input(fn, input, min_ndim=2, what="(N, C, *)")
-    if not isinstance(target, Tensor):
-        raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
-    num_classes = input.shape[1]
-    if to_onehot_y and num_classes > 1:
-        if target.ndim != input.ndim or target.shape[1] != 1:
-            raise ValueError(f"{fn}: with to_onehot_y=True the target must be class indices of shape (N, 1, *); "
-                             f"got {tuple(target.shape)} for input {tuple(input.shape)}")
-        check_class_indices(fn, target, num_classes, None)
-        one_hot = torch.zeros(input.shape, dtype=input.dtype, device=input.device)
-        target = one_hot.scatter_(1, target.long().clamp(0, num_classes - 1), 1.0)  # clamp: unchecked values
-    if target.shape != input.shape:
-        raise ValueError(f"{fn}: target shape {tuple(target.shape)} does not match input shape "
-                         f"{tuple(input.shape)} (MONAI takes one-hot targets; to_onehot_y=True takes (N, 1, *) "
-                         f"indices)")
-    target = target.to(input.dtype)
-    if not include_background and num_classes > 1:
-        input, target = input[:, 1:], target[:, 1:]
-    return input, target
 
 
 def monai_focal_loss(
@@ -232,9 +192,8 @@ def monai_focal_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 1, 8, 8))).backward()
     """
     fn = "monai.FocalLoss"
-    for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                        ("use_softmax", use_softmax)):
-        check_bool(fn, name, value)
+    _check_monai_focal(fn, include_background=include_background, to_onehot_y=to_onehot_y, use_softmax=use_softmax,
+                       gamma=gamma, reduction=reduction, ignore_index=ignore_index)
     check_input(fn, input, min_ndim=2, what="(N, C, *)")
     check_target_tensor(fn, input, target)
     original = target
@@ -292,13 +251,6 @@ def monai_focal_loss(
     return reduce(fn, per, reduction, input.numel())
 
 
-def _along(weight: Tensor, input: Tensor) -> Tensor:
-    """A number, a per-class vector (C,) along dim 1, or an elementwise tensor, broadcast to the input."""
-    if weight.ndim == 1 and input.ndim >= 2 and weight.shape[0] == input.shape[1]:
-        return weight.reshape((-1,) + (1,) * (input.ndim - 2))
-    return weight
-
-
 def smp_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -332,8 +284,7 @@ def smp_focal_loss(
         >>> loss_fn(x, torch.randint(0, 3, (2, 4, 4))).backward()
     """
     fn = "smp.FocalLoss"
-    if mode not in ("binary", "multiclass", "multilabel"):
-        raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+    _check_smp_focal(fn, mode=mode, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction)
     check_input(fn, input, min_ndim=1, what="of at least one dimension")
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}: target must be a tensor; got {describe(target)}")
@@ -388,6 +339,7 @@ def tfa_sigmoid_focal_loss(
         >>> loss_fn(p, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).sum().backward()
     """
     fn = "tfa.SigmoidFocalCrossEntropy"
+    _check_scalar_alpha(fn, alpha=alpha, gamma=gamma, from_logits=from_logits, reduction=reduction)
     check_input(fn, input, min_ndim=1, what="of at least one dimension")
     per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, from_logits=from_logits,
                              reduction="none").sum(dim=-1)
@@ -417,59 +369,99 @@ def mmcv_sigmoid_focal_loss(
         >>> loss_fn(x, torch.tensor([0, 3, 2, 1])).backward()
     """
     fn = "mmcv.sigmoid_focal_loss"
+    _check_scalar_alpha(fn, alpha=alpha, gamma=gamma, reduction=reduction)
     check_input(fn, input, min_ndim=2, what="(N, C, *)")
     per = sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction="none")
     return reduce(fn, per, reduction, input.shape[0])
 
 
-def _scalar_alpha(fn: str):
-    """A construction-time check of a scalar alpha, with the adapter's name in its message."""
-    return lambda alpha: check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+def _check_scalar_alpha(fn: str, *, alpha: object, **common: object) -> float | None:
+    """The hyperparameters of kornia's, TensorFlow Addons' and mmcv's focal losses and their twins: a scalar
+    alpha (a float, or None), and the common ones."""
+    alpha = check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    check_common(fn, **common)
+    return alpha
 
 
-def _smp_mode(mode: object) -> None:
+def _check_monai_focal(fn: str, *, include_background: object, to_onehot_y: object, use_softmax: object,
+                       **common: object) -> None:
+    """The hyperparameters of :func:`monai_focal_loss` and its twin (alpha and weight: with the input's classes)."""
+    for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                        ("use_softmax", use_softmax)):
+        check_bool(fn, name, value)
+    check_common(fn, **common)
+
+
+def _check_smp_focal(fn: str, *, mode: object, alpha: object, **common: object) -> None:
+    """The hyperparameters of :func:`smp_focal_loss` and its twin."""
     if mode not in ("binary", "multiclass", "multilabel"):
-        raise ValueError(f"smp.FocalLoss: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+        raise ValueError(f"{fn}: mode must be 'binary', 'multiclass' or 'multilabel'; got {describe(mode)}")
+    check_alpha(fn, alpha, per_class=False, expected="a float in [0, 1] or None")
+    check_common(fn, **common)
 
 
-class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss,
-                           checks={"alpha": _scalar_alpha("mmcv.sigmoid_focal_loss")}):
+class MmcvSigmoidFocalLoss(LossModule, function=mmcv_sigmoid_focal_loss, validate=_check_scalar_alpha):
     """mmcv's ``sigmoid_focal_loss`` (:func:`losslab.frameworks.focal.mmcv_sigmoid_focal_loss`)."""
 
     loss_name = "mmcv.sigmoid_focal_loss"
 
+    def __init__(self, *, gamma: float = 2.0, alpha: float = 0.25, reduction: Reduction = "mean") -> None:
+        super().__init__(gamma=gamma, alpha=alpha, reduction=reduction)
 
-class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss,
-                          checks={"alpha": _scalar_alpha("tfa.SigmoidFocalCrossEntropy")}):
+
+class TfaSigmoidFocalLoss(LossModule, function=tfa_sigmoid_focal_loss, validate=_check_scalar_alpha):
     """TensorFlow Addons' ``SigmoidFocalCrossEntropy`` (:func:`losslab.frameworks.focal.tfa_sigmoid_focal_loss`)."""
 
     loss_name = "tfa.SigmoidFocalCrossEntropy"
 
+    def __init__(self, *, from_logits: bool = False, alpha: float | None = 0.25, gamma: float = 2.0,
+                 reduction: Reduction = "none") -> None:
+        super().__init__(from_logits=from_logits, alpha=alpha, gamma=gamma, reduction=reduction)
 
-class KorniaFocalLoss(LossModule, function=kornia_focal_loss, checks={"alpha": _scalar_alpha("kornia.focal_loss")}):
+
+class KorniaFocalLoss(LossModule, function=kornia_focal_loss, validate=_check_scalar_alpha):
     """kornia's ``FocalLoss`` (:func:`losslab.frameworks.focal.kornia_focal_loss`)."""
 
     loss_name = "kornia.focal_loss"
 
+    def __init__(self, *, alpha: float | None, gamma: float = 2.0, reduction: Reduction = "none",
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100) -> None:
+        super().__init__(alpha=alpha, gamma=gamma, reduction=reduction, weight=weight, ignore_index=ignore_index)
 
-class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss,
-                            checks={"alpha": _scalar_alpha("kornia.binary_focal_loss_with_logits")}):
+
+class KorniaBinaryFocalLoss(LossModule, function=kornia_binary_focal_loss, validate=_check_scalar_alpha):
     """kornia's ``binary_focal_loss_with_logits`` (:func:`losslab.frameworks.focal.kornia_binary_focal_loss`)."""
 
     loss_name = "kornia.binary_focal_loss_with_logits"
 
+    def __init__(self, *, alpha: float | None = 0.25, gamma: float = 2.0, reduction: Reduction = "none",
+                 pos_weight: Tensor | Sequence[float] | None = None, weight: Tensor | Sequence[float] | None = None,
+                 ignore_index: int | None = -100) -> None:
+        super().__init__(alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, weight=weight,
+                         ignore_index=ignore_index)
 
-class MonaiFocalLoss(LossModule, function=monai_focal_loss):
+
+class MonaiFocalLoss(LossModule, function=monai_focal_loss, validate=_check_monai_focal):
     """MONAI's ``FocalLoss`` (:func:`losslab.frameworks.focal.monai_focal_loss`)."""
 
     loss_name = "monai.FocalLoss"
 
+    def __init__(self, *, include_background: bool = True, to_onehot_y: bool = False, gamma: float = 2.0,
+                 alpha: float | Sequence[float] | Tensor | None = None,
+                 weight: float | Sequence[float] | Tensor | None = None, reduction: Reduction = "mean",
+                 use_softmax: bool = False, ignore_index: int | None = None) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha,
+                         weight=weight, reduction=reduction, use_softmax=use_softmax, ignore_index=ignore_index)
 
-class SmpFocalLoss(LossModule, function=smp_focal_loss,
-                   checks={"alpha": _scalar_alpha("smp.FocalLoss"), "mode": _smp_mode}):
+
+class SmpFocalLoss(LossModule, function=smp_focal_loss, validate=_check_smp_focal):
     """segmentation_models_pytorch's ``FocalLoss`` (:func:`losslab.frameworks.focal.smp_focal_loss`)."""
 
     loss_name = "smp.FocalLoss"
+
+    def __init__(self, *, mode: Literal["binary", "multiclass", "multilabel"], alpha: float | None = None,
+                 gamma: float = 2.0, ignore_index: int | None = None, reduction: Reduction = "mean") -> None:
+        super().__init__(mode=mode, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction)
 
 
 _KORNIA_FOCAL = "kornia's softmax focal loss: class 0 gets 1 - alpha; 'mean' over N x C x pixels; default 'none'"

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .._checks import (
     check_class_indices,
+    check_common,
     check_input,
     check_number,
     check_target_tensor,
@@ -99,7 +100,8 @@ def _kornia_layout(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     return p, t, valid
 
 
-def _kornia_dice_arguments(fn: str, average: Any, eps: Any, weight: Any) -> float:
+def _check_kornia_dice(fn: str, *, average: Any, eps: Any, weight: Any, **common: Any) -> float:
+    """The hyperparameters of :func:`kornia_dice_loss` and its twin; eps as a float."""
     if average not in ("micro", "macro"):
         raise ValueError(f"{fn}: average must be 'micro' or 'macro'; got {describe(average)}")
     eps = check_number(fn, "eps", eps, low=0.0)
@@ -107,16 +109,20 @@ def _kornia_dice_arguments(fn: str, average: Any, eps: Any, weight: Any) -> floa
         raise ValueError(f"{fn}: weight with average='micro' is kornia's class-weighted sums pooled into one ratio "
                          f"(a generalised Dice), which losslab does not implement; the closest losslab loss is "
                          f"dice_loss with weight (a weighted mean of per-class losses), or average='macro'")
+    check_common(fn, **common)
     return eps
 
 
-def _kornia_tversky_arguments(fn: str, alpha: Any, beta: Any, eps: Any) -> None:
+def _check_kornia_tversky(fn: str, *, alpha: Any, beta: Any, eps: Any, **common: Any) -> tuple[float, float, float]:
+    """The hyperparameters of :func:`kornia_tversky_loss` and its twin: alpha, beta and eps as floats."""
     alpha = check_number(fn, "alpha", alpha, low=0.0)
     beta = check_number(fn, "beta", beta, low=0.0)
-    check_number(fn, "eps", eps, low=0.0)
-    if alpha == 0 and beta == 0:
+    eps = check_number(fn, "eps", eps, low=0.0)
+    if alpha == 0 and beta == 0 and eps > 0:  # (with eps = 0 the index is TP / TP, which tversky_loss gives)
         raise ValueError(f"{fn}: alpha = beta = 0 gives the index TP / (TP + eps), which losslab's tversky_loss "
                          f"cannot express; the closest losslab loss is tversky_loss with alpha, beta > 0")
+    check_common(fn, **common)
+    return alpha, beta, eps
 
 
 def kornia_dice_loss(
@@ -171,7 +177,7 @@ def kornia_dice_loss(
     fn = "kornia.dice_loss"
     if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    eps = _kornia_dice_arguments(fn, average, eps, weight)
+    eps = _check_kornia_dice(fn, average=average, eps=eps, weight=weight, ignore_index=ignore_index)
     p, t, valid = _kornia_layout(fn, input, target, ignore_index)
     n, num_classes = p.shape[:2]
     if average == "micro":
@@ -251,9 +257,7 @@ def kornia_tversky_loss(
     fn = "kornia.tversky_loss"
     if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    alpha = check_number(fn, "alpha", alpha, low=0.0)
-    beta = check_number(fn, "beta", beta, low=0.0)
-    eps = check_number(fn, "eps", eps, low=0.0)
+    alpha, beta, eps = _check_kornia_tversky(fn, alpha=alpha, beta=beta, eps=eps, ignore_index=ignore_index)
     p, t, _ = _kornia_layout(fn, input, target, ignore_index)
     present = t.sum(dim=2) > 0
     p, t = _tversky_denominator_pad(fn, p, t, alpha, beta, eps)
@@ -300,6 +304,21 @@ def _keras_flatten(fn: str, input: Tensor, target: Tensor, axis: Any) -> tuple[T
     return flat(input), flat(target), shape
 
 
+def _check_keras_reduction(fn: str, *, reduction: Any) -> None:
+    """The hyperparameter of :func:`keras_dice` and its twin (axis is checked against the input's dimensions)."""
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean' (Keras' 'sum_over_batch_size'), 'sum'; "
+                         f"got {reduction!r}")
+
+
+def _check_keras_tversky(fn: str, *, alpha: Any, beta: Any, reduction: Any) -> tuple[float, float]:
+    """The hyperparameters of :func:`keras_tversky` and its twin: alpha and beta as floats."""
+    alpha = check_number(fn, "alpha", alpha, low=0.0)
+    beta = check_number(fn, "beta", beta, low=0.0)
+    _check_keras_reduction(fn, reduction=reduction)
+    return alpha, beta
+
+
 def keras_dice(
     input: Tensor,
     target: Tensor,
@@ -328,9 +347,7 @@ def keras_dice(
         >>> loss_fn(p, (torch.rand(2, 8, 8, 1) > 0.5).float()).backward()
     """
     fn = "keras.Dice"
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean' (Keras' 'sum_over_batch_size'), 'sum'; "
-                         f"got {reduction!r}")
+    _check_keras_reduction(fn, reduction=reduction)
     p, t, shape = _keras_flatten(fn, input, target, axis)
     per = dice_loss(_pad(p, KERAS_EPSILON), _pad(t, KERAS_EPSILON, value=False), mode="binary",
                     from_logits=False, smooth=0.0, eps=_TINY, per_image=True, reduction="none")
@@ -378,11 +395,7 @@ def keras_tversky(
         >>> loss_fn(p, (torch.rand(2, 8, 8, 1) > 0.5).float()).backward()
     """
     fn = "keras.Tversky"
-    alpha = check_number(fn, "alpha", alpha, low=0.0)
-    beta = check_number(fn, "beta", beta, low=0.0)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean' (Keras' 'sum_over_batch_size'), 'sum'; "
-                         f"got {reduction!r}")
+    alpha, beta = _check_keras_tversky(fn, alpha=alpha, beta=beta, reduction=reduction)
     p, t, _ = _keras_flatten(fn, input, target, None)
     p, t = _tversky_denominator_pad(fn, p, t, beta, alpha, KERAS_EPSILON)
     loss = tversky_loss(p, t, mode="binary", from_logits=False, alpha=beta, beta=alpha, smooth=0.0, eps=_TINY,
@@ -394,32 +407,32 @@ def keras_tversky(
 # modules and names
 
 
-class KorniaDiceLoss(LossModule, function=_kornia_dice_class):
+class KorniaDiceLoss(LossModule, function=_kornia_dice_class, validate=_check_kornia_dice):
     """kornia's ``DiceLoss`` / ``dice_loss`` (:func:`losslab.frameworks.segmentation.kornia_dice_loss`)."""
 
     loss_name = "kornia.DiceLoss"
-    check_arguments = staticmethod(lambda v: _kornia_dice_arguments("kornia.DiceLoss", v["average"], v["eps"],
-                                                                    v["weight"]))
+
+    def __init__(self, *, average: Literal["micro", "macro"] = "micro", eps: float = 1e-8,
+                 weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100) -> None:
+        super().__init__(average=average, eps=eps, weight=weight, ignore_index=ignore_index)
 
 
-class KorniaTverskyLoss(LossModule, function=_kornia_tversky_class):
+class KorniaTverskyLoss(LossModule, function=_kornia_tversky_class, validate=_check_kornia_tversky):
     """kornia's ``TverskyLoss`` / ``tversky_loss`` (:func:`losslab.frameworks.segmentation.kornia_tversky_loss`)."""
 
     loss_name = "kornia.TverskyLoss"
-    check_arguments = staticmethod(lambda v: _kornia_tversky_arguments("kornia.TverskyLoss", v["alpha"], v["beta"],
-                                                                       v["eps"]))
+
+    def __init__(self, *, alpha: float, beta: float, eps: float = 1e-8, ignore_index: int | None = -100) -> None:
+        super().__init__(alpha=alpha, beta=beta, eps=eps, ignore_index=ignore_index)
 
 
-class KerasDice(LossModule, function=keras_dice):
+class KerasDice(LossModule, function=keras_dice, validate=_check_keras_reduction):
     """Keras' ``Dice`` (:func:`losslab.frameworks.segmentation.keras_dice`)."""
 
     loss_name = "keras.Dice"
 
-
-class _KerasTverskyModule(LossModule, function=keras_tversky):
-    """Keras' ``Tversky`` (:func:`losslab.frameworks.segmentation.keras_tversky`)."""
-
-    loss_name = "keras.Tversky"
+    def __init__(self, *, axis: int | Sequence[int] | None = None, reduction: Reduction = "mean") -> None:
+        super().__init__(axis=axis, reduction=reduction)
 
 
 KERAS_TVERSKY_WARNING = ("keras.Tversky reproduces Keras 3, whose alpha weighs the false negatives and beta the "
@@ -427,12 +440,14 @@ KERAS_TVERSKY_WARNING = ("keras.Tversky reproduces Keras 3, whose alpha weighs t
                          "the false positives (Salehi et al.)")
 
 
-class KerasTversky(_KerasTverskyModule):
+class KerasTversky(LossModule, function=keras_tversky, validate=_check_keras_tversky):
     """Keras' ``Tversky`` (:func:`losslab.frameworks.segmentation.keras_tversky`); warns about Keras' alpha."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        warnings.warn(KERAS_TVERSKY_WARNING, UserWarning, stacklevel=3)
-        super().__init__(**kwargs)
+    loss_name = "keras.Tversky"
+
+    def __init__(self, *, alpha: float = 0.5, beta: float = 0.5, reduction: Reduction = "mean") -> None:
+        warnings.warn(KERAS_TVERSKY_WARNING, UserWarning, stacklevel=4)  # past _TwinType.__call__: get_loss's caller
+        super().__init__(alpha=alpha, beta=beta, reduction=reduction)
 
 
 _KORNIA_DICE = "softmax; eps 1e-8 added below; 'micro' (default) pools an image's classes, 'macro' present classes"

@@ -22,21 +22,21 @@ from torch import Tensor
 
 from .._checks import (
     check_bool,
-    check_class_indices,
+    check_common,
     check_input,
     check_number,
+    check_reduction,
     check_target_tensor,
-    check_unit_interval,
     compute_dtype,
-    describe,
 )
 from .._module import LossModule
 from ..classification import binary_cross_entropy, cross_entropy
 from ..registry import Alias, add_aliases
 from ..segmentation import dice_loss, jaccard_loss
-from ._common import empty_batch, monai_ignore_mask
+from ._common import empty_batch
+from ._monai import _monai_activation, _monai_one_hot, _monai_prepare, _monai_weight
 from .focal import monai_focal_loss
-from .segmentation import _TINY, _one_hot
+from .segmentation import _TINY
 
 __all__ = ["monai_dice_loss", "monai_dice_ce_loss", "monai_dice_focal_loss", "MonaiDiceLoss", "MonaiDiceCELoss",
            "MonaiDiceFocalLoss"]
@@ -48,110 +48,39 @@ Reduction = Literal["none", "mean", "sum"]
 # MONAI
 
 
-def _monai_one_hot(fn: str, target: Tensor, num_classes: int, dtype: torch.dtype,
-                   ignore_index: int | None = None) -> Tensor:
-    """MONAI's ``one_hot`` of (N, 1, *) labels; a sentinel ``ignore_index`` (outside [0, C)) becomes class 0 first."""
-    if target.ndim < 2 or target.shape[1] != 1:
-        raise ValueError(f"{fn}: with to_onehot_y=True the target must be class indices of shape (N, 1, *); "
-                         f"got {tuple(target.shape)}")
-    labels = target[:, 0]
-    if labels.dtype.is_floating_point:
-        labels = labels.round()
-    labels = labels.long()
-    if ignore_index is not None and not 0 <= ignore_index < num_classes:
-        labels = torch.where(labels == ignore_index, torch.zeros_like(labels), labels)
-    check_class_indices(fn, labels, num_classes, None)
-    return _one_hot(labels, num_classes, dtype)
-
-
-def _monai_weight(fn: str, weight: Any, num_classes: int, like: Tensor) -> Tensor | None:
-    """MONAI's Dice class weight: a number for every class or one value per kept class, non-negative."""
-    if weight is None or num_classes == 1:
-        return None
-    w = torch.as_tensor(weight, dtype=like.dtype, device=like.device)
-    if w.ndim == 0:
-        w = w.expand(num_classes)
-    elif w.shape != (num_classes,):
-        raise ValueError(f"{fn}: weight must hold one value per class ({num_classes}; without class 0 when "
-                         f"include_background=False), as MONAI's; got shape {tuple(w.shape)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"{fn}: weight must be non-negative; got {w.tolist()}")
-    return w
-
-
-def _monai_activation(fn: str, sigmoid: Any, softmax: Any, other_act: Any) -> None:
-    if other_act is not None and not callable(other_act):
-        raise TypeError(f"{fn}: other_act must be None or callable; got {describe(other_act)}")
-    if int(bool(sigmoid)) + int(bool(softmax)) + int(other_act is not None) > 1:
-        raise ValueError(f"{fn}: incompatible values: more than one of sigmoid=True, softmax=True, other_act "
-                         f"(as in MONAI)")
-
-
-def _monai_construction(fn: str, values: dict[str, Any]) -> None:
-    """What MONAI checks in its constructors: one activation, non-negative smoothing and lambdas."""
-    _monai_activation(fn, values["sigmoid"], values["softmax"], values["other_act"])
-    for name in ("smooth_nr", "smooth_dr", "lambda_dice", "lambda_ce", "lambda_focal"):
-        if name in values:
-            check_number(fn, name, values[name], low=0.0)
-
-
-def _monai_prepare(fn: str, input: Tensor, target: Tensor, *, include_background: bool, to_onehot_y: bool,
-                   sigmoid: bool, softmax: bool, other_act: Callable[[Tensor], Tensor] | None,
-                   ignore_index: int | None) -> tuple[Tensor, Tensor]:
-    """MONAI DiceLoss's activation, one-hot, background and ignore mask: p and t (N, C', *), masked."""
-    check_input(fn, input, min_ndim=3, what="(N, C, *spatial), as MONAI's")
-    check_target_tensor(fn, input, target)
+def _monai_construction(fn: str, *, include_background: Any, to_onehot_y: Any, sigmoid: Any, softmax: Any,
+                        other_act: Any, **values: Any) -> None:
+    """What MONAI checks in its constructors (one activation; smoothing and lambdas >= 0), its flags and the
+    common hyperparameters: the validator of :func:`monai_dice_focal_loss` and its twin, and part of the others'."""
     for name, value in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
                         ("sigmoid", sigmoid), ("softmax", softmax)):
         check_bool(fn, name, value)
     _monai_activation(fn, sigmoid, softmax, other_act)
-    dtype = compute_dtype(input)
-    p = input.to(dtype)
-    num_classes = input.shape[1]
-    if sigmoid:
-        p = torch.sigmoid(p)
-    if softmax:
-        if num_classes == 1:
-            warnings.warn("single channel prediction, `softmax=True` ignored.", UserWarning, stacklevel=4)
-        else:
-            p = torch.softmax(p, dim=1)
-    if other_act is not None:
-        p = other_act(p)
-    original = target
-    if to_onehot_y:
-        if num_classes == 1:
-            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", UserWarning, stacklevel=4)
-        else:
-            target = _monai_one_hot(fn, target, num_classes, dtype, ignore_index)
-    if not include_background:
-        if num_classes == 1:
-            warnings.warn("single channel prediction, `include_background=False` ignored.", UserWarning,
-                          stacklevel=4)
-        else:
-            p, target = p[:, 1:], target[:, 1:]
-    if target.shape != p.shape:
-        raise ValueError(f"{fn}: ground truth has shape {tuple(target.shape)}, the input {tuple(p.shape)} "
-                         f"(MONAI takes one-hot targets of the input's shape; to_onehot_y=True takes (N, 1, *) "
-                         f"class indices)")
-    mask = monai_ignore_mask(original, ignore_index)
-    t = target.to(dtype)
-    if mask is not None:
-        mask = mask.to(dtype)
-        p, t = p * mask, t * mask
-    check_unit_interval(fn, "target", t)
-    if not (sigmoid or softmax and num_classes > 1):
-        # MONAI would take the Dice of raw values silently; losslab's Dice needs probabilities
-        if not _in_unit_interval(p):
-            raise ValueError(f"{fn}: the input must hold probabilities in [0, 1] (MONAI's default applies no "
-                             f"activation); pass sigmoid=True or softmax=True for logits")
-    return p, t
+    for name in ("smooth_nr", "smooth_dr", "lambda_dice", "lambda_ce", "lambda_focal"):
+        if name in values:
+            check_number(fn, name, values[name], low=0.0)
+    check_common(fn, **values)
 
 
-def _in_unit_interval(x: Tensor) -> bool:
-    if x.numel() == 0:
-        return True
-    low, high = torch.aminmax(x.detach())
-    return bool(low >= 0) and bool(high <= 1)
+def _check_monai_dice(fn: str, *, squared_pred: Any, jaccard: Any, batch: Any, soft_label: Any, reduction: Any,
+                      **construction: Any) -> None:
+    """The hyperparameters of :func:`monai_dice_loss` and its twin."""
+    for name, value in (("squared_pred", squared_pred), ("jaccard", jaccard), ("batch", batch),
+                        ("soft_label", soft_label)):
+        check_bool(fn, name, value)
+    check_reduction(fn, reduction)
+    if soft_label and not squared_pred:
+        raise ValueError(f"{fn}: soft_label=True is MONAI's soft-label Dice (intersection (|p|_1 + |t|_1 - "
+                         f"|p - t|_1) / 2, Wang et al.), another formula for soft targets; the closest losslab "
+                         f"loss is dice_loss (intersection sum(p t), the same for hard targets)")
+    _monai_construction(fn, **construction)
+
+
+def _check_monai_dice_ce(fn: str, *, reduction: Any, **construction: Any) -> None:
+    """The hyperparameters of :func:`monai_dice_ce_loss` and its twin: no "none" (as in MONAI)."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{fn}: reduction must be one of 'mean', 'sum'; got {reduction!r}")
+    _monai_construction(fn, reduction=reduction, **construction)
 
 
 def _monai_dice_terms(fn: str, p: Tensor, t: Tensor, *, squared_pred: bool, jaccard: bool, smooth_nr: float,
@@ -241,16 +170,10 @@ def monai_dice_loss(
     fn = "monai.DiceLoss"
     if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    check_bool(fn, "squared_pred", squared_pred)
-    check_bool(fn, "jaccard", jaccard)
-    check_bool(fn, "batch", batch)
-    check_bool(fn, "soft_label", soft_label)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{fn}: reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
-    if soft_label and not squared_pred:
-        raise ValueError(f"{fn}: soft_label=True is MONAI's soft-label Dice (intersection (|p|_1 + |t|_1 - "
-                         f"|p - t|_1) / 2, Wang et al.), another formula for soft targets; the closest losslab "
-                         f"loss is dice_loss (intersection sum(p t), the same for hard targets)")
+    _check_monai_dice(fn, squared_pred=squared_pred, jaccard=jaccard, batch=batch, soft_label=soft_label,
+                      reduction=reduction, include_background=include_background, to_onehot_y=to_onehot_y,
+                      sigmoid=sigmoid, softmax=softmax, other_act=other_act, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                      ignore_index=ignore_index)
     p, t = _monai_prepare(fn, input, target, include_background=include_background, to_onehot_y=to_onehot_y,
                           sigmoid=sigmoid, softmax=softmax, other_act=other_act, ignore_index=ignore_index)
     f = _monai_dice_terms(fn, p, t, squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr,
@@ -334,6 +257,10 @@ def monai_dice_ce_loss(
     fn = "monai.DiceCELoss"
     if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
         return empty
+    _check_monai_dice_ce(fn, reduction=reduction, include_background=include_background, to_onehot_y=to_onehot_y,
+                         sigmoid=sigmoid, softmax=softmax, other_act=other_act, smooth_nr=smooth_nr,
+                         smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_ce=lambda_ce,
+                         label_smoothing=label_smoothing)
     _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_ce": lambda_ce},
                        ("mean", "sum"))
     dice_weight = weight
@@ -403,6 +330,9 @@ def monai_dice_focal_loss(
     fn = "monai.DiceFocalLoss"
     if (empty := empty_batch(input, reduction)) is not None:  # 0, where the framework fails or gives NaN
         return empty
+    _monai_construction(fn, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                        softmax=softmax, other_act=other_act, reduction=reduction, smooth_nr=smooth_nr,
+                        smooth_dr=smooth_dr, gamma=gamma, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
     _monai_pair_checks(fn, input, target, reduction, {"lambda_dice": lambda_dice, "lambda_focal": lambda_focal},
                        ("none", "mean", "sum"))
     check_bool(fn, "to_onehot_y", to_onehot_y)
@@ -421,25 +351,52 @@ def monai_dice_focal_loss(
 
 
 
-class MonaiDiceLoss(LossModule, function=monai_dice_loss):
+class MonaiDiceLoss(LossModule, function=monai_dice_loss, validate=_check_monai_dice):
     """MONAI's ``DiceLoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_loss`)."""
 
     loss_name = "monai.DiceLoss"
-    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceLoss", v))
+
+    def __init__(self, *, include_background: bool = True, to_onehot_y: bool = False, sigmoid: bool = False,
+                 softmax: bool = False, other_act: Callable[[Tensor], Tensor] | None = None, squared_pred: bool = False,
+                 jaccard: bool = False, reduction: Reduction = "mean", smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                 batch: bool = False, weight: float | Sequence[float] | Tensor | None = None, soft_label: bool = False,
+                 ignore_index: int | None = None) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, squared_pred=squared_pred, jaccard=jaccard,
+                         reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
+                         soft_label=soft_label, ignore_index=ignore_index)
 
 
-class MonaiDiceCELoss(LossModule, function=monai_dice_ce_loss):
+class MonaiDiceCELoss(LossModule, function=monai_dice_ce_loss, validate=_check_monai_dice_ce):
     """MONAI's ``DiceCELoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_ce_loss`)."""
 
     loss_name = "monai.DiceCELoss"
-    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceCELoss", v))
+
+    def __init__(self, *, include_background: bool = True, to_onehot_y: bool = False, sigmoid: bool = False,
+                 softmax: bool = False, other_act: Callable[[Tensor], Tensor] | None = None, squared_pred: bool = False,
+                 jaccard: bool = False, reduction: Literal["mean", "sum"] = "mean", smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False, weight: Tensor | Sequence[float] | None = None,
+                 lambda_dice: float = 1.0, lambda_ce: float = 1.0, label_smoothing: float = 0.0) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, squared_pred=squared_pred, jaccard=jaccard,
+                         reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
+                         lambda_dice=lambda_dice, lambda_ce=lambda_ce, label_smoothing=label_smoothing)
 
 
-class MonaiDiceFocalLoss(LossModule, function=monai_dice_focal_loss):
+class MonaiDiceFocalLoss(LossModule, function=monai_dice_focal_loss, validate=_monai_construction):
     """MONAI's ``DiceFocalLoss`` (:func:`losslab.frameworks.segmentation_monai.monai_dice_focal_loss`)."""
 
     loss_name = "monai.DiceFocalLoss"
-    check_arguments = staticmethod(lambda v: _monai_construction("monai.DiceFocalLoss", v))
+
+    def __init__(self, *, include_background: bool = True, to_onehot_y: bool = False, sigmoid: bool = False,
+                 softmax: bool = False, other_act: Callable[[Tensor], Tensor] | None = None, squared_pred: bool = False,
+                 jaccard: bool = False, reduction: Reduction = "mean", smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                 batch: bool = False, gamma: float = 2.0, weight: float | Sequence[float] | Tensor | None = None,
+                 lambda_dice: float = 1.0, lambda_focal: float = 1.0, alpha: float | None = None) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, squared_pred=squared_pred, jaccard=jaccard,
+                         reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, gamma=gamma,
+                         weight=weight, lambda_dice=lambda_dice, lambda_focal=lambda_focal, alpha=alpha)
 
 
 _MONAI_DICE = ("probabilities in (sigmoid/softmax=True for logits); per image; smooth_nr = smooth_dr = 1e-5; "

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._checks import (
     check_bool,
+    check_common,
     check_input,
     check_number,
     check_target_tensor,
@@ -142,7 +143,7 @@ def smp_dice_loss(
     fn = "smp.DiceLoss"
     if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    smooth = _check_smp(fn, smooth=smooth, from_logits=from_logits, ignore_index=ignore_index)
     x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = dice_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=2.0 * smooth, eps=eps,
                           ignore_index=ignore_index, log_loss=log_loss, reduction="none")
@@ -182,7 +183,7 @@ def smp_jaccard_loss(
     fn = "smp.JaccardLoss"
     if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    smooth = _check_smp(fn, smooth=smooth, from_logits=from_logits, ignore_index=ignore_index)
     x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = jaccard_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, smooth=smooth, eps=eps,
                              ignore_index=ignore_index, log_loss=log_loss, reduction="none")
@@ -228,9 +229,8 @@ def smp_tversky_loss(
     fn = "smp.TverskyLoss"
     if (empty := empty_batch(input, "mean")) is not None:  # 0, where the framework fails or gives NaN
         return empty
-    smooth = check_number(fn, "smooth", smooth, low=0.0)
-    gamma = check_number(fn, "gamma", gamma, low=0.0)
-    check_bool(fn, "log_loss", log_loss)
+    smooth, gamma = _check_smp_tversky(fn, smooth=smooth, gamma=gamma, log_loss=log_loss, from_logits=from_logits,
+                                       ignore_index=ignore_index)
     x, y, present, classes = _smp_layout(fn, input, target, mode, classes, ignore_index)
     per_class = tversky_loss(x, y, mode=_smp_mode(mode), from_logits=from_logits, alpha=alpha, beta=beta,
                              smooth=smooth, eps=eps, ignore_index=ignore_index, reduction="none")
@@ -241,22 +241,58 @@ def smp_tversky_loss(
 
 
 
-class SmpDiceLoss(LossModule, function=smp_dice_loss):
+def _check_smp(fn: str, *, smooth: Any, **common: Any) -> float:
+    """The hyperparameters of :func:`smp_dice_loss` and :func:`smp_jaccard_loss` and their twins checked before
+    the input (mode and classes are checked with it); smooth as a float."""
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    check_common(fn, **common)
+    return smooth
+
+
+def _check_smp_tversky(fn: str, *, smooth: Any, gamma: Any, log_loss: Any, **common: Any) -> tuple[float, float]:
+    """As :func:`_check_smp`, for :func:`smp_tversky_loss` and its twin: smooth and gamma as floats."""
+    smooth = check_number(fn, "smooth", smooth, low=0.0)
+    gamma = check_number(fn, "gamma", gamma, low=0.0)
+    check_bool(fn, "log_loss", log_loss)
+    check_common(fn, **common)
+    return smooth, gamma
+
+
+class SmpDiceLoss(LossModule, function=smp_dice_loss, validate=_check_smp):
     """segmentation_models_pytorch's ``DiceLoss`` (:func:`losslab.frameworks.segmentation.smp_dice_loss`)."""
 
     loss_name = "smp.DiceLoss"
 
+    def __init__(self, *, mode: Literal["binary", "multiclass", "multilabel"],
+                 classes: Sequence[int] | Tensor | None = None, log_loss: bool = False, from_logits: bool = True,
+                 smooth: float = 0.0, ignore_index: int | None = None, eps: float = 1e-7) -> None:
+        super().__init__(mode=mode, classes=classes, log_loss=log_loss, from_logits=from_logits, smooth=smooth,
+                         ignore_index=ignore_index, eps=eps)
 
-class SmpJaccardLoss(LossModule, function=smp_jaccard_loss):
+
+class SmpJaccardLoss(LossModule, function=smp_jaccard_loss, validate=_check_smp):
     """segmentation_models_pytorch's ``JaccardLoss`` (:func:`losslab.frameworks.segmentation.smp_jaccard_loss`)."""
 
     loss_name = "smp.JaccardLoss"
 
+    def __init__(self, *, mode: Literal["binary", "multiclass", "multilabel"],
+                 classes: Sequence[int] | Tensor | None = None, log_loss: bool = False, from_logits: bool = True,
+                 smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None) -> None:
+        super().__init__(mode=mode, classes=classes, log_loss=log_loss, from_logits=from_logits, smooth=smooth,
+                         eps=eps, ignore_index=ignore_index)
 
-class SmpTverskyLoss(LossModule, function=smp_tversky_loss):
+
+class SmpTverskyLoss(LossModule, function=smp_tversky_loss, validate=_check_smp_tversky):
     """segmentation_models_pytorch's ``TverskyLoss`` (:func:`losslab.frameworks.segmentation.smp_tversky_loss`)."""
 
     loss_name = "smp.TverskyLoss"
+
+    def __init__(self, *, mode: Literal["binary", "multiclass", "multilabel"],
+                 classes: Sequence[int] | Tensor | None = None, log_loss: bool = False, from_logits: bool = True,
+                 smooth: float = 0.0, ignore_index: int | None = None, eps: float = 1e-7, alpha: float = 0.5,
+                 beta: float = 0.5, gamma: float = 1.0) -> None:
+        super().__init__(mode=mode, classes=classes, log_loss=log_loss, from_logits=from_logits, smooth=smooth,
+                         ignore_index=ignore_index, eps=eps, alpha=alpha, beta=beta, gamma=gamma)
 
 
 _SMP = "smooth added to TP (Dice: losslab's 2 x smooth), default 0; over the batch; absent classes 0 but counted"
