@@ -29,13 +29,8 @@ from .detection import (
     varifocal_loss,
 )
 from .regression import HuberLoss, SmoothL1Loss, huber_loss, smooth_l1_loss
+from ._box_modules import CIoULoss, DIoULoss, EIoULoss, GIoULoss, IoULoss, SIoULoss
 from .boxes import (
-    CIoULoss,
-    DIoULoss,
-    EIoULoss,
-    GIoULoss,
-    IoULoss,
-    SIoULoss,
     ciou_loss,
     diou_loss,
     eiou_loss,

@@ -28,14 +28,12 @@ from ._boxes import (
 )
 from ._checks import check_avg_factor, check_common, check_number, compute_dtype, numpy_arguments
 from ._core import reduce
-from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Weight = Tensor | Sequence[float] | float | None
 
-__all__ = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
-           "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss"]
+__all__ = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss"]  # twins: _box_modules.py
 
 def _box_loss(fn: str, pred: Tensor, target: Tensor, *, box_format: str, eps: float, weight: Weight,
               reduction: str, avg_factor: object, loss_of: Callable[[Pair, float], Tensor],
@@ -410,31 +408,3 @@ def siou_loss(
 
     return _box_loss("siou_loss", pred, target, box_format=box_format, eps=eps, weight=weight,
                      reduction=reduction, avg_factor=avg_factor, loss_of=loss_of, dist_sync=dist_sync)
-
-
-# The twins (IoULoss, ...) live in _box_modules.py, which imports the losses above: imported here to register them.
-from ._box_modules import CIoULoss, DIoULoss, EIoULoss, GIoULoss, IoULoss, SIoULoss  # noqa: E402
-
-
-# ----------------------------------------------------------------------------
-# registration
-
-
-def _register(function: Callable, module: type, formula: str, aliases: tuple[Alias, ...],
-              exact_gradient: bool = True) -> None:
-    register(LossSpec(name=function.__name__, function=function, module=module, family="boxes", formula=formula,
-                      input="boxes", aliases=aliases, exact_gradient=exact_gradient))
-
-
-_register(iou_loss, IoULoss, "1 - IoU  (or 1 - IoU^2, -log IoU)",
-          (Alias("IoU", "paper", "boxes"), Alias("UnitBox", "paper", "boxes", {"mode": "log"})))
-_register(giou_loss, GIoULoss, "1 - IoU + (|C| - |P u G|) / |C|",
-          (Alias("GIoU", "paper", "boxes"),))
-_register(diou_loss, DIoULoss, "1 - IoU + rho^2 / c^2",
-          (Alias("DIoU", "paper", "boxes"),))
-_register(ciou_loss, CIoULoss, "1 - IoU + rho^2 / c^2 + a v",
-          (Alias("CIoU", "paper", "boxes"),), exact_gradient=False)
-_register(eiou_loss, EIoULoss, "1 - IoU + rho^2 / c^2 + dw^2 / cw^2 + dh^2 / ch^2",
-          (Alias("EIoU", "paper", "boxes"), Alias("Efficient IoU", "paper", "boxes")))
-_register(siou_loss, SIoULoss, "1 - IoU + (distance + shape) / 2",
-          (Alias("SIoU", "paper", "boxes"), Alias("SCYLLA-IoU", "paper", "boxes")))
