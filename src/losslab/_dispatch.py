@@ -182,7 +182,8 @@ def choose(call: Call) -> str:
     forced_backend = getattr(_forced, "backend", None)
     if forced_backend in ("native", "composite"):
         return forced_backend if forced_backend == "composite" or backends.native else "composite"
-    if call.fusable and backends.sweep is not None:
+    small = call.input.numel() < COMPILE_MIN_NUMEL and call.input.device.type == "cpu" and get_fused() == "auto"
+    if call.fusable and backends.sweep is not None and not small:  # "auto" runs no sweep on small CPU inputs
         path = route(call.input, *call.tensors.values(), eager_pays=backends.eager_pays(call))
         if path is not None and (path != "eager" or backends.eager):
             return path
@@ -236,10 +237,13 @@ def finish(call: Call, value: Tensor, form: str) -> Tensor:
     """The reduced loss in the input's dtype.
 
     ``form``: "elements" (per element or position: "none" returns them, the others sum them), "total" (the
-    sum, for "mean" and "sum") or "scaled" (a sweep's result, already divided by the global denominator).
+    sum, for "mean" and "sum"), "scaled" (a sweep's result, already divided by the global denominator) or
+    "mean" (torch's own mean, over the same nonzero denominator, on one process).
     """
     dtype = call.input.dtype
     if call.reduction == "none":
+        return value.to(dtype)
+    if form == "mean":  # torch's own mean over the same denominator (one process, a nonzero count)
         return value.to(dtype)
     if form == "scaled":
         if call.processes > 1:

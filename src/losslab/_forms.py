@@ -64,7 +64,7 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
     if index is None:
         valid = None if ignore_index is None else target != ignore_index
         check_unit_interval(fn, "target", target.to(dtype), valid)
-        kept = count(valid, input.new_empty(0, dtype=dtype))
+        kept = None if valid is None else valid.sum().to(dtype)
         tensors = {"target": target, "valid": valid}
     else:
         indices, kept_positions = index
@@ -172,16 +172,19 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     w = None
     if class_weight is not None:
         w = class_vector(fn, "weight" if weighted_mean else "alpha", class_weight, input.shape[1], input, dtype)
-    like = input.new_empty(0, dtype=dtype)
     denominator = None
-    if tgt.indices is not None:
+    if tgt.indices is not None and (tgt.valid is not None or (weighted_mean and w is not None)):
+        like = input.new_empty(0, dtype=dtype)
         denominator = index_weight_sum(tgt, w, like) if weighted_mean else count(tgt.valid, like)
+    # torch's own "mean" divides by the same: every position, none ignored, no class weight in the denominator
+    torch_mean = denominator is None and (tgt.indices is None or w is None) and processes == 1 \
+        and input.numel() > 0
     if denominator is None:
         denominator = float(input.numel() // input.shape[1])
     call = Call(fn, "softmax", input, reduction, denominator, processes,
                 {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w},
                 {"input_kind": input_kind, "gamma": gamma, "smoothing": label_smoothing,
-                 "ignore_index": ignore_index}, fusable=input_kind == "logits", per_position=True)
+                 "ignore_index": ignore_index, "torch_mean": torch_mean}, fusable=input_kind == "logits", per_position=True)
     return _dispatch.run(call)
 
 
@@ -211,6 +214,8 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
     indices = tensors["indices"]
     if not gamma:
         how = "sum" if reduce else "none"
+        if call.reduction == "mean" and o["torch_mean"]:
+            how = "mean"
         ignore = -100 if o["ignore_index"] is None else o["ignore_index"]
         if indices is not None:
             target = tensors["target"].long()
@@ -225,7 +230,7 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
             loss = F.cross_entropy(x, tensors["probs"], weight=w, reduction=how, label_smoothing=smoothing)
         else:
             return None
-        return loss, "total" if reduce else "elements"
+        return loss, {"none": "elements", "sum": "total", "mean": "mean"}[how]
     if kind != "logits" or indices is None or smoothing:
         return None
     valid = tensors["valid"]

@@ -97,25 +97,48 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float) -> tuple[Tensor, Ten
     return ce * factor, grad
 
 
-def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
-                  reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
-    """The (alpha-balanced, weighted, masked) sigmoid focal loss as one node: summed times ``scale``, or per element.
+def _unit(scale: float | Tensor) -> bool:
+    return isinstance(scale, float) and scale == 1.0
 
-    ``multiplier``: alpha_t times the weight times the kept mask, per element (None: 1).
-    """
+
+def _weigh(loss: Tensor, slope: Tensor, multiplier: Tensor | None, scale: float | Tensor,
+           reduce: bool) -> tuple[Tensor, Tensor]:
+    """The loss times ``multiplier`` (summed times ``scale`` when reducing), and ``slope`` (a derivative) times
+    the same factors, with as few full-size operations as possible."""
+    if reduce and not _unit(scale):
+        slope = slope * (scale if multiplier is None else multiplier * scale)
+    elif multiplier is not None:
+        slope = slope * multiplier
+    if not reduce:
+        return (loss if multiplier is None else loss * multiplier), slope
+    if multiplier is None:
+        total = loss.sum()
+    elif multiplier.shape == loss.shape:
+        total = torch.dot(loss.reshape(-1), multiplier.reshape(-1))
+    else:
+        total = (loss * multiplier).sum()
+    return (total if _unit(scale) else total * scale), slope
+
+
+def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
+                 reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
+    """The (alpha-balanced, weighted, masked, focal) sigmoid loss as one node: summed times ``scale``, or per
+    element. ``multiplier``: alpha_t times the weight times the kept mask, per element (None: 1)."""
     def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
         loss, grad = sigmoid_focal_terms(xx, t, gamma)
-        a = multiplier
-        if reduce and not (isinstance(scale, float) and scale == 1.0):
-            a = scale if a is None else a * scale
-        if a is not None:
-            grad = grad * a
-            if reduce and isinstance(a, Tensor) and a.shape == loss.shape:
-                return torch.dot(loss.reshape(-1), a.reshape(-1)), grad
-            loss = loss * a
-        return (loss.sum() if reduce else loss), grad
+        return _weigh(loss, grad, multiplier, scale, reduce)
 
     return _Precomputed.apply(x, compute, composite, False)
+
+
+def _softmax_focal_factor(lp: Tensor, gamma: float, focal_factor: Callable) -> tuple[Tensor, Tensor]:
+    """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p; gamma = 2 in five operations."""
+    if gamma != 2.0:
+        return focal_factor(lp, gamma)
+    one_minus = torch.expm1(lp).neg_()
+    factor = one_minus * one_minus
+    # G = (1 - p)^2 - 2 (1 - p) p log p
+    return factor, torch.addcmul(factor, one_minus * torch.exp(lp), lp, value=-2.0)
 
 
 def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
@@ -126,16 +149,11 @@ def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: fl
         log_p = torch.log_softmax(xx, dim=1)
         idx = index.unsqueeze(1)
         lp = log_p.gather(1, idx).squeeze(1)
-        factor, coef = focal_factor(lp, gamma)
-        loss = -factor * lp
-        a = multiplier
-        if reduce and not (isinstance(scale, float) and scale == 1.0):
-            a = scale if a is None else a * scale
-        if a is not None:
-            loss, coef = loss * a, coef * a
+        factor, coef = _softmax_focal_factor(lp, gamma, focal_factor)
+        loss, coef = _weigh(factor * lp, coef, multiplier, scale, reduce)
         coef = coef.unsqueeze(1)
         grad = torch.exp(log_p).mul_(coef)
         grad.scatter_add_(1, idx, -coef)
-        return (loss.sum() if reduce else loss), grad
+        return -loss, grad
 
     return _Precomputed.apply(x, compute, composite, True)
