@@ -12,6 +12,8 @@ world size (its share of the averaged gradient).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 
 import losslab
+from losslab import _dispatch
 
 N = 11
 C = 4
@@ -179,14 +182,33 @@ CONTROL = Case("control: cross_entropy ignore without dist_sync", "cross_entropy
                lambda: (_logits(N, C), _ignore_first_shard(_indices(N))))
 
 
-def run_case(case: Case, start: int, stop: int, world: int, *, dist_sync: bool) -> dict[str, Any]:
-    """The loss on rows start:stop, its theta gradient (summed here, averaged by the caller) and input gradient."""
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """The class names of every autograd node behind ``out``."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    return names
+
+
+def run_case(case: Case, start: int, stop: int, world: int, *, dist_sync: bool,
+             nodes: set[str] | None = None) -> dict[str, Any]:
+    """The loss on rows start:stop, its theta gradient (summed here, averaged by the caller) and input gradient;
+    the names of the loss's autograd nodes are added to ``nodes`` where given."""
     x, target = case.build()
     x = x[start:stop].clone().requires_grad_(True)
     theta = torch.zeros(x.shape[1:], dtype=x.dtype, requires_grad=True)
     local = shard(target, start, stop)
     fn = getattr(losslab, case.loss)
     loss = fn(x + theta, local, **case.kwargs, **case.per_batch(local), dist_sync=dist_sync)
+    if nodes is not None:
+        nodes.update(graph_nodes(loss))
     (loss.sum() if case.backward_sum else loss).backward()
     return {"value": loss.detach().clone(), "theta_grad": theta.grad.clone(), "x_grad": x.grad / world}
 
@@ -238,5 +260,74 @@ def compile_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
                 out[mode] = (value.detach().clone(), inp.grad.clone())
             results[case.name] = out
         torch.save(results, os.path.join(out_dir, f"compiled{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------
+# the fused sweeps under dist_sync: the global denominator is all-reduced before the sweep
+
+
+def _dense_quality_ignore() -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense quality targets in [0, 1], -1 (ignored) on every element of the first shard of 2 processes."""
+    y = torch.rand(N, C, generator=_gen(31), dtype=torch.float64) * (torch.rand(N, C, generator=_gen(32)) > 0.5)
+    y[:4] = -1.0
+    y[6, 1] = -1.0
+    return _logits(N, C), y
+
+
+FUSED_LOSSES = ("sigmoid_focal_loss", "quality_focal_loss", "varifocal_loss")
+FUSED_CASES: list[Case] = [c for c in CASES if c.loss in FUSED_LOSSES] + [
+    Case("sigmoid_focal_loss dense weight gamma=0.5", "sigmoid_focal_loss",
+         lambda: (_logits(N, C), torch.rand(N, C, generator=_gen(33), dtype=torch.float64)),
+         {"gamma": 0.5, "weight": [0.5, 1.0, 2.0, 1.5]}),
+    Case("sigmoid_focal_loss index sum", "sigmoid_focal_loss",
+         lambda: (_logits(N, C), _indices(N, high=C + 1, seed=34)), {"reduction": "sum", "alpha": None}),
+    Case("quality_focal_loss dense ignore", "quality_focal_loss", _dense_quality_ignore,
+         {"ignore_index": -1, "beta": 1.5}),
+    Case("varifocal_loss mean weight", "varifocal_loss",
+         lambda: (_logits(N, C), torch.rand(N, C, generator=_gen(35), dtype=torch.float64)
+                  * (torch.rand(N, C, generator=_gen(36)) > 0.6)),
+         {"weight": [1.0, 0.5, 2.0, 1.0], "gamma": 1.5}),
+    Case("varifocal_loss sum", "varifocal_loss",
+         lambda: (_logits(N, C), torch.rand(N, C, generator=_gen(37), dtype=torch.float64)
+                  * (torch.rand(N, C, generator=_gen(38)) > 0.6)),
+         {"reduction": "sum", "iou_weighted": False}),
+]
+# the eager sweep only: "compiled" runs the same dispatch around another sweep (tests/test_fused.py and
+# tests/test_dispatch.py compare the two), and compiling in every spawned process costs 7 to 16 s per run
+FUSED_MODES = ("eager",)
+
+
+def fused_worker(rank: int, world: int, init_file: str, out_dir: str, modes: tuple[str, ...], uneven: bool,
+                 timeout_s: float) -> None:
+    """Every fused case under each of ``modes`` with dist_sync, saved to out_dir/fused{rank}.pt.
+
+    ``uneven``: "auto" without a compiler and a threshold between the shards' sizes (4 and 7 rows of 4 classes
+    with 2 processes), so the larger shard runs the eager sweep where the smaller one does not.
+    A collective that waits longer than ``timeout_s`` raises (a mismatch of collectives between the processes
+    would otherwise hang).
+    """
+    torch.set_num_threads(1)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(out_dir, "inductor", str(rank))  # where "compiled" is run
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                         timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        start, stop = slices(world)[rank]
+        results: dict[str, Any] = {}
+        for mode in modes:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(losslab.set_fused(mode))
+                if uneven:
+                    _dispatch.COMPILE_MIN_NUMEL = 5 * C  # 4 rows below it, 7 rows above it
+                    stack.enter_context(_dispatch.without_compiler())
+                for case in FUSED_CASES:
+                    nodes: set[str] = set()
+                    out = run_case(case, start, stop, world, dist_sync=True, nodes=nodes)
+                    torch.distributed.all_reduce(out["theta_grad"])
+                    out["theta_grad"] /= world
+                    out["fused"] = torch.tensor(any("Fused" in name for name in nodes))
+                    results[f"{mode}: {case.name}"] = out
+        torch.save(results, os.path.join(out_dir, f"fused{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()

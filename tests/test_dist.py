@@ -123,3 +123,66 @@ def test_under_torch_compile(tmp_path):
         for out in results.values():
             torch.testing.assert_close(out["compiled"][0], out["eager"][0], rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(out["compiled"][1], out["eager"][1], rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# the fused sweeps under dist_sync (the global denominator is all-reduced before the sweep)
+
+
+def spawn_fused(folder: Path, size: int, modes: tuple[str, ...], *, uneven: bool = False,
+                timeout_s: float = 180.0) -> list[dict]:
+    """Run W.fused_worker on ``size`` processes; every rank's results, by rank."""
+    mp.start_processes(W.fused_worker, args=(size, str(folder / "init"), str(folder), modes, uneven, timeout_s),
+                       nprocs=size, join=True, start_method="spawn")
+    return [torch.load(folder / f"fused{rank}.pt", weights_only=True) for rank in range(size)]
+
+
+@pytest.fixture(scope="module")
+def fused_world(tmp_path_factory):
+    """2 processes, every fused case under each of W.FUSED_MODES."""
+    return spawn_fused(tmp_path_factory.mktemp("fused2"), 2, W.FUSED_MODES)
+
+
+def assert_global(size: int, rank: int, got: dict, expected: dict) -> None:
+    """The global loss on every process; the averaged theta gradient is the global one; the input gradient of
+    a process is world size x the global loss's gradient of its shard."""
+    torch.testing.assert_close(got["value"], expected["value"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got["theta_grad"], expected["theta_grad"], rtol=1e-10, atol=1e-12)
+    start, stop = W.slices(size)[rank]
+    torch.testing.assert_close(got["x_grad"] * size, size * expected["x_grad"][start:stop], rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(got["value"]).all() and torch.isfinite(got["x_grad"]).all()
+
+
+@pytest.mark.parametrize("mode", W.FUSED_MODES)
+@pytest.mark.parametrize("case", W.FUSED_CASES, ids=lambda c: c.name)
+def test_fused_sweep_under_dist_sync_is_the_global_loss(fused_world, mode, case):
+    expected = single(case)
+    for rank, results in enumerate(fused_world):
+        got = results[f"{mode}: {case.name}"]
+        assert bool(got["fused"]), (mode, case.name, rank)  # the fused node ran, not native or the composite
+        assert_global(2, rank, got, expected)
+
+
+def test_fused_and_unfused_processes_agree_with_an_empty_shard(tmp_path):
+    """3 processes under set_fused("eager"): the empty shard cannot run a sweep (native or the composite
+    instead) while the others do; every process must still make the same collectives and get the global loss."""
+    ranks = spawn_fused(tmp_path, 3, ("eager",), timeout_s=10.0)
+    for case in W.FUSED_CASES:
+        expected = single(case)
+        for rank, results in enumerate(ranks):
+            got = results[f"eager: {case.name}"]
+            assert bool(got["fused"]) == (rank != 1), (case.name, rank)
+            assert_global(3, rank, got, expected)
+
+
+def test_fused_and_unfused_processes_agree_with_uneven_shards(tmp_path):
+    """2 processes under "auto" without a compiler, the eager-sweep threshold between the shards' sizes: the
+    larger shard runs the eager sweep where a loss's eager sweep pays, the smaller one does not; the collectives
+    still match and every process gets the global loss."""
+    ranks = spawn_fused(tmp_path, 2, ("auto",), uneven=True, timeout_s=10.0)
+    routes = {case.name: [bool(r[f"auto: {case.name}"]["fused"]) for r in ranks] for case in W.FUSED_CASES}
+    assert routes["quality_focal_loss dense ignore"] == [False, True], routes
+    for case in W.FUSED_CASES:
+        expected = single(case)
+        for rank, results in enumerate(ranks):
+            assert_global(2, rank, results[f"auto: {case.name}"], expected)

@@ -1,0 +1,705 @@
+"""The dispatcher (losslab._dispatch) and its backends agree: native equals composite, sweeps equal composite.
+
+* Native equals composite, values and gradients (a non-uniform upstream), in
+  float64 and float32, for every loss of the cross-entropy family and the
+  focal losses, with ignored positions, weights, smoothing, probability
+  targets and spatial inputs; all-ignored and empty batches give 0 with zero,
+  finite gradients on native. Which backend ran is read off the autograd
+  graph: native is torch's NllLossBackward0 (cross-entropy, NLL) or the one
+  node _PrecomputedBackward (the sigmoid form, the softmax focal loss).
+* Second derivatives through the native node (create_graph=True
+  differentiates the composite formula), and gradcheck / gradgradcheck.
+* Half precision through native: the input's dtype, close to float32.
+* The compiled sweeps take hyperparameters as graph inputs: new values of
+  gamma, alpha, beta and label_smoothing compile nothing new.
+* The eager sweep chunks positions within a row (one large image) with the
+  composite's results, chunks of at most max(CHUNK_NUMEL, C) elements, and
+  the peak memory of one large image is that of many small ones.
+
+Every test starts and ends in set_fused("auto"); module globals are changed
+through monkeypatch only. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+import losslab
+from losslab import _dispatch, _fused
+from losslab.bench import peak_memory
+
+from .helpers import TOLERANCES, class_indices, gen, logits, soft_targets, value_and_grad
+
+F64 = torch.float64
+F32 = torch.float32
+C = 4
+REDUCTIONS = ("none", "mean", "sum")
+NATIVE_NODES = ("NllLossBackward0", "NllLoss2DBackward0", "NllLossNdBackward0", "_PrecomputedBackward")  # the marks of the native backend in a graph
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _auto_mode():
+    """Every test starts in set_fused("auto") and leaves it there."""
+    losslab.set_fused("auto")
+    yield
+    losslab.set_fused("auto")
+
+
+@pytest.fixture
+def fresh_dynamo(monkeypatch, tmp_path):
+    """Reset dynamo and the counters; empty caches of compiled sweeps (in memory and on disk); compiling allowed
+    (the fixture of tests/test_fused.py)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    counters.clear()
+    monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
+    monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
+    yield
+    torch._dynamo.reset()
+    counters.clear()
+
+
+# ----------------------------------------------------------------------------
+# helpers
+
+
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """The class names of every autograd node behind ``out``."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    return names
+
+
+def backend_of(out: torch.Tensor) -> str:
+    """"native", "fused" or "composite", from the nodes of the graph."""
+    nodes = graph_nodes(out)
+    if any("Fused" in n for n in nodes):
+        return "fused"
+    return "native" if nodes & set(NATIVE_NODES) else "composite"
+
+
+def run_on(backend: str | None, fn: Callable, x: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """value_and_grad of ``fn`` under forced(backend) (None: the default dispatch), and the backend that ran."""
+    seen: list[str] = []
+
+    def traced(inp, *a, **kw):
+        out = fn(inp, *a, **kw)
+        seen.append(backend_of(out))
+        return out
+
+    if backend is None:
+        value, grad = value_and_grad(traced, x, *args, **kwargs)
+    else:
+        with _dispatch.forced(backend):
+            value, grad = value_and_grad(traced, x, *args, **kwargs)
+    return value, grad, seen[0]
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
+    torch.testing.assert_close(got, want, **TOLERANCES[dtype], msg=lambda m: f"{what}: {m}")
+
+
+def soft_labels(shape, seed: int) -> torch.Tensor:
+    """Labels in [0, 1] with some exact 0s and 1s."""
+    t = torch.rand(shape, generator=gen(seed), dtype=F64)
+    pick = torch.rand(shape, generator=gen(seed + 1))
+    return torch.where(pick < 0.2, torch.zeros_like(t), torch.where(pick > 0.8, torch.ones_like(t), t))
+
+
+def hard_labels_with_ignore(shape, seed: int, ignore: int = -1) -> torch.Tensor:
+    """0/1 integer labels, about a fifth of them ``ignore`` (the first one always)."""
+    t = (torch.rand(shape, generator=gen(seed)) < 0.4).long()
+    drop = torch.rand(shape, generator=gen(seed + 1)) < 0.2
+    drop.view(-1)[0] = True
+    return torch.where(drop, torch.full_like(t, ignore), t)
+
+
+def with_background(shape, seed: int, ignore: int | None = None) -> torch.Tensor:
+    """Class indices in [0, C] (C = background), some ``ignore`` where given."""
+    t = torch.randint(0, C + 1, shape, generator=gen(seed))
+    t.view(-1)[0] = C
+    if ignore is not None:
+        drop = torch.rand(shape, generator=gen(seed + 1)) < 0.25
+        drop.view(-1)[1] = True
+        t = torch.where(drop, torch.full_like(t, ignore), t)
+    return t
+
+
+def quality_scores(shape, seed: int) -> torch.Tensor:
+    """Varifocal / quality targets: 0 (negatives) or a score in (0, 1], some exactly 1."""
+    s = torch.rand(shape, generator=gen(seed), dtype=F64) * 0.9 + 0.05
+    pick = torch.rand(shape, generator=gen(seed + 1))
+    return torch.where(pick < 0.5, torch.zeros_like(s), torch.where(pick > 0.9, torch.ones_like(s), s))
+
+
+def class_weight(seed: int, n: int = C) -> torch.Tensor:
+    return torch.rand(n, generator=gen(seed), dtype=F64) + 0.5
+
+
+# ----------------------------------------------------------------------------
+# the cases: a loss, an input shape, a target, keyword arguments and the native node expected
+
+
+@dataclass
+class Case:
+    name: str
+    loss: str
+    shape: tuple[int, ...]
+    target: Callable[[], Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    log_probs: bool = False  # nll_loss: the input is log_softmax of the logits
+    native: bool = True  # the native backend is expected to compute it (False: no mark to check)
+
+    def input(self, dtype: torch.dtype = F64, seed: int = 0) -> torch.Tensor:
+        x = logits(*self.shape, seed=seed)
+        if self.log_probs:
+            x = torch.log_softmax(x, dim=1)
+        return x.to(dtype)
+
+    def fn(self) -> Callable:
+        return getattr(losslab, self.loss)
+
+
+def _ce_cases() -> list[Case]:
+    nchw = (2, C, 3, 4)
+    return [
+        Case("cross_entropy index", "cross_entropy", (6, C), lambda: class_indices((6,), C, seed=11)),
+        Case("cross_entropy ignore", "cross_entropy", (8, C),
+             lambda: class_indices((8,), C, seed=12, ignore_index=-100, ignored=0.3)),
+        Case("cross_entropy weight ignore", "cross_entropy", (8, C),
+             lambda: class_indices((8,), C, seed=13, ignore_index=-100, ignored=0.3), {"weight": class_weight(14)}),
+        Case("cross_entropy smoothing weight", "cross_entropy", (8, C),
+             lambda: class_indices((8,), C, seed=15, ignore_index=3, ignored=0.3),
+             {"label_smoothing": 0.15, "weight": class_weight(16), "ignore_index": 3}),
+        # probability targets: F.cross_entropy or the composite, no node of its own to tell them apart
+        Case("cross_entropy probs", "cross_entropy", (6, C), lambda: soft_targets(6, C, seed=17), native=False),
+        Case("cross_entropy probs smoothing weight", "cross_entropy", (6, C), lambda: soft_targets(6, C, seed=18),
+             {"label_smoothing": 0.1, "weight": class_weight(19)}, native=False),
+        Case("cross_entropy NCHW weight ignore", "cross_entropy", nchw,
+             lambda: class_indices((2, 3, 4), C, seed=20, ignore_index=-100, ignored=0.3), {"weight": class_weight(21)}),
+        Case("cross_entropy NCHW smoothing", "cross_entropy", nchw,
+             lambda: class_indices((2, 3, 4), C, seed=22), {"label_smoothing": 0.2}),
+        Case("cross_entropy NCHW probs", "cross_entropy", nchw, lambda: soft_targets(2, C, 3, 4, seed=23),
+             native=False),
+        Case("nll_loss", "nll_loss", (6, C), lambda: class_indices((6,), C, seed=24), log_probs=True),
+        Case("nll_loss weight ignore", "nll_loss", (8, C),
+             lambda: class_indices((8,), C, seed=25, ignore_index=-100, ignored=0.3), {"weight": class_weight(26)},
+             log_probs=True),
+        Case("nll_loss NCHW", "nll_loss", nchw,
+             lambda: class_indices((2, 3, 4), C, seed=27, ignore_index=-100, ignored=0.3), log_probs=True),
+    ]
+
+
+def _sigmoid_cases() -> list[Case]:
+    cases = [
+        Case("bce dense soft", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 31)),
+        Case("bce ignore", "binary_cross_entropy", (6, C), lambda: hard_labels_with_ignore((6, C), 32),
+             {"ignore_index": -1}),
+        Case("bce weight", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 33), {"weight": class_weight(34)}),
+        Case("bce index background ignore", "binary_cross_entropy", (7, C), lambda: with_background((7,), 35, -1),
+             {"ignore_index": -1, "weight": class_weight(36)}),
+        Case("bce smoothing", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 37), {"label_smoothing": 0.2}),
+        Case("bce NCHW index smoothing", "binary_cross_entropy", (2, C, 3, 2), lambda: with_background((2, 3, 2), 38),
+             {"label_smoothing": 0.1}),
+    ]
+    for alpha in (None, 0.25):
+        for gamma in (0.0, 0.5, 2.0, 3.0):
+            cases.append(Case(f"sigmoid_focal alpha={alpha} gamma={gamma}", "sigmoid_focal_loss", (6, C),
+                              lambda: soft_labels((6, C), 41), {"alpha": alpha, "gamma": gamma}))
+    cases += [
+        Case("sigmoid_focal weight", "sigmoid_focal_loss", (6, C), lambda: soft_labels((6, C), 42),
+             {"gamma": 2.0, "weight": class_weight(43)}),
+        Case("sigmoid_focal dense ignore gamma=0.5", "sigmoid_focal_loss", (6, C),
+             lambda: hard_labels_with_ignore((6, C), 44), {"gamma": 0.5, "ignore_index": -1}),
+        Case("sigmoid_focal index ignore weight", "sigmoid_focal_loss", (2, C, 3, 2),
+             lambda: with_background((2, 3, 2), 45, -1), {"ignore_index": -1, "weight": class_weight(46)}),
+    ]
+    return cases
+
+
+def _softmax_focal_cases() -> list[Case]:
+    cases = []
+    for gamma in (0.5, 2.0):
+        cases += [
+            Case(f"softmax_focal gamma={gamma}", "softmax_focal_loss", (6, C), lambda: class_indices((6,), C, seed=51),
+                 {"gamma": gamma}),
+            Case(f"softmax_focal alpha ignore gamma={gamma}", "softmax_focal_loss", (8, C),
+                 lambda: class_indices((8,), C, seed=52, ignore_index=-100, ignored=0.3),
+                 {"gamma": gamma, "alpha": class_weight(53)}),
+            Case(f"softmax_focal NCHW ignore_index=2 gamma={gamma}", "softmax_focal_loss", (2, C, 3, 2),
+                 lambda: class_indices((2, 3, 2), C, seed=54, ignore_index=2, ignored=0.3),
+                 {"gamma": gamma, "ignore_index": 2, "alpha": 0.25}),
+        ]
+    return cases
+
+
+def _balanced_cases() -> list[Case]:
+    return [
+        Case("balanced float alpha dense", "balanced_cross_entropy", (6, C), lambda: soft_labels((6, C), 61),
+             {"alpha": 0.3}),
+        Case("balanced float alpha index", "balanced_cross_entropy", (7, C), lambda: with_background((7,), 62, -100),
+             {"alpha": 0.7}),
+        Case("balanced per-class alpha ignore", "balanced_cross_entropy", (8, C),
+             lambda: class_indices((8,), C, seed=63, ignore_index=-100, ignored=0.3),
+             {"alpha": [0.1, 0.2, 0.3, 0.4]}),
+        Case("balanced per-class alpha NCHW", "balanced_cross_entropy", (2, C, 3, 2),
+             lambda: class_indices((2, 3, 2), C, seed=64), {"alpha": class_weight(65)}),
+    ]
+
+
+CASES = _ce_cases() + _sigmoid_cases() + _softmax_focal_cases() + _balanced_cases()
+
+
+# ----------------------------------------------------------------------------
+# 1. native equals composite
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_native_equals_composite(case, reduction, dtype):
+    x, target = case.input(dtype), case.target()
+    native = run_on("native", case.fn(), x, target, reduction=reduction, **case.kwargs)
+    composite = run_on("composite", case.fn(), x, target, reduction=reduction, **case.kwargs)
+    assert composite[2] == "composite"
+    if case.native:
+        assert native[2] == "native"
+    assert native[0].dtype == native[1].dtype == dtype
+    assert_close(native[0], composite[0], dtype, "value")
+    assert_close(native[1], composite[1], dtype, "gradient")
+    assert torch.isfinite(native[1]).all()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.native], ids=lambda c: c.name)
+def test_small_inputs_run_native_by_default(case):
+    """"auto" on small CPU inputs: the native backend, with the composite's values."""
+    x, target = case.input(), case.target()
+    default = run_on(None, case.fn(), x, target, **case.kwargs)
+    composite = run_on("composite", case.fn(), x, target, **case.kwargs)
+    assert default[2] == "native"
+    assert_close(default[0], composite[0], F64, "value")
+    assert_close(default[1], composite[1], F64, "gradient")
+
+
+def test_forced_composite_never_runs_the_native_node():
+    x = logits(6, C, seed=70).requires_grad_(True)
+    t = soft_labels((6, C), 71)
+    out = losslab.sigmoid_focal_loss(x, t)
+    assert type(out.grad_fn).__name__ == "_PrecomputedBackward"  # the default on a small input
+    with _dispatch.forced("composite"):
+        out = losslab.sigmoid_focal_loss(x, t)
+    assert "_PrecomputedBackward" not in graph_nodes(out)
+    with _dispatch.forced("composite"), losslab.set_fused("eager"):  # forced wins over a sweep
+        out = losslab.sigmoid_focal_loss(x, t)
+    assert graph_nodes(out).isdisjoint({"_PrecomputedBackward", "_FusedLossBackward"})
+
+
+def test_forced_rejects_unknown_backends():
+    with pytest.raises(ValueError, match="forced: backend must be one of"), _dispatch.forced("fast"):
+        pass
+
+
+# all-ignored and empty batches
+
+
+def _all_ignored() -> list[Case]:
+    return [
+        Case("cross_entropy all ignored", "cross_entropy", (5, C), lambda: torch.full((5,), -100)),
+        Case("cross_entropy weight all ignored", "cross_entropy", (5, C), lambda: torch.full((5,), -100),
+             {"weight": class_weight(81)}),
+        Case("cross_entropy smoothing all ignored", "cross_entropy", (5, C), lambda: torch.full((5,), -100),
+             {"label_smoothing": 0.1}),
+        Case("nll_loss all ignored", "nll_loss", (5, C), lambda: torch.full((5,), -100), log_probs=True),
+        Case("bce dense all ignored", "binary_cross_entropy", (5, C), lambda: torch.full((5, C), -1),
+             {"ignore_index": -1}),
+        Case("bce index all ignored", "binary_cross_entropy", (5, C), lambda: torch.full((5,), -1),
+             {"ignore_index": -1}),
+        Case("sigmoid_focal all ignored gamma=2", "sigmoid_focal_loss", (5, C), lambda: torch.full((5,), -1),
+             {"ignore_index": -1}),
+        Case("sigmoid_focal all ignored gamma=0.5 weight", "sigmoid_focal_loss", (5, C),
+             lambda: torch.full((5, C), -1), {"ignore_index": -1, "gamma": 0.5, "weight": class_weight(82)}),
+        Case("softmax_focal all ignored", "softmax_focal_loss", (5, C), lambda: torch.full((5,), -100),
+             {"gamma": 2.0, "alpha": class_weight(83)}),
+        Case("softmax_focal all ignored gamma=0.5", "softmax_focal_loss", (5, C), lambda: torch.full((5,), -100),
+             {"gamma": 0.5}),
+        Case("balanced per-class all ignored", "balanced_cross_entropy", (5, C), lambda: torch.full((5,), -100),
+             {"alpha": [0.1, 0.2, 0.3, 0.4]}),
+        Case("balanced float all ignored", "balanced_cross_entropy", (5, C), lambda: torch.full((5,), -100),
+             {"alpha": 0.25}),
+    ]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", _all_ignored(), ids=lambda c: c.name)
+def test_all_ignored_is_zero_with_zero_gradients_on_native(case, reduction):
+    x = case.input(seed=84)
+    if not case.log_probs:  # saturated logits too
+        x[0] = torch.tensor([1e4, -1e4, 30.0, -30.0], dtype=F64)
+    value, grad, backend = run_on("native", case.fn(), x, case.target(), reduction=reduction, **case.kwargs)
+    assert backend == "native"
+    assert torch.equal(value, torch.zeros_like(value)), value
+    assert torch.isfinite(grad).all() and torch.equal(grad, torch.zeros_like(grad)), grad
+    default = run_on(None, case.fn(), x, case.target(), reduction=reduction, **case.kwargs)
+    assert default[2] == "native"
+    assert torch.equal(default[0], value) and torch.equal(default[1], grad)
+
+
+def _empty_cases() -> list[Case]:
+    return [
+        Case("cross_entropy", "cross_entropy", (0, C), lambda: torch.zeros(0, dtype=torch.long)),
+        Case("cross_entropy weight", "cross_entropy", (0, C), lambda: torch.zeros(0, dtype=torch.long),
+             {"weight": class_weight(91)}),
+        Case("cross_entropy probs", "cross_entropy", (0, C), lambda: torch.zeros(0, C, dtype=F64), native=False),
+        Case("nll_loss", "nll_loss", (0, C), lambda: torch.zeros(0, dtype=torch.long), log_probs=True),
+        Case("bce dense", "binary_cross_entropy", (0, C), lambda: torch.zeros(0, C, dtype=F64)),
+        Case("bce index", "binary_cross_entropy", (0, C), lambda: torch.zeros(0, dtype=torch.long)),
+        Case("sigmoid_focal", "sigmoid_focal_loss", (0, C), lambda: torch.zeros(0, C, dtype=F64)),
+        Case("sigmoid_focal index gamma=0.5", "sigmoid_focal_loss", (0, C, 3), lambda: torch.zeros(0, 3, dtype=torch.long),
+             {"gamma": 0.5}),
+        Case("softmax_focal", "softmax_focal_loss", (0, C), lambda: torch.zeros(0, dtype=torch.long),
+             {"alpha": class_weight(92)}),
+        Case("balanced per-class", "balanced_cross_entropy", (0, C), lambda: torch.zeros(0, dtype=torch.long),
+             {"alpha": [0.1, 0.2, 0.3, 0.4]}),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", _empty_cases(), ids=lambda c: c.name)
+def test_empty_batch_is_zero_on_native(case, reduction, dtype):
+    x = case.input(dtype)
+    for backend in ("native", None):
+        value, grad, ran = run_on(backend, case.fn(), x, case.target(), reduction=reduction, **case.kwargs)
+        if case.native:
+            assert ran == "native"
+        assert value.dtype == dtype and grad.shape == x.shape and grad.dtype == dtype
+        if reduction == "none":
+            assert value.numel() == 0
+        else:
+            assert value.shape == () and value.item() == 0.0
+        assert torch.isfinite(value).all()
+
+
+# ----------------------------------------------------------------------------
+# 2. second derivatives through the native node
+
+
+SECOND_ORDER = [
+    Case("sigmoid_focal dense gamma=2", "sigmoid_focal_loss", (5, C), lambda: soft_labels((5, C), 101),
+         {"gamma": 2.0, "alpha": 0.25}),
+    Case("sigmoid_focal dense gamma=0.5 weight", "sigmoid_focal_loss", (5, C), lambda: soft_labels((5, C), 102),
+         {"gamma": 0.5, "weight": class_weight(103)}),
+    Case("sigmoid_focal index ignore gamma=3", "sigmoid_focal_loss", (2, C, 3), lambda: with_background((2, 3), 104, -1),
+         {"gamma": 3.0, "ignore_index": -1}),
+    Case("softmax_focal gamma=2 alpha ignore", "softmax_focal_loss", (6, C),
+         lambda: class_indices((6,), C, seed=105, ignore_index=-100, ignored=0.3),
+         {"gamma": 2.0, "alpha": class_weight(106)}),
+    Case("softmax_focal NCHW gamma=0.5", "softmax_focal_loss", (2, C, 2, 3),
+         lambda: class_indices((2, 2, 3), C, seed=107), {"gamma": 0.5}),
+    Case("bce dense smoothing weight", "binary_cross_entropy", (5, C), lambda: soft_labels((5, C), 108),
+         {"label_smoothing": 0.1, "weight": class_weight(109)}),
+    Case("bce index ignore", "binary_cross_entropy", (7, C), lambda: with_background((7,), 110, -1),
+         {"ignore_index": -1}),
+]
+
+
+def _second_order(backend: str | None, case: Case, x: torch.Tensor, target, reduction: str):
+    """(the loss, its gradient with create_graph=True, a Hessian-vector product) of a weighted sum of the loss."""
+    leaf = x.detach().clone().requires_grad_(True)
+    with _dispatch.forced(backend) if backend else contextlib.nullcontext():
+        out = case.fn()(leaf, target, reduction=reduction, **case.kwargs)
+    ran = backend_of(out)
+    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), leaf, create_graph=True)
+    v = torch.linspace(-1.0, 1.0, grad.numel(), dtype=grad.dtype).reshape(grad.shape)
+    (hvp,) = torch.autograd.grad((grad * v).sum(), leaf)
+    return out.detach(), grad.detach(), hvp, ran
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", SECOND_ORDER, ids=lambda c: c.name)
+def test_second_derivative_through_native_equals_composite(case, reduction):
+    x, target = case.input(seed=111), case.target()
+    native = _second_order(None, case, x, target, reduction)
+    composite = _second_order("composite", case, x, target, reduction)
+    assert native[3] == "native" and composite[3] == "composite"
+    for what, got, want in zip(("value", "gradient", "second derivative"), native[:3], composite[:3], strict=True):
+        assert_close(got, want, F64, what)
+    assert torch.isfinite(native[2]).all()
+
+
+@pytest.mark.parametrize("case", SECOND_ORDER, ids=lambda c: c.name)
+def test_gradcheck_and_gradgradcheck_under_default_dispatch(case):
+    x, target = case.input(seed=112).requires_grad_(True), case.target()
+    fn, kwargs = case.fn(), case.kwargs
+    assert backend_of(fn(x, target, **kwargs)) == "native"
+    for reduction in REDUCTIONS:
+        def f(inp, reduction=reduction):
+            return fn(inp, target, reduction=reduction, **kwargs)
+
+        assert torch.autograd.gradcheck(f, (x,))
+        assert torch.autograd.gradgradcheck(f, (x,))
+
+
+# ----------------------------------------------------------------------------
+# 3. half precision through native
+
+
+HALF = [c for c in CASES if c.name in {
+    "cross_entropy weight ignore", "cross_entropy smoothing weight", "cross_entropy probs", "nll_loss weight ignore",
+    "bce dense soft", "bce index background ignore", "sigmoid_focal alpha=0.25 gamma=2.0",
+    "sigmoid_focal alpha=None gamma=0.5", "sigmoid_focal index ignore weight", "softmax_focal alpha ignore gamma=2.0",
+    "softmax_focal NCHW ignore_index=2 gamma=0.5", "balanced float alpha index", "balanced per-class alpha ignore",
+}]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", HALF, ids=lambda c: c.name)
+def test_half_precision_through_native(case, reduction, dtype):
+    assert len(HALF) == 13
+    x = case.input(dtype, seed=121)
+    target = case.target()
+    value, grad, ran = run_on(None, case.fn(), x, target, reduction=reduction, **case.kwargs)
+    if case.native:
+        assert ran == "native"
+    assert value.dtype == dtype and grad.dtype == dtype
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    want_value, want_grad, _ = run_on(None, case.fn(), x.float(), target, reduction=reduction, **case.kwargs)
+    torch.testing.assert_close(value.float(), want_value, **TOLERANCES[dtype])
+    torch.testing.assert_close(grad.float(), want_grad, **TOLERANCES[dtype])
+
+
+# ----------------------------------------------------------------------------
+# 4. compiled sweeps: a new hyperparameter value compiles nothing
+
+
+def _compare_compiled(fn: Callable, x: torch.Tensor, target, **kwargs) -> None:
+    """One call under set_fused("compiled") (the fused node ran) against forced("composite")."""
+    with losslab.set_fused("compiled"):
+        got = run_on(None, fn, x, target, **kwargs)
+    want = run_on("composite", fn, x, target, **kwargs)
+    assert got[2] == "fused", kwargs
+    assert_close(got[0], want[0], F32, f"value {kwargs}")
+    assert_close(got[1], want[1], F32, f"gradient {kwargs}")
+
+
+def _graphs() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+def test_new_hyperparameters_compile_nothing(fresh_dynamo):
+    g = gen(130)
+    n = 64
+    x = torch.randn(n, 8, generator=g) * 3
+    dense = torch.rand(n, 8, generator=g)
+    index = torch.randint(0, 8, (n,), generator=g)
+    q = torch.where(torch.rand(n, 8, generator=g) < 0.5, torch.rand(n, 8, generator=g), torch.zeros(n, 8))
+    gammas = [0.25 + 0.2 * i for i in range(20)]
+    alphas = [0.05 + 0.045 * i for i in range(20)]
+    calls: list[tuple[str, Callable, Any, list[dict]]] = [
+        ("sigmoid_focal_loss", losslab.sigmoid_focal_loss, dense,
+         [{"gamma": gm, "alpha": a} for gm, a in zip(gammas, alphas, strict=True)]),
+        ("softmax_focal_loss", losslab.softmax_focal_loss, index, [{"gamma": gm} for gm in gammas]),
+        ("varifocal_loss", losslab.varifocal_loss, q,
+         [{"alpha": a, "gamma": gm} for a, gm in zip(alphas[:6], gammas[3:9], strict=True)]),
+        ("quality_focal_loss", losslab.quality_focal_loss, q, [{"beta": b} for b in gammas[:6]]),
+        ("cross_entropy", losslab.cross_entropy, index, [{"label_smoothing": s} for s in (0.05, 0.1, 0.2, 0.3, 0.45)]),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name, fn, target, settings in calls:
+            before = _graphs()
+            _compare_compiled(fn, x, target, **settings[0])
+            first = _graphs()
+            assert first > before, (name, dict(counters["stats"]))  # the first call compiled the sweep
+            for kwargs in settings[1:]:
+                _compare_compiled(fn, x, target, **kwargs)
+            assert _graphs() == first, (name, dict(counters["stats"]))
+        # NumPy scalars are hyperparameters like any other float
+        first = _graphs()
+        for gamma in (np.float32(2.5), np.float64(1.5)):
+            _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=gamma, alpha=np.float64(0.4))
+        assert _graphs() == first, dict(counters["stats"])
+        # integer gammas: at most one graph for the integer kind, none per value
+        _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=2, alpha=0.25)
+        first = _graphs()
+        for gamma in (3, 4, 1):
+            _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=gamma, alpha=0.25)
+        assert _graphs() == first, dict(counters["stats"])
+    runtime = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert runtime == []
+    assert not _fused._failed_signatures
+
+
+# ----------------------------------------------------------------------------
+# 5. the eager sweep over chunks of positions
+
+
+def _chunk_spy(monkeypatch) -> dict[str, Any]:
+    """Counts the calls of _fused._run_positions and the element count of every chunk it hands the sweep."""
+    record: dict[str, Any] = {"calls": 0, "chunks": []}
+    original = _fused._run_positions
+
+    def counted(sweep, *args, **kwargs):
+        record["calls"] += 1
+
+        def recorded(x, *rest):
+            record["chunks"].append(x.numel())
+            return sweep(x, *rest)
+
+        return original(recorded, *args, **kwargs)
+
+    monkeypatch.setattr(_fused, "_run_positions", counted)
+    return record
+
+
+def _position_cases(c: int) -> list[tuple[str, Callable, Any, dict]]:
+    shape, positions = (1, c, 9, 13), (1, 9, 13)
+    w = torch.rand(c, generator=gen(141), dtype=F64) + 0.5
+    dense = soft_labels(shape, 142)
+    dense_ignored = torch.where(torch.rand(shape, generator=gen(143)) < 0.2, torch.full_like(dense, -1.0), dense)
+    index = torch.randint(0, c + 1, positions, generator=gen(144))
+    index = torch.where(torch.rand(positions, generator=gen(145)) < 0.2, torch.full_like(index, -1), index)
+    labels = torch.randint(0, c + 1, positions, generator=gen(146))
+    scores = torch.rand(positions, generator=gen(147), dtype=F64)
+    labels = torch.where(torch.rand(positions, generator=gen(148)) < 0.2, torch.full_like(labels, -1), labels)
+    return [
+        ("sigmoid_focal dense ignore weight", losslab.sigmoid_focal_loss, dense_ignored,
+         {"ignore_index": -1, "weight": w, "gamma": 0.5}),
+        ("sigmoid_focal index ignore weight", losslab.sigmoid_focal_loss, index,
+         {"ignore_index": -1, "weight": w, "alpha": 0.25}),
+        ("quality_focal pair ignore weight", losslab.quality_focal_loss, (labels, scores),
+         {"ignore_index": -1, "weight": w}),
+        ("quality_focal dense", losslab.quality_focal_loss, soft_labels(shape, 149), {"beta": 1.5}),
+        ("varifocal weight", losslab.varifocal_loss, quality_scores(shape, 150), {"weight": w, "gamma": 1.5}),
+    ]
+
+
+@pytest.mark.parametrize("chunk, c", [(64, 5), (3, 5)], ids=["64 elements, 5 classes", "3 elements, 5 classes"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_eager_sweep_chunks_positions(chunk, c, reduction, monkeypatch):
+    for kind in ("sigmoid", "quality", "varifocal"):
+        assert _dispatch.TABLE[kind].eager
+    monkeypatch.setattr(_fused, "CHUNK_NUMEL", chunk)
+    x = logits(1, c, 9, 13, seed=140)
+    x[0, :, 0, 0] = torch.tensor([1e4, -1e4, 40.0, -40.0, 0.0], dtype=F64)[:c]
+    for name, fn, target, kwargs in _position_cases(c):
+        spy = _chunk_spy(monkeypatch)
+        with losslab.set_fused("eager"):
+            got = run_on(None, fn, x, target, reduction=reduction, **kwargs)
+        want = run_on("composite", fn, x, target, reduction=reduction, **kwargs)
+        assert got[2] == "fused" and want[2] == "composite", name
+        assert_close(got[0], want[0], F64, f"{name}: value")
+        assert_close(got[1], want[1], F64, f"{name}: gradient")
+        assert spy["calls"] == 1, name  # the chunked path, once
+        step = max(1, chunk // c)
+        assert len(spy["chunks"]) == -(-9 * 13 // step), (name, spy["chunks"])
+        assert max(spy["chunks"]) <= max(chunk, c), (name, spy["chunks"])
+        assert sum(spy["chunks"]) == x.numel()
+
+
+def test_the_softmax_family_has_no_eager_sweep(monkeypatch):
+    assert not _dispatch.TABLE["softmax"].eager
+    monkeypatch.setattr(_fused, "CHUNK_NUMEL", 64)
+    spy = _chunk_spy(monkeypatch)
+    x = logits(1, C, 9, 13, seed=151)
+    target = class_indices((1, 9, 13), C, seed=152)
+    with losslab.set_fused("eager"):
+        got = run_on(None, losslab.softmax_focal_loss, x, target)
+    assert got[2] == "native" and spy["calls"] == 0
+
+
+def allocation_peak(fn: Callable, x: torch.Tensor, t: Any) -> float:
+    """Peak bytes allocated during one forward + backward of ``fn(x, t)`` (gradient included), over the logits'
+    bytes, from every allocation and free the profiler recorded, in time order.
+
+    (Not losslab.bench.peak_memory: it adds each operator's *net* memory at the operator's start, so the frees
+    of temporaries made inside an outer recorded scope, such as the fused autograd Function, are counted before
+    the temporaries are allocated: see test_bench_peak_memory_counts_temporaries.)
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    leaf = x.detach().requires_grad_(True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(leaf, t).backward()
+    changes = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation:
+            changes.append((event.start_time_ns, event.extra_fields.alloc_size))
+    assert changes, "the profiler recorded no allocation"
+    current = peak = 0
+    for _, change in sorted(changes):
+        current += change
+        peak = max(peak, current)
+    return peak / (x.numel() * x.element_size())
+
+
+def _focal_peaks(chunk: int | None, monkeypatch) -> dict[tuple[int, ...], float]:
+    if chunk is not None:
+        monkeypatch.setattr(_fused, "CHUNK_NUMEL", chunk)
+    g = gen(160)
+    peaks = {}
+    for shape in ((16, 19, 64, 64), (1, 19, 256, 256)):
+        x = torch.randn(shape, generator=g)
+        target = torch.randint(0, 20, shape[:1] + shape[2:], generator=g)
+        with losslab.set_fused("eager"):
+            assert backend_of(losslab.sigmoid_focal_loss(x.requires_grad_(True), target)) == "fused"
+            peaks[shape] = allocation_peak(lambda inp, t: losslab.sigmoid_focal_loss(inp, t), x, target)
+    return peaks
+
+
+def test_one_large_image_needs_the_memory_of_many_small_ones(monkeypatch):
+    """The eager sweep's peak memory (over the logits' bytes) for (1, 19, 256, 256) is at most 1.5 times that
+    for (16, 19, 64, 64), the same number of elements; without chunks (the control) the measure tells."""
+    peaks = _focal_peaks(None, monkeypatch)
+    small, large = peaks[(16, 19, 64, 64)], peaks[(1, 19, 256, 256)]
+    assert 1.0 < small and large <= 1.5 * small, peaks  # the gradient, and chunk-sized temporaries
+    unchunked = _focal_peaks(1 << 30, monkeypatch)  # one sweep over the whole batch
+    assert unchunked[(1, 19, 256, 256)] > 2 * large, (peaks, unchunked)
+
+
+@pytest.mark.parametrize("backend", ["composite", "native", "eager"])
+def test_bench_peak_memory_counts_temporaries(backend):
+    """losslab.bench.peak_memory equals the peak of every allocation in time order, on each backend (the
+    native and fused ones run inside a Python autograd Function, whose forward makes logits-sized temporaries)."""
+    g = gen(170)
+    x = torch.randn(8, 19, 32, 32, generator=g)
+    target = torch.randint(0, 20, (8, 32, 32), generator=g)
+
+    def fn(inp, t):
+        out = losslab.sigmoid_focal_loss(inp, t)
+        assert backend_of(out) == {"eager": "fused"}.get(backend, backend)
+        return out
+
+    with losslab.set_fused("eager") if backend == "eager" else _dispatch.forced(backend):
+        exact = allocation_peak(fn, x, target)
+        reported = peak_memory(fn, x, target)
+    assert exact > 2.0  # logits-sized intermediates besides the gradient, on every backend
+    assert reported == pytest.approx(exact, rel=0.1), (backend, reported, exact)
