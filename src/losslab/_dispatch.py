@@ -247,20 +247,33 @@ def finish(call: Call, value: Tensor, form: str) -> Tensor:
         return value.to(dtype)
     if form == "scaled":
         if call.processes > 1:
-            value = _dist.reduce_global(value, None, call.processes)
+            value = all_reduced(value, call.processes)
         return value.to(dtype)
     total = value.sum() if form == "elements" else value
     return reduce_total(total, call.reduction, call.denominator, call.processes).to(dtype)
 
 
+def all_reduced(value: Tensor, processes: int) -> Tensor:
+    """A 0-d value summed over the processes (float64 on the wire), with the local value's gradient times the
+    number of processes (DDP divides it again)."""
+    summed = _dist.all_sum(value.detach().double().reshape(())).to(value.dtype)
+    return _dist.scale_gradient(_dist.global_substitute(value, summed), processes)
+
+
 def reduce_total(total: Tensor, reduction: str, denominator: Tensor | float | None, processes: int = 1) -> Tensor:
-    """"sum" or "mean" of a summed loss; a zero denominator divides by 1; all-reduced under ``dist_sync``."""
+    """"sum" or "mean" of a summed loss; a zero denominator divides by 1; all-reduced under ``dist_sync``.
+
+    Under ``dist_sync`` every backend makes the same collectives in the same order whatever its shard holds
+    (an empty shard takes the composite, a large one a sweep): for "mean" the denominator first, then the
+    local sum divided by it, each one 0-d float64 all-reduce; for "sum" the value alone.
+    """
     if processes > 1:
         if reduction == "sum":
-            return _dist.reduce_global(total, None, processes)
-        den = torch.as_tensor(1.0 if denominator is None else denominator, dtype=total.dtype,
-                              device=total.device).reshape(())
-        return _dist.reduce_global(total, den, processes)
+            return all_reduced(total, processes)
+        den = _dist.all_sum(torch.as_tensor(1.0 if denominator is None else denominator, dtype=torch.float64,
+                                            device=total.device).reshape(()))
+        den = den.to(total.dtype)  # each process divides by the global denominator, then the values are summed
+        return all_reduced(total / torch.where(den > 0, den, torch.ones_like(den)), processes)
     if reduction == "sum" or denominator is None:
         return total
     if isinstance(denominator, Tensor):

@@ -78,6 +78,11 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.factor, None
 
 
+def global_substitute(local: Tensor, replacement: Tensor) -> Tensor:
+    """``replacement`` (e.g. an all-reduced value) in the forward, with the gradient of ``local``."""
+    return _Substitute.apply(local, replacement)
+
+
 def global_sum(local: Tensor) -> Tensor:
     """The sum of ``local`` over the processes, with the gradient of ``local`` alone."""
     return _Substitute.apply(local, all_sum(local))

@@ -60,6 +60,14 @@ def on(value: Any) -> bool:
     return isinstance(value, Tensor) or bool(value)
 
 
+def power(base: Tensor, exponent: float | Tensor) -> Tensor:
+    """``base ** exponent`` for a positive base; a tensor exponent (a compiled sweep's hyperparameter) as
+    exp(exponent log base), which inductor vectorises (its pow with a runtime exponent is a scalar loop)."""
+    if isinstance(exponent, Tensor):
+        return torch.exp(exponent * torch.log(base))
+    return base.pow(exponent)
+
+
 def _signature(sweep: Callable, args: tuple) -> tuple:
     """What a compiled graph of ``sweep`` is specialised on: each argument's kind, dtype, rank and device."""
     parts = []
@@ -316,7 +324,7 @@ def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alp
         m = p * (1.0 - t) + q * t  # 1 - p_t
         tiny = _tiny(m)
         mc = m.clamp_min(tiny)
-        factor = mc.pow(gamma)
+        factor = power(mc, gamma)
         # d m^gamma / dx = gamma m^(gamma - 1) dm/dx, with m^(gamma - 1) = m^gamma / m (one power, not two)
         dfactor = torch.where(m > tiny, (gamma * factor / mc) * (p * q * (1.0 - 2.0 * t)), torch.zeros_like(m))
         loss, grad = factor * loss, dfactor * loss + factor * grad
@@ -357,7 +365,7 @@ def focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     one_minus = -torch.expm1(lp)
     tiny = _tiny(one_minus)
     mc = one_minus.clamp_min(tiny)
-    factor = mc.pow(gamma)
+    factor = power(mc, gamma)
     slope = torch.where(one_minus > tiny, (gamma * factor / mc) * torch.exp(lp) * lp, torch.zeros_like(lp))
     return factor, factor - slope
 
@@ -415,7 +423,7 @@ def quality_sweep(x: Tensor, y: Tensor, valid: Tensor | None, w: Tensor | None, 
         ad = d.abs()
         tiny = _tiny(ad)
         adc = ad.clamp_min(tiny)
-        factor = adc.pow(beta)
+        factor = power(adc, beta)
         dfactor = torch.where(ad > tiny, (-beta * factor / adc) * torch.sign(d) * p * q, torch.zeros_like(ad))
         loss, grad = factor * loss, dfactor * loss + factor * grad
     if w is not None:
@@ -436,7 +444,7 @@ def varifocal_sweep(x: Tensor, q: Tensor, w: Tensor | None, scale: Tensor, alpha
         pos_loss, pos_grad = qc * pos_loss, qc * pos_grad
     tiny = _tiny(p)
     pc = p.clamp_min(tiny)
-    factor = pc.pow(gamma)
+    factor = power(pc, gamma)
     dfactor = torch.where(p > tiny, gamma * factor * r, torch.zeros_like(p))  # d p^gamma / dx = gamma p^gamma (1 - p)
     neg_loss = alpha * factor * softplus
     neg_grad = alpha * (dfactor * softplus + factor * p)
