@@ -182,7 +182,8 @@ def choose(call: Call) -> str:
     forced_backend = getattr(_forced, "backend", None)
     if forced_backend in ("native", "composite"):
         return forced_backend if forced_backend == "composite" or backends.native else "composite"
-    small = call.input.numel() < COMPILE_MIN_NUMEL and call.input.device.type == "cpu" and get_fused() == "auto"
+    small = call.input.numel() < COMPILE_MIN_NUMEL and call.input.device.type == "cpu" and get_fused() == "auto" \
+        and not _triton_on_cpu
     if call.fusable and backends.sweep is not None and not small:  # "auto" runs no sweep on small CPU inputs
         path = route(call.input, *call.tensors.values(), eager_pays=backends.eager_pays(call))
         if path is not None and (path != "eager" or backends.eager):
