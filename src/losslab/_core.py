@@ -9,8 +9,11 @@ reduction:
   where dim 1 holds the classes of a categorical distribution.
 
 The public functions in :mod:`losslab.classification` and :mod:`losslab.focal`
-validate their arguments, choose options and call these. Keeping one
-implementation per form makes the documented equivalences (focal with
+validate their arguments and go through :mod:`losslab._forms`, which prepares
+the call with the target forms here and runs it on the backend the
+dispatcher picks; these elementwise formulas are the composite backend (and
+the reference the native nodes and the sweeps are tested against). Keeping
+one implementation per form makes the documented equivalences (focal with
 gamma = 0 is cross-entropy, values and gradients) hold by construction.
 
 Numerical choices, shared by both forms:

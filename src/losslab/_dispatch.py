@@ -90,8 +90,9 @@ _forced = threading.local()
 @contextlib.contextmanager
 def forced(backend: str) -> Iterator[None]:
     """Within it, this thread runs ``backend`` wherever it applies ("native" or "composite": tests, benchmarks)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"forced: backend must be one of {BACKENDS}; got {backend!r}")
+    if backend not in ("native", "composite"):
+        raise ValueError(f"forced: backend must be 'native' or 'composite'; got {backend!r} (the sweeps are "
+                         f"chosen with losslab.set_fused)")
     previous = getattr(_forced, "backend", None)
     _forced.backend = backend
     try:
