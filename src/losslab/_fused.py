@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._native import power, sigmoid_focal_terms
 from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: losslab.set_fused)
 
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
@@ -58,14 +59,6 @@ def _hyperparameter(value: Any) -> Any:
 def on(value: Any) -> bool:
     """Whether a hyperparameter switches its term on: a tensor (nonzero by construction) or a truthy number."""
     return isinstance(value, Tensor) or bool(value)
-
-
-def power(base: Tensor, exponent: float | Tensor) -> Tensor:
-    """``base ** exponent`` for a positive base; a tensor exponent (a compiled sweep's hyperparameter) as
-    exp(exponent log base), which inductor vectorises (its pow with a runtime exponent is a scalar loop)."""
-    if isinstance(exponent, Tensor):
-        return torch.exp(exponent * torch.log(base))
-    return base.pow(exponent)
 
 
 def _signature(sweep: Callable, args: tuple) -> tuple:
@@ -313,21 +306,11 @@ def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alpha: float | None, gamma: float,
                   smoothing: float) -> tuple[Tensor, Tensor]:
-    """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x."""
+    """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x (the
+    native node's primitive, :func:`losslab._native.sigmoid_focal_terms`, with alpha and the weight)."""
     if on(smoothing):
         t = t * (1.0 - smoothing) + 0.5 * smoothing
-    p, q, log_p, log_q = sigmoid_parts(x)  # p and 1 - p
-    pos = t if pw is None else t * pw
-    loss = -(pos * log_p + (1.0 - t) * log_q)
-    grad = (1.0 - t) * p - pos * q
-    if on(gamma):
-        m = p * (1.0 - t) + q * t  # 1 - p_t
-        tiny = _tiny(m)
-        mc = m.clamp_min(tiny)
-        factor = power(mc, gamma)
-        # d m^gamma / dx = gamma m^(gamma - 1) dm/dx, with m^(gamma - 1) = m^gamma / m (one power, not two)
-        dfactor = torch.where(m > tiny, (gamma * factor / mc) * (p * q * (1.0 - 2.0 * t)), torch.zeros_like(m))
-        loss, grad = factor * loss, dfactor * loss + factor * grad
+    loss, grad = sigmoid_focal_terms(x, t, gamma, pw)
     if alpha is not None:
         a = alpha * t + (1.0 - alpha) * (1.0 - t)
         loss, grad = a * loss, a * grad

@@ -62,38 +62,62 @@ class _Precomputed(torch.autograd.Function):
         return _hand_back(ctx, grad_out), None, None, None
 
 
-def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
-    """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x, from torch's kernels.
+def power(base: Tensor, exponent: float | Tensor) -> Tensor:
+    """``base ** exponent`` for a positive base; a tensor exponent (a compiled sweep's hyperparameter) as
+    exp(exponent log base), which inductor vectorises (its pow with a runtime exponent is a scalar loop)."""
+    if isinstance(exponent, Tensor):
+        return torch.exp(exponent * torch.log(base))
+    return base.pow(exponent)
 
-    1 - p_t = p (1 - t) + (1 - p) t with both sigmoids evaluated, and BCE from both softplus terms (accurate at
-    saturated logits, as the composite); the factor
-    is floored at the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite).
+
+def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
+                        pos_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x: the one formula of the sigmoid form's
+    native node and of its CPU sweeps (:mod:`losslab._fused`; the Triton kernels mirror it).
+
+    BCE = (1 - t) softplus(x) + pos_weight t softplus(-x): torch's lerp is exact at t = 0 and 1 and softplus is
+    log1p(e^x), so a tiny loss keeps its digits (``binary_cross_entropy_with_logits`` rounds log(1 + e^-|x|)
+    to 0 beyond |x| of about 17 in float32, and loses relative accuracy well before). 1 - p_t =
+    p (1 - t) + (1 - p) t with both sigmoids evaluated (accurate at saturated logits); the factor is floored at
+    the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite). ``gamma`` may
+    be a 0-d tensor (a compiled sweep's input): then no branch reads its value.
     """
     minus = -x
-    # BCE = (1 - t) softplus(x) + t softplus(-x): torch's lerp is exact at t = 0 and 1 and softplus is log1p(e^x),
-    # so a tiny loss keeps its digits (binary_cross_entropy_with_logits rounds log(1 + e^-|x|) to 0 beyond |x|
-    # of about 17 in float32, and loses relative accuracy well before)
-    ce = torch.lerp(F.softplus(x), F.softplus(minus), t)
-    p = torch.sigmoid(x)
-    if not gamma:
-        return ce, p - t
-    q = torch.sigmoid(minus)
-    negative, positive = p * (1.0 - t), q * t
-    grad = negative - positive  # d BCE / dx = p - t, accurate at saturated logits
+    focal = isinstance(gamma, Tensor) or bool(gamma)
+    if pos_weight is None:
+        ce = torch.lerp(F.softplus(x), F.softplus(minus), t)
+        if not focal:
+            return ce, torch.sigmoid(x) - t
+        p, q = torch.sigmoid(x), torch.sigmoid(minus)
+        negative, positive = p * (1.0 - t), q * t
+        grad = negative - positive  # d BCE / dx = p - t, accurate at saturated logits
+    else:
+        weighted = t * pos_weight
+        ce = (1.0 - t) * F.softplus(x) + weighted * F.softplus(minus)
+        p, q = torch.sigmoid(x), torch.sigmoid(minus)
+        negative = p * (1.0 - t)
+        grad = negative - weighted * q
+        if not focal:
+            return ce, grad
+        positive = q * t
     m = negative + positive
-    if gamma == 2.0:
+    if isinstance(gamma, float) and gamma == 2.0:
         factor, slope = m * m, m * ce  # d m^2 / dm = 2 m: the 2 goes in addcmul's value
-        value = 2.0
-    elif gamma == 1.0:
+        value: float | Tensor = 2.0
+    elif isinstance(gamma, float) and gamma == 1.0:
         factor, slope, value = m, ce, 1.0
     else:
         tiny = torch.finfo(m.dtype).tiny
         mc = m.clamp_min(tiny)
-        factor = mc.pow(gamma)
+        factor = power(mc, gamma)
         slope = torch.where(m > tiny, factor / mc, torch.zeros_like(m)) * ce
         value = gamma
-    # d [m^gamma BCE] / dx = m^gamma (p - t) + gamma m^(gamma - 1) BCE dm/dx,  dm/dx = p q (1 - 2t)
-    grad = torch.addcmul(factor * grad, slope, (p * q) * (1.0 - 2.0 * t), value=value)
+    # d [m^gamma BCE] / dx = m^gamma dBCE/dx + gamma m^(gamma - 1) BCE dm/dx,  dm/dx = p q (1 - 2t)
+    dm = (p * q) * (1.0 - 2.0 * t)
+    if isinstance(value, Tensor):
+        grad = factor * grad + value * slope * dm
+    else:
+        grad = torch.addcmul(factor * grad, slope, dm, value=value)
     return ce * factor, grad
 
 
