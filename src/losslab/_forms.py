@@ -102,9 +102,9 @@ def _sigmoid_composite(call: Call) -> tuple[Tensor, str]:
 
 
 def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
-    """The sigmoid form as one node (loss and derivative from torch's kernels); pos_weight takes the composite."""
+    """The sigmoid form as one node: loss and derivative from torch's kernels."""
     o, tensors = call.options, call.tensors
-    if not o["from_logits"] or tensors["pw"] is not None:
+    if not o["from_logits"]:
         return None
     t, valid = _sigmoid_dense(call)
     x = upcast(call.input, call.dtype)
@@ -124,7 +124,7 @@ def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
     def composite(xx: Tensor) -> Tensor:
         return _scaled(_sigmoid_composite_of(call, xx), reduce, scale)
 
-    return _native.sigmoid_form(x, t, multiplier, o["gamma"], scale, reduce, composite), "scaled"
+    return _native.sigmoid_form(x, t, multiplier, o["gamma"], scale, reduce, composite, tensors["pw"]), "scaled"
 
 
 def _sigmoid_composite_of(call: Call, x: Tensor) -> Tensor:
@@ -184,7 +184,8 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     call = Call(fn, "softmax", input, reduction, denominator, processes,
                 {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w},
                 {"input_kind": input_kind, "gamma": gamma, "smoothing": label_smoothing,
-                 "ignore_index": ignore_index, "torch_mean": torch_mean}, fusable=input_kind == "logits", per_position=True)
+                 "ignore_index": ignore_index, "torch_mean": torch_mean},
+                fusable=input_kind == "logits", per_position=True)
     return _dispatch.run(call)
 
 

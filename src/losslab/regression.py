@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from . import _dist
+from . import _dispatch, _dist
 from ._checks import (
     broadcast_weight,
     check_avg_factor,
@@ -21,7 +22,7 @@ from ._checks import (
     compute_dtype,
     numpy_arguments,
 )
-from ._core import reduce
+from ._dispatch import Backends, Call
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
 
@@ -32,18 +33,50 @@ __all__ = ["smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss"]
 
 
 def _elementwise(fn: str, input: Tensor, target: Tensor, weight: Weight, reduction: str, avg_factor: object,
-                 loss_of: Callable[[Tensor], Tensor], dist_sync: bool) -> Tensor:
-    """Validate, compute ``loss_of(input - target)`` in the compute dtype, weight and reduce."""
+                 loss_of: Callable[[Tensor], Tensor], dist_sync: bool, native: tuple[str, float]) -> Tensor:
+    """Validate and prepare; the dispatcher computes ``loss_of(input - target)`` (composite) or torch's kernel
+    ``native`` = ("smooth_l1" | "huber", beta or delta), weights it and reduces."""
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     check_target_tensor(fn, input, target)
     check_not_bool(fn, target, holds="regression targets")
     check_same_shape(fn, input, target)
     dtype = compute_dtype(input)
-    loss = loss_of(input.to(dtype) - target.to(dtype))
-    if weight is not None:
-        loss = loss * broadcast_weight(fn, "weight", weight, input.shape, input, dtype, "the input's shape")
-    return reduce(loss, reduction, None, avg_factor, _dist.world(fn, dist_sync)).to(input.dtype)
+    w = None if weight is None else broadcast_weight(fn, "weight", weight, input.shape, input, dtype,
+                                                     "the input's shape")
+    processes = _dist.world(fn, dist_sync)
+    denominator = avg_factor if avg_factor is not None else float(input.numel())
+    torch_mean = w is None and avg_factor is None and processes == 1 and input.numel() > 0
+    return _dispatch.run(Call(fn, "regression", input, reduction, denominator, processes,
+                              {"target": target, "w": w, "avg_factor": avg_factor if isinstance(avg_factor, Tensor)
+                               else None}, {"loss_of": loss_of, "native": native, "torch_mean": torch_mean},
+                              fusable=False))
+
+
+def _regression_composite(call: Call) -> tuple[Tensor, str]:
+    loss = call.options["loss_of"](call.input.to(call.dtype) - call.tensors["target"].to(call.dtype))
+    w = call.tensors["w"]
+    return (loss if w is None else loss * w), "elements"
+
+
+def _regression_native(call: Call) -> tuple[Tensor, str]:
+    """torch's smooth_l1_loss / huber_loss: summed (or torch's own mean where it divides by the same count)."""
+    kind, parameter = call.options["native"]
+    w = call.tensors["w"]
+    how = "none" if call.reduction == "none" or w is not None else "sum"
+    if call.reduction == "mean" and call.options["torch_mean"]:
+        how = "mean"
+    x, t = call.input.to(call.dtype), call.tensors["target"].to(call.dtype)
+    if kind == "smooth_l1":
+        loss = F.smooth_l1_loss(x, t, reduction=how, beta=parameter)
+    else:
+        loss = F.huber_loss(x, t, reduction=how, delta=parameter)
+    if w is not None:
+        loss = loss * w
+    return loss, {"none": "elements", "sum": "total", "mean": "mean"}[how]
+
+
+_dispatch.register("regression", Backends(composite=_regression_composite, native=_regression_native))
 
 
 @numpy_arguments
@@ -109,7 +142,7 @@ def smooth_l1_loss(
         a = d.abs()
         return a if beta == 0 else torch.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta)
 
-    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync, ("smooth_l1", beta))
 
 
 @numpy_arguments
@@ -170,7 +203,7 @@ def huber_loss(
         a = d.abs()
         return torch.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
 
-    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync)
+    return _elementwise(fn, input, target, weight, reduction, avg_factor, loss_of, dist_sync, ("huber", delta))
 
 
 def _check_smooth_l1(fn: str, *, beta: object, **common: object) -> float:
