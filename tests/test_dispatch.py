@@ -705,3 +705,34 @@ def test_bench_peak_memory_counts_temporaries(backend):
         reported = peak_memory(fn, x, target)
     assert exact > 2.0  # logits-sized intermediates besides the gradient, on every backend
     assert reported == pytest.approx(exact, rel=0.1), (backend, reported, exact)
+
+
+# ----------------------------------------------------------------------------
+# regression losses: torch's smooth_l1_loss / huber_loss against the composite
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, kwargs", [
+    ("smooth_l1_loss", {"beta": 1.0}), ("smooth_l1_loss", {"beta": 0.0}), ("smooth_l1_loss", {"beta": 0.3}),
+    ("huber_loss", {"delta": 0.7}), ("smooth_l1_loss", {"weight": [0.5, 2.0, 1.0, 0.0]}),
+    ("huber_loss", {"avg_factor": 3.0}), ("smooth_l1_loss", {"avg_factor": 0.0}),
+], ids=lambda v: str(v))
+def test_regression_native_equals_composite(name, kwargs, reduction, dtype):
+    x = logits(6, 4, seed=901, dtype=dtype)
+    target = logits(6, 4, seed=902, dtype=dtype)
+    target.view(-1)[:3] = x.view(-1)[:3] + torch.tensor([0.0, 0.3, -0.7], dtype=dtype)  # at 0 and at the kinks
+    fn = getattr(losslab, name)
+    native = run_on("native", fn, x, target, reduction=reduction, **kwargs)
+    composite = run_on("composite", fn, x, target, reduction=reduction, **kwargs)
+    assert "NllLoss" not in str(native[2])
+    assert_close(native[0], composite[0], dtype, "value")
+    assert_close(native[1], composite[1], dtype, "gradient")
+
+
+def test_regression_runs_torch_kernels_by_default():
+    x = torch.randn(5, 4, requires_grad=True)
+    names = graph_nodes(losslab.smooth_l1_loss(x, torch.zeros(5, 4)))
+    assert any("SmoothL1" in n for n in names), names
+    names = graph_nodes(losslab.huber_loss(x, torch.zeros(5, 4)))
+    assert any("Huber" in n for n in names), names
