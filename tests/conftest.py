@@ -11,9 +11,12 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+import torch._dynamo  # noqa: E402
 from hypothesis import HealthCheck, settings
+from torch._dynamo.utils import counters  # noqa: E402
 
 import losslab
+from losslab import _fused
 
 from .helpers import TOLERANCES
 
@@ -35,3 +38,21 @@ def _default_checks():
     previous = losslab.set_checks(None)
     yield
     losslab.set_checks(previous)
+
+
+@pytest.fixture
+def fresh_dynamo(monkeypatch, tmp_path):
+    """Reset dynamo and the counters; empty caches of compiled sweeps (in memory and on disk); compiling allowed.
+
+    The inductor cache directory is the test's own: what other runs compiled on this machine cannot leak in
+    (see test_compiled_sweep_follows_a_changed_hyperparameter).
+    """
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    counters.clear()
+    monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
+    monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
+    yield
+    torch._dynamo.reset()
+    counters.clear()

@@ -24,6 +24,8 @@ import torch
 import losslab
 from losslab import _dispatch
 
+from .helpers import graph_nodes
+
 N = 11
 C = 4
 IGNORE = -100
@@ -180,21 +182,6 @@ CASES: list[Case] = [
 # Computed without dist_sync, to show that the comparison can fail.
 CONTROL = Case("control: cross_entropy ignore without dist_sync", "cross_entropy",
                lambda: (_logits(N, C), _ignore_first_shard(_indices(N))))
-
-
-def graph_nodes(out: torch.Tensor) -> set[str]:
-    """The class names of every autograd node behind ``out``."""
-    names: set[str] = set()
-    seen: set[int] = set()
-    stack = [out.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        names.add(type(node).__name__)
-        stack.extend(child for child, _ in node.next_functions)
-    return names
 
 
 def run_case(case: Case, start: int, stop: int, world: int, *, dist_sync: bool,

@@ -63,3 +63,18 @@ def assert_same(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, tor
     """Values and gradients close under the dtype's tolerance."""
     torch.testing.assert_close(a[0], b[0], **TOLERANCES[dtype])
     torch.testing.assert_close(a[1], b[1], **TOLERANCES[dtype])
+
+
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """The class names of every autograd node behind ``out``."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    return names

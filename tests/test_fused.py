@@ -58,24 +58,6 @@ def _auto_mode():
 
 
 @pytest.fixture
-def fresh_dynamo(monkeypatch, tmp_path):
-    """Reset dynamo and the counters; empty caches of compiled sweeps (in memory and on disk); compiling allowed.
-
-    The inductor cache directory is the test's own: what other runs compiled on this machine cannot leak in
-    (see test_compiled_sweep_follows_a_changed_hyperparameter).
-    """
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    torch._dynamo.reset()
-    counters.clear()
-    monkeypatch.setattr(_fused, "_compiled", {})
-    monkeypatch.setattr(_fused, "_failed_signatures", {})
-    monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
-    yield
-    torch._dynamo.reset()
-    counters.clear()
-
-
-@pytest.fixture
 def fused_calls(monkeypatch):
     """The names of the losses that went through _fused.fused (the entry point of the fused path)."""
     calls: list[str] = []
