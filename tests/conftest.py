@@ -56,3 +56,11 @@ def fresh_dynamo(monkeypatch, tmp_path):
     yield
     torch._dynamo.reset()
     counters.clear()
+
+
+@pytest.fixture
+def fused_auto():
+    """The test starts in set_fused("auto") and leaves it there (the fused-path test modules use it)."""
+    losslab.set_fused("auto")
+    yield
+    losslab.set_fused("auto")

@@ -44,17 +44,11 @@ F64 = torch.float64
 F32 = torch.float32
 C = 4
 REDUCTIONS = ("none", "mean", "sum")
-NATIVE_NODES = ("NllLossBackward0", "NllLoss2DBackward0", "NllLossNdBackward0", "_PrecomputedBackward")  # the marks of the native backend in a graph
+# the marks of the native backend in a graph
+NATIVE_NODES = ("NllLossBackward0", "NllLoss2DBackward0", "NllLossNdBackward0", "_PrecomputedBackward")
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _auto_mode():
-    """Every test starts in set_fused("auto") and leaves it there."""
-    losslab.set_fused("auto")
-    yield
-    losslab.set_fused("auto")
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("fused_auto")]
 
 
 # ----------------------------------------------------------------------------
@@ -69,7 +63,8 @@ def backend_of(out: torch.Tensor) -> str:
     return "native" if nodes & set(NATIVE_NODES) else "composite"
 
 
-def run_on(backend: str | None, fn: Callable, x: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor, str]:
+def run_on(backend: str | None, fn: Callable, x: torch.Tensor, *args,
+           **kwargs) -> tuple[torch.Tensor, torch.Tensor, str]:
     """value_and_grad of ``fn`` under forced(backend) (None: the default dispatch), and the backend that ran."""
     seen: list[str] = []
 
@@ -168,7 +163,8 @@ def _ce_cases() -> list[Case]:
         Case("cross_entropy probs smoothing weight", "cross_entropy", (6, C), lambda: soft_targets(6, C, seed=18),
              {"label_smoothing": 0.1, "weight": class_weight(19)}, native=False),
         Case("cross_entropy NCHW weight ignore", "cross_entropy", nchw,
-             lambda: class_indices((2, 3, 4), C, seed=20, ignore_index=-100, ignored=0.3), {"weight": class_weight(21)}),
+             lambda: class_indices((2, 3, 4), C, seed=20, ignore_index=-100, ignored=0.3),
+             {"weight": class_weight(21)}),
         Case("cross_entropy NCHW smoothing", "cross_entropy", nchw,
              lambda: class_indices((2, 3, 4), C, seed=22), {"label_smoothing": 0.2}),
         Case("cross_entropy NCHW probs", "cross_entropy", nchw, lambda: soft_targets(2, C, 3, 4, seed=23),
@@ -187,10 +183,12 @@ def _sigmoid_cases() -> list[Case]:
         Case("bce dense soft", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 31)),
         Case("bce ignore", "binary_cross_entropy", (6, C), lambda: hard_labels_with_ignore((6, C), 32),
              {"ignore_index": -1}),
-        Case("bce weight", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 33), {"weight": class_weight(34)}),
+        Case("bce weight", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 33),
+             {"weight": class_weight(34)}),
         Case("bce index background ignore", "binary_cross_entropy", (7, C), lambda: with_background((7,), 35, -1),
              {"ignore_index": -1, "weight": class_weight(36)}),
-        Case("bce smoothing", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 37), {"label_smoothing": 0.2}),
+        Case("bce smoothing", "binary_cross_entropy", (6, C), lambda: soft_labels((6, C), 37),
+             {"label_smoothing": 0.2}),
         Case("bce NCHW index smoothing", "binary_cross_entropy", (2, C, 3, 2), lambda: with_background((2, 3, 2), 38),
              {"label_smoothing": 0.1}),
     ]
@@ -348,7 +346,8 @@ def _empty_cases() -> list[Case]:
         Case("bce dense", "binary_cross_entropy", (0, C), lambda: torch.zeros(0, C, dtype=F64)),
         Case("bce index", "binary_cross_entropy", (0, C), lambda: torch.zeros(0, dtype=torch.long)),
         Case("sigmoid_focal", "sigmoid_focal_loss", (0, C), lambda: torch.zeros(0, C, dtype=F64)),
-        Case("sigmoid_focal index gamma=0.5", "sigmoid_focal_loss", (0, C, 3), lambda: torch.zeros(0, 3, dtype=torch.long),
+        Case("sigmoid_focal index gamma=0.5", "sigmoid_focal_loss", (0, C, 3),
+             lambda: torch.zeros(0, 3, dtype=torch.long),
              {"gamma": 0.5}),
         Case("softmax_focal", "softmax_focal_loss", (0, C), lambda: torch.zeros(0, dtype=torch.long),
              {"alpha": class_weight(92)}),
@@ -383,7 +382,8 @@ SECOND_ORDER = [
          {"gamma": 2.0, "alpha": 0.25}),
     Case("sigmoid_focal dense gamma=0.5 weight", "sigmoid_focal_loss", (5, C), lambda: soft_labels((5, C), 102),
          {"gamma": 0.5, "weight": class_weight(103)}),
-    Case("sigmoid_focal index ignore gamma=3", "sigmoid_focal_loss", (2, C, 3), lambda: with_background((2, 3), 104, -1),
+    Case("sigmoid_focal index ignore gamma=3", "sigmoid_focal_loss", (2, C, 3),
+         lambda: with_background((2, 3), 104, -1),
          {"gamma": 3.0, "ignore_index": -1}),
     Case("softmax_focal gamma=2 alpha ignore", "softmax_focal_loss", (6, C),
          lambda: class_indices((6,), C, seed=105, ignore_index=-100, ignored=0.3),

@@ -46,15 +46,8 @@ SHAPES = {"NC": (6, C), "NCHW": (2, C, 2, 3)}
 SIGMOID_GAMMAS = (0.0, 0.5, 1.0, 2.0, 3.5)
 SATURATED = (1e4, -1e4, 100.0, -100.0)
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _auto_mode():
-    """Every test starts in set_fused("auto") and leaves it there."""
-    losslab.set_fused("auto")
-    yield
-    losslab.set_fused("auto")
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("fused_auto")]
 
 
 @pytest.fixture
