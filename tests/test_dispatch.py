@@ -678,3 +678,19 @@ def test_regression_runs_torch_kernels_by_default():
     assert any("SmoothL1" in n for n in names), names
     names = graph_nodes(losslab.huber_loss(x, torch.zeros(5, 4)))
     assert any("Huber" in n for n in names), names
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "binary_cross_entropy", "softmax_focal_loss"])
+def test_without_a_gradient_the_native_node_computes_the_loss_only(name, monkeypatch):
+    """Under no_grad (evaluation) the native node is skipped: the composite's value, and no gradient computed."""
+    x = logits(6, C, seed=911)
+    target = class_indices((6,), C, seed=912) if name == "softmax_focal_loss" else soft_labels((6, C), 913)
+    want = getattr(losslab, name)(x.clone().requires_grad_(True), target).detach()
+    monkeypatch.setattr(losslab._native._Precomputed, "apply", _must_not_run)
+    with torch.no_grad():
+        got = getattr(losslab, name)(x, target)
+    torch.testing.assert_close(got, want, **TOLERANCES[F64])
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the native node ran without a gradient to compute")

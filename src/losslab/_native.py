@@ -62,6 +62,15 @@ class _Precomputed(torch.autograd.Function):
         return _hand_back(ctx, grad_out), None, None, None
 
 
+def _node(x: Tensor, compute: Callable[[Tensor], tuple[Tensor, Tensor]], composite: Callable[[Tensor], Tensor],
+          per_position: bool) -> Tensor:
+    """The loss as a _Precomputed node where a gradient is wanted; without one (evaluation, no_grad) the
+    composite formula alone, which computes no gradient."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Precomputed.apply(x, compute, composite, per_position)
+    return composite(x)
+
+
 def power(base: Tensor, exponent: float | Tensor) -> Tensor:
     """``base ** exponent`` for a positive base; a tensor exponent (a compiled sweep's hyperparameter) as
     exp(exponent log base), which inductor vectorises (its pow with a runtime exponent is a scalar loop)."""
@@ -151,7 +160,7 @@ def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, 
         loss, grad = sigmoid_focal_terms(xx, t, gamma, pos_weight)
         return _weigh(loss, grad, multiplier, scale, reduce)
 
-    return _Precomputed.apply(x, compute, composite, False)
+    return _node(x, compute, composite, False)
 
 
 def _softmax_focal_factor(lp: Tensor, gamma: float, focal_factor: Callable) -> tuple[Tensor, Tensor]:
@@ -179,4 +188,4 @@ def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: fl
         grad.scatter_add_(1, idx, -coef)
         return -loss, grad
 
-    return _Precomputed.apply(x, compute, composite, True)
+    return _node(x, compute, composite, True)
