@@ -37,7 +37,6 @@ from . import _dist, _fused
 from ._switches import get_fused
 
 COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
-BACKENDS = ("native", "composite", "eager", "compiled", "triton")
 
 
 @dataclass(eq=False)
@@ -220,8 +219,7 @@ def global_denominator(call: Call) -> Tensor | float:
     if call.reduction != "mean":
         return 1.0
     if call.processes > 1:
-        return _dist.all_sum(torch.as_tensor(call.denominator, dtype=torch.float64,
-                                             device=call.input.device).reshape(()))
+        return _dist.global_denominator(call.denominator, call.input.device)
     return call.denominator
 
 
@@ -231,8 +229,7 @@ def scale(call: Call) -> float | Tensor:
     if not isinstance(denominator, Tensor):
         value = float(denominator)
         return 1.0 / value if value > 0 else 1.0
-    den = denominator.reshape(()).to(call.dtype)
-    return torch.where(den > 0, 1.0 / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(den))
+    return _fused._scale(denominator, call.input)
 
 
 def finish(call: Call, value: Tensor, form: str) -> Tensor:
@@ -249,33 +246,24 @@ def finish(call: Call, value: Tensor, form: str) -> Tensor:
         return value.to(dtype)
     if form == "scaled":
         if call.processes > 1:
-            value = all_reduced(value, call.processes)
+            value = _dist.reduce_global(value, call.processes)
         return value.to(dtype)
     total = value.sum() if form == "elements" else value
     return reduce_total(total, call.reduction, call.denominator, call.processes).to(dtype)
-
-
-def all_reduced(value: Tensor, processes: int) -> Tensor:
-    """A 0-d value summed over the processes (float64 on the wire), with the local value's gradient times the
-    number of processes (DDP divides it again)."""
-    summed = _dist.all_sum(value.detach().double().reshape(())).to(value.dtype)
-    return _dist.scale_gradient(_dist.global_substitute(value, summed), processes)
 
 
 def reduce_total(total: Tensor, reduction: str, denominator: Tensor | float | None, processes: int = 1) -> Tensor:
     """"sum" or "mean" of a summed loss; a zero denominator divides by 1; all-reduced under ``dist_sync``.
 
     Under ``dist_sync`` every backend makes the same collectives in the same order whatever its shard holds
-    (an empty shard takes the composite, a large one a sweep): for "mean" the denominator first, then the
-    local sum divided by it, each one 0-d float64 all-reduce; for "sum" the value alone.
+    (an empty shard takes the composite, a large one a sweep): see :func:`losslab._dist.reduce_global`.
     """
     if processes > 1:
         if reduction == "sum":
-            return all_reduced(total, processes)
-        den = _dist.all_sum(torch.as_tensor(1.0 if denominator is None else denominator, dtype=torch.float64,
-                                            device=total.device).reshape(()))
-        den = den.to(total.dtype)  # each process divides by the global denominator, then the values are summed
-        return all_reduced(total / torch.where(den > 0, den, torch.ones_like(den)), processes)
+            return _dist.reduce_global(total, processes)
+        # each process divides by the global denominator, then the values are summed
+        den = _dist.global_denominator(1.0 if denominator is None else denominator, total.device).to(total.dtype)
+        return _dist.reduce_global(total / torch.where(den > 0, den, torch.ones_like(den)), processes)
     if reduction == "sum" or denominator is None:
         return total
     if isinstance(denominator, Tensor):

@@ -78,11 +78,6 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.factor, None
 
 
-def global_substitute(local: Tensor, replacement: Tensor) -> Tensor:
-    """``replacement`` (e.g. an all-reduced value) in the forward, with the gradient of ``local``."""
-    return _Substitute.apply(local, replacement)
-
-
 def global_sum(local: Tensor) -> Tensor:
     """The sum of ``local`` over the processes, with the gradient of ``local`` alone."""
     return _Substitute.apply(local, all_sum(local))
@@ -93,15 +88,17 @@ def scale_gradient(value: Tensor, processes: int) -> Tensor:
     return _ScaleGrad.apply(value, processes) if processes > 1 else value
 
 
-def reduce_global(total: Tensor, denominator: Tensor | None, processes: int) -> Tensor:
-    """The global sum (``denominator`` None) or mean of a local ``total`` over a local ``denominator``.
+def global_denominator(denominator: Tensor | float, device: torch.device) -> Tensor:
+    """A local denominator summed over the processes: a 0-d float64 tensor (one all-reduce)."""
+    return all_sum(torch.as_tensor(denominator, dtype=torch.float64, device=device).reshape(()))
 
-    One all-reduce carries both; a zero global denominator divides by 1, as
-    on one process.
+
+def reduce_global(local: Tensor, processes: int) -> Tensor:
+    """A local 0-d value (a local sum, or a local sum already divided by the global denominator) summed over
+    the processes, float64 on the wire (one all-reduce), with the local value's gradient times ``processes``.
+
+    Every loss makes the same collectives whatever its shard holds or whichever backend computed it: for
+    "mean" :func:`global_denominator` first, then this; for "sum" this alone.
     """
-    if denominator is None:
-        return scale_gradient(global_sum(total), processes)
-    packed = all_sum(torch.stack([total.detach(), denominator.detach().to(total.dtype).reshape(())]))
-    value = _Substitute.apply(total, packed[0])
-    den = packed[1]
-    return scale_gradient(value / torch.where(den > 0, den, torch.ones_like(den)), processes)
+    summed = all_sum(local.detach().double().reshape(())).to(local.dtype)
+    return scale_gradient(_Substitute.apply(local, summed), processes)

@@ -92,13 +92,16 @@ def _sigmoid_dense(call: Call) -> tuple[Tensor, Tensor | None]:
     return (dense if valid is None else torch.where(valid, dense, torch.zeros_like(dense))), valid
 
 
-def _sigmoid_composite(call: Call) -> tuple[Tensor, str]:
+def _sigmoid_composite_of(call: Call, x: Tensor) -> Tensor:
+    """The composite per-element loss of ``x`` (the input in the compute dtype)."""
     t, valid = _sigmoid_dense(call)
     o, tensors = call.options, call.tensors
-    loss = sigmoid_elementwise(upcast(call.input, call.dtype), t, valid, from_logits=o["from_logits"],
-                               alpha=o["alpha"], gamma=o["gamma"], weight=tensors["w"], pos_weight=tensors["pw"],
-                               label_smoothing=o["smoothing"])
-    return loss, "elements"
+    return sigmoid_elementwise(x, t, valid, from_logits=o["from_logits"], alpha=o["alpha"], gamma=o["gamma"],
+                               weight=tensors["w"], pos_weight=tensors["pw"], label_smoothing=o["smoothing"])
+
+
+def _sigmoid_composite(call: Call) -> tuple[Tensor, str]:
+    return _sigmoid_composite_of(call, upcast(call.input, call.dtype)), "elements"
 
 
 def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
@@ -125,13 +128,6 @@ def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
         return _scaled(_sigmoid_composite_of(call, xx), reduce, scale)
 
     return _native.sigmoid_form(x, t, multiplier, o["gamma"], scale, reduce, composite, tensors["pw"]), "scaled"
-
-
-def _sigmoid_composite_of(call: Call, x: Tensor) -> Tensor:
-    t, valid = _sigmoid_dense(call)
-    o, tensors = call.options, call.tensors
-    return sigmoid_elementwise(x, t, valid, from_logits=True, alpha=o["alpha"], gamma=o["gamma"],
-                               weight=tensors["w"], pos_weight=tensors["pw"], label_smoothing=o["smoothing"])
 
 
 def _sigmoid_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
@@ -243,8 +239,7 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
     def composite(xx: Tensor) -> Tensor:
         return _scaled(_softmax_composite_of(call, xx), reduce, scale)
 
-    return _native.softmax_focal(x, indices, multiplier, gamma, scale, reduce, composite, _fused.focal_factor), \
-        "scaled"
+    return _native.softmax_focal(x, indices, multiplier, gamma, scale, reduce, composite), "scaled"
 
 
 def _softmax_sweep(call: Call) -> tuple[Callable, tuple, tuple]:

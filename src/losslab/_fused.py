@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._native import power
+from ._native import focal_factor, power, times_upstream
 from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: losslab.set_fused)
 
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
@@ -140,11 +140,7 @@ def _flat_positions(t: Tensor | None, x: Tensor) -> Tensor | None:
     """An (N, C, d1, ...) tensor as (N, C, L), an (N, d1, ...) one as (N, L): views where the strides allow."""
     if t is None:
         return None
-    shape = (x.shape[0], x.shape[1], -1) if t.ndim == x.ndim else (x.shape[0], -1)
-    try:
-        return t.view(shape)
-    except RuntimeError:
-        return t.reshape(shape)
+    return t.reshape((x.shape[0], x.shape[1], -1) if t.ndim == x.ndim else (x.shape[0], -1))
 
 
 def _run_positions(sweep: Callable, x: Tensor, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
@@ -245,12 +241,7 @@ class _FusedLoss(torch.autograd.Function):
             raise RuntimeError(f"{ctx.fn}: the fused path has no second derivative (create_graph=True); "
                                f"call losslab.set_fused('off') to differentiate the loss twice")
         (grad,) = ctx.saved_tensors
-        if grad_out.ndim == 0:
-            if grad_out.device.type == "cpu" and float(grad_out) == 1.0:
-                return grad, None, None, None  # the usual loss.backward(): no pass at all
-            return grad * grad_out.to(grad.dtype), None, None, None
-        upstream = grad_out.unsqueeze(1) if ctx.per_position else grad_out
-        return grad * upstream.to(grad.dtype), None, None, None
+        return times_upstream(grad, grad_out, ctx.per_position), None, None, None
 
 
 def fused(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None, ...], shared: tuple[Any, ...],
@@ -356,16 +347,6 @@ def sigmoid_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, w: Tensor
     loss, grad = sigmoid_terms(xc, t, None if w is None else w.to(xc.dtype), None if pw is None else pw.to(xc.dtype),
                                alpha, gamma, smoothing)
     return _finish(loss, grad, valid, scale, reduce, x.dtype)
-
-
-def focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
-    """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p, from log p (floored like the composite)."""
-    one_minus = -torch.expm1(lp)
-    tiny = _tiny(one_minus)
-    mc = one_minus.clamp_min(tiny)
-    factor = power(mc, gamma)
-    slope = torch.where(one_minus > tiny, (gamma * factor / mc) * torch.exp(lp) * lp, torch.zeros_like(lp))
-    return factor, factor - slope
 
 
 def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Tensor, class_weight: Tensor | None,

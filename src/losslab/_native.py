@@ -30,6 +30,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def times_upstream(grad: Tensor, grad_out: Tensor, per_position: bool) -> Tensor:
+    """A saved gradient times the incoming one (none at all for the usual loss.backward(), where it is 1);
+    ``per_position``: one loss per position of an (N, C, ...) input, the gradient broadcast over C."""
+    if grad_out.ndim == 0:
+        if grad_out.device.type == "cpu" and float(grad_out) == 1.0:
+            return grad
+        return grad * grad_out.to(grad.dtype)
+    upstream = grad_out.unsqueeze(1) if per_position else grad_out
+    return grad * upstream.to(grad.dtype)
+
+
 def _hand_back(ctx: Any, grad_out: Tensor) -> Tensor:
     """The saved gradient times the incoming one; under create_graph, the composite's derivative instead."""
     grad, x = ctx.saved_tensors
@@ -38,12 +49,7 @@ def _hand_back(ctx: Any, grad_out: Tensor) -> Tensor:
             out = ctx.composite(x)
             (again,) = torch.autograd.grad(out, x, grad_out, create_graph=True)
         return again
-    if grad_out.ndim == 0:
-        if grad_out.device.type == "cpu" and float(grad_out) == 1.0:
-            return grad  # the usual loss.backward(): no pass at all
-        return grad * grad_out.to(grad.dtype)
-    upstream = grad_out.unsqueeze(1) if ctx.per_position else grad_out
-    return grad * upstream.to(grad.dtype)
+    return times_upstream(grad, grad_out, ctx.per_position)
 
 
 class _Precomputed(torch.autograd.Function):
@@ -79,7 +85,7 @@ def power(base: Tensor, exponent: float | Tensor) -> Tensor:
     return base.pow(exponent)
 
 
-def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
+def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float,
                         pos_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(1 - p_t)^gamma BCE(x, t) per element and its derivative in x, from torch's kernels: the native node's
     evaluation of the formula the sweeps evaluate from one exp and one log1p (:func:`losslab._fused.sigmoid_terms`).
@@ -91,7 +97,7 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
     the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite).
     """
     minus = -x
-    focal = isinstance(gamma, Tensor) or bool(gamma)
+    focal = bool(gamma)
     if pos_weight is None:
         ce = torch.lerp(F.softplus(x), F.softplus(minus), t)
         if not focal:
@@ -109,10 +115,10 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
             return ce, grad
         positive = q * t
     m = negative + positive
-    if isinstance(gamma, float) and gamma == 2.0:
+    if gamma == 2.0:
         factor, slope = m * m, m * ce  # d m^2 / dm = 2 m: the 2 goes in addcmul's value
-        value: float | Tensor = 2.0
-    elif isinstance(gamma, float) and gamma == 1.0:
+        value = 2.0
+    elif gamma == 1.0:
         factor, slope, value = m, ce, 1.0
     else:
         tiny = torch.finfo(m.dtype).tiny
@@ -121,11 +127,7 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float | Tensor,
         slope = torch.where(m > tiny, factor / mc, torch.zeros_like(m)) * ce
         value = gamma
     # d [m^gamma BCE] / dx = m^gamma dBCE/dx + gamma m^(gamma - 1) BCE dm/dx,  dm/dx = p q (1 - 2t)
-    dm = (p * q) * (1.0 - 2.0 * t)
-    if isinstance(value, Tensor):
-        grad = factor * grad + value * slope * dm
-    else:
-        grad = torch.addcmul(factor * grad, slope, dm, value=value)
+    grad = torch.addcmul(factor * grad, slope, (p * q) * (1.0 - 2.0 * t), value=value)
     return ce * factor, grad
 
 
@@ -163,7 +165,17 @@ def sigmoid_form(x: Tensor, t: Tensor, multiplier: Tensor | None, gamma: float, 
     return _node(x, compute, composite, False)
 
 
-def _softmax_focal_factor(lp: Tensor, gamma: float, focal_factor: Callable) -> tuple[Tensor, Tensor]:
+def focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p, from log p (floored like the composite)."""
+    one_minus = -torch.expm1(lp)
+    tiny = torch.finfo(one_minus.dtype).tiny
+    mc = one_minus.clamp_min(tiny)
+    factor = power(mc, gamma)
+    slope = torch.where(one_minus > tiny, (gamma * factor / mc) * torch.exp(lp) * lp, torch.zeros_like(lp))
+    return factor, factor - slope
+
+
+def _softmax_focal_factor(lp: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     """(1 - p)^gamma and G = d[(1 - p)^gamma log p] / d log p; gamma = 2 in five operations."""
     if gamma != 2.0:
         return focal_factor(lp, gamma)
@@ -174,14 +186,14 @@ def _softmax_focal_factor(lp: Tensor, gamma: float, focal_factor: Callable) -> t
 
 
 def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: float, scale: float | Tensor,
-                  reduce: bool, composite: Callable[[Tensor], Tensor], focal_factor: Callable) -> Tensor:
+                  reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
     """-m_n (1 - p_y)^gamma log p_y per position (m: class weight of the target times the kept mask) as one
-    node; d/dx_c = (p_c - [c = y]) m_n G(p_y), G from ``focal_factor``."""
+    node; d/dx_c = (p_c - [c = y]) m_n G(p_y), G from :func:`focal_factor`."""
     def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
         log_p = torch.log_softmax(xx, dim=1)
         idx = index.unsqueeze(1)
         lp = log_p.gather(1, idx).squeeze(1)
-        factor, coef = _softmax_focal_factor(lp, gamma, focal_factor)
+        factor, coef = _softmax_focal_factor(lp, gamma)
         loss, coef = _weigh(factor * lp, coef, multiplier, scale, reduce)
         coef = coef.unsqueeze(1)
         grad = torch.exp(log_p).mul_(coef)
