@@ -821,3 +821,8 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
     elif normalize is not None:
         raise ValueError(normalize)
     return w
+
+
+from . import reference_longtail as _longtail  # noqa: E402  (the long-tail losses' references)
+
+REFERENCES.update(_longtail.REFERENCES)

@@ -296,7 +296,7 @@ def softmax_index_case(shape, gamma, weighted: bool, masked: bool, x: torch.Tens
     scale = _fused._scale(5.0, x)
 
     def call(xx, reduce):
-        return _fused.softmax_index_sweep(xx, safe, keep, scale, wd, gamma, reduce)
+        return _fused.softmax_index_sweep(xx, safe, keep, scale, wd, gamma, None, None, None, reduce)
 
     def composite(xx):
         return _core.softmax_elementwise(xx, _core.SoftmaxTarget(indices=safe, valid=keep), class_weight=wd,
@@ -327,7 +327,7 @@ def softmax_dense_case(shape, gamma, weighted: bool, x: torch.Tensor | None = No
     scale = _fused._scale(3.0, x)
 
     def call(xx, reduce):
-        return _fused.softmax_dense_sweep(xx, q, scale, wd, gamma, reduce)
+        return _fused.softmax_dense_sweep(xx, q, scale, wd, gamma, None, None, reduce)
 
     def composite(xx):
         return _core.softmax_elementwise(xx, _core.SoftmaxTarget(probs=q.to(dtype)), class_weight=wd, gamma=gamma)
@@ -499,10 +499,11 @@ def test_eager_run_chunks_along_dim_0(family, reduce, monkeypatch):
     index = class_indices(positions(shape), C, seed=72)
     keep = kept_mask(positions(shape), 73)
     if family == "softmax_index":
-        sweep, batched, shared = _fused.softmax_index_sweep, (index, keep), (scale, None, 2.0)
+        sweep, batched, shared = _fused.softmax_index_sweep, (index, keep), (scale, None, 2.0, None, None, None)
         loss_shape = positions(shape)
     elif family == "softmax_dense":
-        sweep, batched, shared = _fused.softmax_dense_sweep, (soft_targets(*shape, seed=74),), (scale, None, 0.5)
+        sweep, batched, shared = _fused.softmax_dense_sweep, (soft_targets(*shape, seed=74),), \
+            (scale, None, 0.5, None, None)
         loss_shape = positions(shape)
     else:
         w = _fused.spread(along_classes(torch.rand(C, generator=gen(75), dtype=F64), shape), x)

@@ -20,6 +20,16 @@ from .classification import (
     nll_loss,
 )
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from .longtail import (
+    LDAMLoss,
+    LogitAdjustedCrossEntropyLoss,
+    VSLoss,
+    deferred_class_weights,
+    ldam_loss,
+    logit_adjust,
+    logit_adjusted_cross_entropy,
+    vs_loss,
+)
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -51,6 +61,8 @@ __all__ = [
     "sigmoid_focal_loss", "softmax_focal_loss",
     "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
+    "logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "LogitAdjustedCrossEntropyLoss", "LDAMLoss", "VSLoss",
+    "logit_adjust", "deferred_class_weights",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",

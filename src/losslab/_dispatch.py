@@ -66,7 +66,8 @@ class Backends:
 
     composite: Callable[[Call], tuple[Tensor, str]]  # (value, form), see finish
     native: Callable[[Call], tuple[Tensor, str] | None] | None = None  # None where torch has no kernel for it
-    sweep: Callable[[Call], tuple[Callable, tuple, tuple]] | None = None  # (sweep, batched, shared)
+    # (sweep, batched, shared); the function may return None for a call no sweep computes (native runs)
+    sweep: Callable[[Call], tuple[Callable, tuple, tuple] | None] | None = None
     eager: bool = True  # has an eager sweep worth running (the softmax sweeps run compiled or on Triton only)
     eager_pays: Callable[[Call], bool] = lambda call: False  # the eager sweep beats native/composite when large
 
@@ -202,13 +203,14 @@ def run(call: Call) -> Tensor:
     """Compute ``call`` on its backend and finish it."""
     backend = choose(call)
     backends = TABLE[call.kind]
-    if backend in ("eager", "compiled", "triton"):
-        sweep, batched, shared = backends.sweep(call)
+    swept = backends.sweep(call) if backend in ("eager", "compiled", "triton") else None
+    if swept is not None:
+        sweep, batched, shared = swept
         value = _fused.fused(call.fn, call.input, sweep, batched, shared, call.reduction, global_denominator(call),
                              per_position=call.per_position, compiled="triton" if backend == "triton"
                              else backend == "compiled")
         return finish(call, value, "scaled")
-    out = backends.native(call) if backend == "native" else None
+    out = backends.native(call) if backend != "composite" and backends.native is not None else None
     if out is None:
         out = backends.composite(call)
     return finish(call, *out)

@@ -150,12 +150,20 @@ _dispatch.register("sigmoid", Backends(composite=_sigmoid_composite, native=_sig
 
 def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, input_kind: str,
                  ignore_index: int | None, class_weight: object = None, gamma: float = 0.0,
-                 label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False) -> Tensor:
+                 label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False,
+                 logit_scale: Tensor | None = None, logit_offset: Tensor | None = None,
+                 target_margin: Tensor | None = None) -> Tensor:
     """A softmax-form loss over dim 1 of an (N, C, d1, ...) input.
 
     "mean" divides by the number of kept positions, or, with ``weighted_mean``
     (PyTorch's cross_entropy and nll_loss), by the sum of ``class_weight[target]``
     over kept positions for class-index targets.
+
+    The long-tail losses (:mod:`losslab.longtail`) compute it on adjusted logits
+    z_c = a_c x_c + b_c - m_y [c = y]: ``logit_scale`` a, ``logit_offset`` b and
+    ``target_margin`` m are (C,) vectors in the compute dtype (None: 1, 0, 0); the
+    margin needs class-index targets. Every backend applies the same adjustment
+    (:func:`adjusted`); the sweeps and the Triton kernel inside, without storing z.
     """
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
     if input.shape[1] < 1:
@@ -177,8 +185,12 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
         and input.numel() > 0
     if denominator is None:
         denominator = float(input.numel() // input.shape[1])
+    if target_margin is not None and tgt.indices is None:
+        raise ValueError(f"{fn}: the target margin needs class-index targets; got probabilities of shape "
+                         f"{shape_str(target.shape)}")
     call = Call(fn, "softmax", input, reduction, denominator, processes,
-                {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w},
+                {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w,
+                 "a": logit_scale, "b": logit_offset, "m": target_margin},
                 {"input_kind": input_kind, "gamma": gamma, "smoothing": label_smoothing,
                  "ignore_index": ignore_index, "torch_mean": torch_mean},
                 fusable=input_kind == "logits", per_position=True)
@@ -190,14 +202,35 @@ def _softmax_target(call: Call) -> SoftmaxTarget:
     return SoftmaxTarget(indices=tensors["indices"], valid=tensors["valid"], probs=tensors["probs"])
 
 
+def adjusted(x: Tensor, indices: Tensor | None, a: Tensor | None, b: Tensor | None, m: Tensor | None) -> Tensor:
+    """z = a x + b - m_y onehot(y) over dim 1 of x, for (C,) vectors a, b, m (None: 1, 0, 0): the logits the
+    long-tail losses take the softmax of (on an ignored position, whose index is 0, the margin is harmless:
+    its loss and gradient are masked)."""
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if a is not None:
+        x = x * a.view(shape)
+    if b is not None:
+        x = x + b.view(shape)
+    if m is not None:
+        idx = indices.unsqueeze(1)
+        x = x - torch.zeros_like(x).scatter(1, idx, m[idx])
+    return x
+
+
+def _adjusted(call: Call, x: Tensor) -> Tensor:
+    tensors = call.tensors
+    return adjusted(x, tensors["indices"], tensors["a"], tensors["b"], tensors["m"])
+
+
 def _softmax_composite_of(call: Call, x: Tensor) -> Tensor:
+    """The composite per-position loss of ``x``: the adjusted logits in the compute dtype."""
     o = call.options
     return softmax_elementwise(x, _softmax_target(call), input_kind=o["input_kind"], class_weight=call.tensors["w"],
                                gamma=o["gamma"], label_smoothing=o["smoothing"])
 
 
 def _softmax_composite(call: Call) -> tuple[Tensor, str]:
-    return _softmax_composite_of(call, upcast(call.input, call.dtype)), "elements"
+    return _softmax_composite_of(call, _adjusted(call, upcast(call.input, call.dtype))), "elements"
 
 
 def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
@@ -207,7 +240,7 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
     if kind == "probabilities":
         return None
     reduce = call.reduction != "none"
-    x = upcast(call.input, call.dtype)
+    x = _adjusted(call, upcast(call.input, call.dtype))
     indices = tensors["indices"]
     if not gamma:
         how = "sum" if reduce else "none"
@@ -242,22 +275,26 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
     return _native.softmax_focal(x, indices, multiplier, gamma, scale, reduce, composite), "scaled"
 
 
-def _softmax_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
-    """softmax_loss through the fused sweep: the index sweep, or the dense one with the smoothed target."""
+def _softmax_sweep(call: Call) -> tuple[Callable, tuple, tuple] | None:
+    """softmax_loss through the fused sweep: the index sweep, or the dense one with the smoothed target
+    (None, for the native path, where a target margin meets label smoothing)."""
     tensors, o, x = call.tensors, call.options, call.input
     w, gamma, smoothing = tensors["w"], o["gamma"], o["smoothing"]
+    a, b, m = tensors["a"], tensors["b"], tensors["m"]
     num_classes = x.shape[1]
     indices, valid, q = tensors["indices"], tensors["valid"], tensors["probs"]
     if indices is not None:
         if not smoothing:
-            return _fused.softmax_index_sweep, (indices, valid), (w, gamma)
+            return _fused.softmax_index_sweep, (indices, valid), (w, gamma, a, b, m)
+        if m is not None:
+            return None
         classes = torch.arange(num_classes, device=x.device).view((1, num_classes) + (1,) * (x.ndim - 2))
         q = (indices.unsqueeze(1) == classes).to(call.dtype) * (1.0 - smoothing) + smoothing / num_classes
         if valid is not None:
             q = torch.where(valid.unsqueeze(1), q, torch.zeros_like(q))
     elif smoothing:
         q = q * (1.0 - smoothing) + smoothing / num_classes
-    return _fused.softmax_dense_sweep, (q,), (w, gamma)
+    return _fused.softmax_dense_sweep, (q,), (w, gamma, a, b)
 
 
 _dispatch.register("softmax", Backends(composite=_softmax_composite, native=_softmax_native, sweep=_softmax_sweep,

@@ -349,11 +349,30 @@ def sigmoid_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, w: Tensor
     return _finish(loss, grad, valid, scale, reduce, x.dtype)
 
 
+def _class_view(v: Tensor, x: Tensor) -> Tensor:
+    return v.to(x.dtype).view((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _adjust(xc: Tensor, index: Tensor | None, a: Tensor | None, b: Tensor | None, m: Tensor | None) -> Tensor:
+    """z = a x + b - m_y onehot(y): :func:`losslab._forms.adjusted` (the long-tail losses' logits) in a sweep."""
+    if a is not None:
+        xc = xc * _class_view(a, xc)
+    if b is not None:
+        xc = xc + _class_view(b, xc)
+    if m is not None:
+        idx = index.unsqueeze(1)
+        xc = xc - torch.zeros_like(xc).scatter(1, idx, m.to(xc.dtype)[idx])
+    return xc
+
+
 def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Tensor, class_weight: Tensor | None,
-                        gamma: float, reduce: bool) -> tuple[Tensor, Tensor]:
-    """-w_y (1 - p_y)^gamma log p_y per position; d/dx_c = (p_c - [c = y]) w_y G(p_y)."""
+                        gamma: float, a: Tensor | None, b: Tensor | None, m: Tensor | None,
+                        reduce: bool) -> tuple[Tensor, Tensor]:
+    """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y);
+    d/dx_c = a_c (p_c - [c = y]) w_y G(p_y)."""
     xc = _compute(x)
-    log_p = torch.log_softmax(xc, dim=1)
+    z = _adjust(xc, index, a, b, m)
+    log_p = torch.log_softmax(z, dim=1)
     classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
     onehot = index.unsqueeze(1) == classes
     lp = log_p.gather(1, index.unsqueeze(1)).squeeze(1)
@@ -369,23 +388,28 @@ def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Te
         loss = torch.where(kept, loss, torch.zeros_like(loss))
         coef = torch.where(kept, coef, torch.zeros_like(coef))
     grad = (torch.exp(log_p) - onehot.to(xc.dtype)) * coef.unsqueeze(1)
+    if a is not None:
+        grad = grad * _class_view(a, xc)
     return _finish(loss, grad, None, scale, reduce, x.dtype)
 
 
 def softmax_dense_sweep(x: Tensor, q: Tensor, scale: Tensor, class_weight: Tensor | None, gamma: float,
-                        reduce: bool) -> tuple[Tensor, Tensor]:
-    """-sum_c q_c w_c (1 - p_c)^gamma log p_c per position; d/dx_j = p_j sum_c h_c - h_j, h_c = q_c w_c G(p_c)."""
+                        a: Tensor | None, b: Tensor | None, reduce: bool) -> tuple[Tensor, Tensor]:
+    """-sum_c q_c w_c (1 - p_c)^gamma log p_c per position, p = softmax(a x + b);
+    d/dx_j = a_j (p_j sum_c h_c - h_j), h_c = q_c w_c G(p_c)."""
     xc = _compute(x)
-    log_p = torch.log_softmax(xc, dim=1)
+    log_p = torch.log_softmax(_adjust(xc, None, a, b, None), dim=1)
     qc = q.to(xc.dtype)
     if class_weight is not None:
-        qc = qc * class_weight.to(xc.dtype).view((1, -1) + (1,) * (x.ndim - 2))
+        qc = qc * _class_view(class_weight, xc)
     if on(gamma):
         factor, g = focal_factor(log_p, gamma)
         terms, h = -qc * factor * log_p, qc * g
     else:
         terms, h = -qc * log_p, qc
     grad = torch.exp(log_p) * h.sum(1, keepdim=True) - h
+    if a is not None:
+        grad = grad * _class_view(a, xc)
     return _finish(terms.sum(1), grad, None, scale, reduce, x.dtype)
 
 

@@ -15,7 +15,8 @@ Kernels:
   gamma, label smoothing, per-class weight and pos_weight, ignore_index;
 * ``softmax_kernel``: cross-entropy / focal over dim 1 with class indices, one
   program per position, an online-softmax loop over the classes (any C, 32k
-  to 256k vocabularies included), per-class weight, ignore_index;
+  to 256k vocabularies included), per-class weight, ignore_index, and the
+  long-tail losses' adjusted logits a x + b - m_y onehot(y);
 * ``quality_kernel`` and ``varifocal_kernel``: QFL and VFL of every element.
 """
 
@@ -109,9 +110,24 @@ def sigmoid_kernel(x_ptr, t_ptr, valid_ptr, w_ptr, pw_ptr, scale_ptr, grad_ptr, 
 
 
 @triton.jit
-def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, scale_ptr, grad_ptr, loss_ptr, C, S, gamma,
-                   HAS_VALID: tl.constexpr, HAS_W: tl.constexpr, FOCAL: tl.constexpr, BLOCK_C: tl.constexpr):
-    """One program per position (n, s) of an (N, C, S) input: two passes over its C logits."""
+def _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
+            HAS_M: tl.constexpr):
+    """z = a_c x + b_c - m_y [c = y]: the logits of the long-tail losses (x itself when none is given)."""
+    if HAS_A:
+        x = x * tl.load(a_ptr + c, mask=inside, other=1.0)
+    if HAS_B:
+        x = x + tl.load(b_ptr + c, mask=inside, other=0.0)
+    if HAS_M:
+        x = x - tl.where(c == label, tl.load(m_ptr + label), 0.0)
+    return x
+
+
+@triton.jit
+def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_ptr, grad_ptr, loss_ptr, C, S,
+                   gamma, HAS_VALID: tl.constexpr, HAS_W: tl.constexpr, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
+                   HAS_M: tl.constexpr, FOCAL: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One program per position (n, s) of an (N, C, S) input: two passes over its C logits, adjusted to
+    z = a x + b - m_y onehot(y) where a, b, m are given (d/dx_c = a_c d/dz_c)."""
     pos = tl.program_id(0).to(tl.int64)
     base = (pos // S) * C * S + pos % S
     label = tl.load(idx_ptr + pos)
@@ -127,7 +143,8 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
     for start in range(0, C, BLOCK_C):
         c = start + classes
         inside = c < C
-        x = tl.load(x_ptr + base + c.to(tl.int64) * S, mask=inside, other=-float("inf")).to(tl.float32)
+        x = tl.load(x_ptr + base + c.to(tl.int64) * S, mask=inside, other=0.0).to(tl.float32)
+        x = tl.where(inside, _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A, HAS_B, HAS_M), -float("inf"))
         new_max = tl.maximum(run_max, tl.max(x, axis=0))
         rescale = tl.exp(run_max - new_max)
         e = tl.where(inside, tl.exp(x - new_max), 0.0)
@@ -136,6 +153,7 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
         run_max = new_max
     lse = run_max + tl.log(run_sum)
     x_t = tl.load(x_ptr + base + label.to(tl.int64) * S).to(tl.float32)
+    x_t = _adjust(x_t, label, label, a_ptr, b_ptr, m_ptr, True, HAS_A, HAS_B, HAS_M)
     lp = x_t - lse
     if FOCAL:
         one_minus = run_other / run_sum
@@ -154,12 +172,15 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
     loss = tl.where(kept, loss, 0.0)
     coef = tl.where(kept, coef, 0.0) * scale
     tl.store(loss_ptr + pos, loss)
-    # pass 2: the gradient (p_c - [c = y]) * coef
+    # pass 2: the gradient a_c (p_c - [c = y]) * coef
     for start in range(0, C, BLOCK_C):
         c = start + classes
         inside = c < C
         x = tl.load(x_ptr + base + c.to(tl.int64) * S, mask=inside, other=0.0).to(tl.float32)
+        x = _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A, HAS_B, HAS_M)
         g = (tl.exp(x - lse) - (c == label).to(tl.float32)) * coef
+        if HAS_A:
+            g = g * tl.load(a_ptr + c, mask=inside, other=1.0)
         tl.store(grad_ptr + base + c.to(tl.int64) * S, g.to(grad_ptr.dtype.element_ty), mask=inside)
 
 
