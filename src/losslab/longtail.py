@@ -451,14 +451,13 @@ def deferred_class_weights(
 # module twins
 
 
-class _CountsModule(LossModule):
-    """A twin whose class counts are a buffer (``.to(device)`` moves them; the state_dict keeps them)."""
-
-    WEIGHTS = ("weight", "class_counts")
+_BUFFERS = ("weight", "class_counts")  # tensors kept as buffers: .to(device) moves them, the state_dict keeps them
 
 
-class LogitAdjustedCrossEntropyLoss(_CountsModule, function=logit_adjusted_cross_entropy,
+class LogitAdjustedCrossEntropyLoss(LossModule, function=logit_adjusted_cross_entropy,
                                     validate=_check_logit_adjusted):
+    WEIGHTS = _BUFFERS
+
     def __init__(self, *, class_counts: Counts, tau: float = 1.0, weight: Tensor | Sequence[float] | None = None,
                  ignore_index: int | None = -100, reduction: Reduction = "mean", label_smoothing: float = 0.0,
                  dist_sync: bool = False) -> None:
@@ -466,7 +465,9 @@ class LogitAdjustedCrossEntropyLoss(_CountsModule, function=logit_adjusted_cross
                          reduction=reduction, label_smoothing=label_smoothing, dist_sync=dist_sync)
 
 
-class LDAMLoss(_CountsModule, function=ldam_loss, validate=_check_ldam):
+class LDAMLoss(LossModule, function=ldam_loss, validate=_check_ldam):
+    WEIGHTS = _BUFFERS
+
     def __init__(self, *, class_counts: Counts, max_margin: float = 0.5, scale: float = 30.0,
                  weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100,
                  reduction: Reduction = "mean", label_smoothing: float = 0.0, dist_sync: bool = False) -> None:
@@ -475,7 +476,9 @@ class LDAMLoss(_CountsModule, function=ldam_loss, validate=_check_ldam):
                          dist_sync=dist_sync)
 
 
-class VSLoss(_CountsModule, function=vs_loss, validate=_check_vs):
+class VSLoss(LossModule, function=vs_loss, validate=_check_vs):
+    WEIGHTS = _BUFFERS
+
     def __init__(self, *, class_counts: Counts, gamma: float = 0.2, tau: float = 1.0,
                  weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100,
                  reduction: Reduction = "mean", label_smoothing: float = 0.0, dist_sync: bool = False) -> None:
