@@ -20,6 +20,7 @@ from .classification import (
     nll_loss,
 )
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from .seesaw import SeesawLoss, seesaw_loss
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -51,6 +52,7 @@ __all__ = [
     "sigmoid_focal_loss", "softmax_focal_loss",
     "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
+    "seesaw_loss", "SeesawLoss",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",
