@@ -21,6 +21,7 @@ from .classification import (
 )
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
 from .seesaw import SeesawLoss, seesaw_loss
+from .eqlv2 import EQLv2Loss, eqlv2_loss
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -52,7 +53,7 @@ __all__ = [
     "sigmoid_focal_loss", "softmax_focal_loss",
     "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
-    "seesaw_loss", "SeesawLoss",
+    "seesaw_loss", "SeesawLoss", "eqlv2_loss", "EQLv2Loss",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",
