@@ -821,3 +821,8 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
     elif normalize is not None:
         raise ValueError(normalize)
     return w
+
+
+from .reference_seesaw import REFERENCES as _LONGTAIL  # noqa: E402  (seesaw_loss, eqlv2_loss)
+
+REFERENCES.update(_LONGTAIL)
