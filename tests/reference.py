@@ -823,6 +823,6 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
     return w
 
 
-from .reference_seesaw import REFERENCES as _LONGTAIL  # noqa: E402  (seesaw_loss, eqlv2_loss)
+from .reference_seesaw import REFERENCES as _LONGTAIL  # seesaw_loss, eqlv2_loss
 
 REFERENCES.update(_LONGTAIL)

@@ -27,7 +27,7 @@ from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 
-__all__ = ["eqlv2_loss", "EQLv2Loss", "eqlv2_weights"]
+__all__ = ["EQLv2Loss", "eqlv2_loss", "eqlv2_weights"]
 
 # mmdetection's ratio of a class without statistics: a large value, so that its weights start at 1
 NO_STATISTICS = 100.0

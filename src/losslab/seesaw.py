@@ -19,7 +19,7 @@ from .registry import Alias, LossSpec, register
 
 Reduction = Literal["none", "mean", "sum"]
 
-__all__ = ["seesaw_loss", "SeesawLoss"]
+__all__ = ["SeesawLoss", "seesaw_loss"]
 
 
 @numpy_arguments
