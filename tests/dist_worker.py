@@ -179,6 +179,40 @@ CASES: list[Case] = [
          {"mode": "binary"}),
 ]
 
+CASES += [
+    Case("seesaw_loss ignore", "seesaw_loss", lambda: (_logits(N, C), _ignore_first_shard(_indices(N))),
+         {"class_counts": [40.0, 0.0, 7.0, 300.0]}),
+    Case("seesaw_loss weight sum", "seesaw_loss", lambda: (_logits(N, C, 2), _indices(N, 2)),
+         {"class_counts": [40.0, 1.0, 7.0, 300.0], "weight": [1.0, 2.0, 0.5, 1.0], "reduction": "sum"}),
+    Case("eqlv2_loss", "eqlv2_loss", lambda: (_logits(N, C + 1), _indices(N, high=C + 1)),
+         {"pos_neg": [100.0, 0.2, 0.9, 0.0]}),
+]
+
+
+def _stateful_batch(name: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if name == "SeesawLoss":
+        return _logits(N, C, seed=30 + step), _ignore_first_shard(_indices(N, seed=40 + step))
+    return _logits(N, C + 1, seed=30 + step), _indices(N, high=C + 1, seed=40 + step)
+
+
+STATEFUL = ("SeesawLoss", "EQLv2Loss")
+
+
+def run_stateful(name: str, start: int, stop: int, world: int, *, dist_sync: bool, steps: int = 3) -> dict:
+    """Steps of a module with running statistics on rows start:stop: loss values, input gradients, buffers."""
+    module = getattr(losslab, name)(C, dist_sync=dist_sync)
+    values, grads = [], []
+    for step in range(steps):
+        x, target = _stateful_batch(name, step)
+        x = x[start:stop].clone().requires_grad_(True)
+        loss = module(x, target[start:stop])
+        loss.backward()
+        values.append(loss.detach().clone())
+        grads.append(x.grad / world)
+    return {"values": torch.stack(values), "x_grads": grads,
+            "state": {n: b.clone() for n, b in module.named_buffers()}}
+
+
 # Computed without dist_sync, to show that the comparison can fail.
 CONTROL = Case("control: cross_entropy ignore without dist_sync", "cross_entropy",
                lambda: (_logits(N, C), _ignore_first_shard(_indices(N))))
@@ -212,6 +246,8 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             torch.distributed.all_reduce(out["theta_grad"])  # what DDP does with the parameters' gradients
             out["theta_grad"] /= world
             results[case.name] = out
+        for name in STATEFUL:
+            results[f"stateful {name}"] = run_stateful(name, start, stop, world, dist_sync=True)
         target = _ignore_first_shard(_indices(N))[start:stop]
         results["class_counts"] = losslab.class_counts(target, C, ignore_index=IGNORE, dist_sync=True)
         results["class_counts local"] = losslab.class_counts(target, C, ignore_index=IGNORE)

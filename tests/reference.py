@@ -826,3 +826,6 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
 from . import reference_longtail as _longtail  # noqa: E402  (the long-tail losses' references)
 
 REFERENCES.update(_longtail.REFERENCES)
+from .reference_seesaw import REFERENCES as _SEESAW  # noqa: E402  (seesaw_loss, eqlv2_loss)
+
+REFERENCES.update(_SEESAW)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import losslab
+from losslab._stateful import StatefulLoss
 from losslab.registry import LossSpec, specs
 
 from .helpers import TOLERANCES, assert_close_np
@@ -197,9 +198,24 @@ def test_gradcheck(spec, case):
                                     eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=reduction != "none")
 
 
+def _module(spec: LossSpec, kwargs: dict) -> torch.nn.Module:
+    """The loss's module with ``kwargs``. A module with running statistics (StatefulLoss: seesaw_loss's class
+    counts, eqlv2_loss's gradient ratios) takes the number of classes: it is built in eval mode (no update)
+    with its buffers set to the functional's statistics, which share their names."""
+    if not issubclass(spec.module, StatefulLoss):
+        return spec.module(**kwargs)
+    stats = {name: kwargs[name] for name in spec.module.state if name in kwargs}
+    rest = {k: v for k, v in kwargs.items() if k not in stats}
+    module = spec.module(len(next(iter(stats.values()))), **rest).eval()
+    for name, value in stats.items():
+        buffer = getattr(module, name)
+        buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype))
+    return module
+
+
 @pytest.mark.parametrize(("spec", "case"), CASES, ids=CASE_IDS)
 def test_module_equals_functional(spec, case):
-    module = spec.module(**case.kwargs)
+    module = _module(spec, case.kwargs)
     x1 = case.input.detach().clone().requires_grad_(True)
     x2 = case.input.detach().clone().requires_grad_(True)
     a, b = module(x1, case.target), _call(spec, x2, case.target, case.kwargs)

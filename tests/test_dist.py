@@ -64,9 +64,29 @@ def test_empty_and_ignored_shards_are_finite(world):
     assert size == 2 or empty == [1]
     for results in ranks:
         for name, out in results.items():
-            if isinstance(out, dict):
+            if isinstance(out, dict) and "value" in out:
                 assert torch.isfinite(out["value"]).all(), name
                 assert torch.isfinite(out["x_grad"]).all(), name
+            elif isinstance(out, dict):  # a stateful module's steps
+                assert torch.isfinite(out["values"]).all(), name
+                assert all(torch.isfinite(g).all() for g in out["x_grads"]), name
+
+
+@pytest.mark.parametrize("name", W.STATEFUL)
+def test_stateful_modules_hold_the_global_statistics_on_every_rank(world, name):
+    """Seesaw's counts and EQLv2's gradient statistics, all-reduced at each step (unequal, empty and all-ignored
+    shards): every rank holds the single-process module's buffers and gets its global loss at every step."""
+    size, ranks = world
+    expected = W.run_stateful(name, 0, W.N, 1, dist_sync=False)
+    for rank, results in enumerate(ranks):
+        got = results[f"stateful {name}"]
+        torch.testing.assert_close(got["values"], expected["values"], rtol=1e-12, atol=1e-12)
+        assert got["state"].keys() == expected["state"].keys()
+        for key, value in expected["state"].items():
+            torch.testing.assert_close(got["state"][key], value, rtol=1e-12, atol=1e-12)
+        start, stop = W.slices(size)[rank]
+        for g, e in zip(got["x_grads"], expected["x_grads"], strict=True):
+            torch.testing.assert_close(g, e[start:stop], rtol=1e-10, atol=1e-12)
 
 
 def test_class_counts(world):

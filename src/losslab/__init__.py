@@ -30,6 +30,8 @@ from .longtail import (
     logit_adjusted_cross_entropy,
     vs_loss,
 )
+from .seesaw import SeesawLoss, seesaw_loss
+from .eqlv2 import EQLv2Loss, eqlv2_loss
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -63,6 +65,7 @@ __all__ = [
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
     "logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "LogitAdjustedCrossEntropyLoss", "LDAMLoss", "VSLoss",
     "logit_adjust", "deferred_class_weights",
+    "seesaw_loss", "SeesawLoss", "eqlv2_loss", "EQLv2Loss",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",

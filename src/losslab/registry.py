@@ -46,6 +46,7 @@ SOURCE_PREFIXES = {
     "kornia": "kornia",
     "optax": "optax",
     "mmdet": "mmdetection", "mmdetection": "mmdetection", "mmcv": "mmcv",
+    "mmpretrain": "mmpretrain", "mmcls": "mmpretrain",
     "monai": "MONAI",
     "smp": "segmentation_models_pytorch", "segmentation_models_pytorch": "segmentation_models_pytorch",
 }

@@ -1,0 +1,41 @@
+"""The base of the losses whose modules keep running statistics (Seesaw's class counts, EQLv2's gradients).
+
+Such a module is not a twin (:mod:`losslab._module`): its constructor takes the number of classes, not the
+statistics, and each training-mode call updates the statistics before (Seesaw) or after (EQLv2) computing the
+loss. Its functional takes the statistics explicitly and is pure. The statistics are buffers: saved in the
+``state_dict``, moved by ``.to(device)``, and kept in their own dtype under ``.half()`` or ``.to(dtype)``
+(class counts in float16 would stop growing at 2048).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+
+class StatefulLoss(nn.Module):
+    """A loss module with running statistics in buffers; ``state`` names them, ``function`` is its functional."""
+
+    function: ClassVar[Callable[..., Tensor]]
+    state: ClassVar[tuple[str, ...]] = ()
+    _hyperparameters: tuple[str, ...] = ()
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> nn.Module:
+        """Moves the statistics with the module but keeps their dtype and values (``.half()`` casts floating
+        buffers): each takes only the device of what ``fn`` made of it."""
+        saved = {name: self._buffers[name] for name in self.state}
+        out = super()._apply(fn, *args, **kwargs)
+        for name, original in saved.items():
+            moved = self._buffers[name]
+            if moved is not None and original is not None and moved.dtype != original.dtype:
+                self._buffers[name] = original.to(moved.device)
+        return out
+
+    def extra_repr(self) -> str:
+        parts = []
+        for name in self._hyperparameters:
+            value = getattr(self, name)
+            parts.append(f"{name}={tuple(value.shape) if isinstance(value, Tensor) else repr(value)}")
+        return ", ".join(parts)
