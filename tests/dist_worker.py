@@ -186,6 +186,16 @@ CASES += [
          {"class_counts": [40.0, 1.0, 7.0, 300.0], "weight": [1.0, 2.0, 0.5, 1.0], "reduction": "sum"}),
     Case("eqlv2_loss", "eqlv2_loss", lambda: (_logits(N, C + 1), _indices(N, high=C + 1)),
          {"pos_neg": [100.0, 0.2, 0.9, 0.0]}),
+    # the long-tail losses of the softmax family (losslab.longtail): counts as given, cross_entropy's "mean"
+    Case("logit_adjusted_cross_entropy weight ignore", "logit_adjusted_cross_entropy",
+         lambda: (_logits(N, C), _ignore_first_shard(_indices(N))),
+         {"class_counts": [500.0, 0.0, 30.0, 6.0], "weight": [0.5, 2.0, 1.0, 3.0]}),
+    Case("logit_adjusted_cross_entropy soft targets", "logit_adjusted_cross_entropy",
+         lambda: (_logits(N, C), torch.softmax(_logits(N, C, seed=5), dim=1)), {"class_counts": [5, 4, 3, 2]}),
+    Case("ldam_loss ignore, spatial", "ldam_loss", lambda: (_logits(N, C, 3), _ignore_first_shard(_indices(N, 3))),
+         {"class_counts": [500.0, 120.0, 30.0, 6.0], "scale": 2.0}),
+    Case("vs_loss weight sum", "vs_loss", lambda: (_logits(N, C), _ignore_first_shard(_indices(N))),
+         {"class_counts": [500.0, 120.0, 30.0, 6.0], "weight": [0.5, 2.0, 1.0, 3.0], "reduction": "sum"}),
 ]
 
 

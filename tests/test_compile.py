@@ -198,6 +198,12 @@ def _valid_calls():
         "dice_ce_loss": lambda: losslab.dice_ce_loss(x, index, mode="multiclass", ignore_index=-100,
                                                      weight=per_class),
         "dice_focal_loss": lambda: losslab.dice_focal_loss(x, labels, mode="multilabel", alpha=0.25),
+        "logit_adjusted_cross_entropy": lambda: losslab.logit_adjusted_cross_entropy(
+            x, index, class_counts=per_class * 100, weight=per_class, label_smoothing=0.1),
+        "logit_adjusted_cross_entropy-soft": lambda: losslab.logit_adjusted_cross_entropy(
+            x, probs, class_counts=[30, 0, 5, 2]),
+        "ldam_loss": lambda: losslab.ldam_loss(x, index, class_counts=per_class * 100, weight=per_class),
+        "vs_loss": lambda: losslab.vs_loss(x, index, class_counts=per_class * 100, gamma=0.3),
     }
 
 
