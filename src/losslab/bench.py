@@ -65,6 +65,9 @@ CASES = [
     Case("cross_entropy", "segmentation", (8, 19, 128, 128), "index"),
     Case("softmax_focal_loss", "classification", (4096, 1000), "index"),
     Case("cross_entropy", "classification", (4096, 1000), "index"),
+] + [  # the long-tail losses (cross-entropy of adjusted logits), class counts from LONGTAIL_RHO's profile
+    Case(loss, "long-tail", shape, "index")
+    for loss in ("logit_adjusted_cross_entropy", "ldam_loss", "vs_loss") for shape in ((100_000, 80), (4096, 1000))
 ] + [  # the "small" group: the inputs most training loops pass, where the number of operations is the cost
     Case(loss, "small", shape, target)
     for shape in ((256, 10), (4096, 10), (32, 1000))
@@ -147,11 +150,50 @@ def _mmdet_vfl(x: Tensor, q: Tensor) -> Tensor:
     return (F.binary_cross_entropy_with_logits(x, q, reduction="none") * weight).mean()
 
 
+LONGTAIL = ("logit_adjusted_cross_entropy", "ldam_loss", "vs_loss")
+LONGTAIL_RHO = 100.0  # the long-tail rows' class counts: 1000 rho^(-c / (C - 1)), the benchmarks' exponential profile
+
+
+def longtail_counts(num_classes: int) -> Tensor:
+    c = torch.arange(num_classes, dtype=torch.float64)
+    return 1000.0 * LONGTAIL_RHO ** (-c / max(num_classes - 1, 1))
+
+
+def _la_formula(x: Tensor, t: Tensor) -> Tensor:
+    """Menon et al.'s logit adjustment as usually written: CE of x + log prior (tau = 1)."""
+    counts = longtail_counts(x.shape[1])
+    return F.cross_entropy(x + torch.log(counts / counts.sum()).to(x.dtype), t)
+
+
+def _ldam_formula(x: Tensor, t: Tensor) -> Tensor:
+    """Cao et al.'s LDAMLoss.forward (max_m = 0.5, s = 30)."""
+    m_list = longtail_counts(x.shape[1]).pow(-0.25)
+    m_list = (m_list * (0.5 / m_list.max())).to(x.dtype)
+    index = torch.zeros_like(x, dtype=torch.bool).scatter_(1, t.view(-1, 1), True)
+    batch_m = torch.matmul(m_list[None, :], index.to(x.dtype).T).view(-1, 1)
+    return F.cross_entropy(30.0 * torch.where(index, x - batch_m, x), t)
+
+
+def _vs_formula(x: Tensor, t: Tensor) -> Tensor:
+    """Kini et al.'s VSLoss (gamma = 0.2, tau = 1): x / Delta + iota."""
+    counts = longtail_counts(x.shape[1])
+    temp = (1.0 / counts) ** 0.2
+    delta, iota = (temp / temp.min()).to(x.dtype), torch.log(counts / counts.sum()).to(x.dtype)
+    return F.cross_entropy(x / delta + iota, t)
+
+
+def options(name: str, x: Tensor) -> dict[str, object]:
+    """The keyword arguments losslab's ``name`` gets beyond its defaults (those of the peers' formulas above)."""
+    return {"class_counts": longtail_counts(x.shape[1]).to(x.device)} if name in LONGTAIL else {}
+
+
 def _losslab(name: str, mode: str) -> Callable:
     function = getattr(losslab, name)
+    cached: dict[tuple[int, str], dict[str, object]] = {}
 
     def call(x: Tensor, t: object) -> Tensor:
-        return function(x, t)  # the defaults: those of the peers' formulas above
+        kwargs = cached.setdefault((x.shape[1], x.device.type), options(name, x))
+        return function(x, t, **kwargs)
 
     call.mode = mode  # type: ignore[attr-defined]
     return call
@@ -166,6 +208,8 @@ def implementations(case: Case) -> dict[str, Callable]:
     elif sigmoid:
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(
             x, _one_hot_bg(t[0] if isinstance(t, tuple) else t, x.shape[1]))
+    elif case.loss in LONGTAIL:  # the floor: torch's kernel on logits shifted beforehand (the shift not timed)
+        impls["torch native (cross_entropy of pre-shifted logits)"] = lambda x, t: F.cross_entropy(x, t)
     else:
         impls["torch native (cross_entropy)"] = lambda x, t: F.cross_entropy(x, t)
     if case.loss == "sigmoid_focal_loss":
@@ -173,6 +217,9 @@ def implementations(case: Case) -> dict[str, Callable]:
                                         lambda x, t: _tv_sigmoid_focal(x, _one_hot_bg(t, x.shape[1])))
     elif case.loss == "softmax_focal_loss":
         impls["fvcore/kornia formula"] = _fvcore_softmax_focal
+    elif case.loss in LONGTAIL:
+        impls["authors' formula"] = {"logit_adjusted_cross_entropy": _la_formula, "ldam_loss": _ldam_formula,
+                                     "vs_loss": _vs_formula}[case.loss]
     elif case.loss == "quality_focal_loss":
         impls["mmdetection formula"] = _mmdet_qfl
     elif case.loss == "varifocal_loss":
