@@ -157,8 +157,13 @@ class LossModule(nn.Module, metaclass=_TwinType):
         return type(self).function(input, target, **kwargs)
 
     def extra_repr(self) -> str:
-        parts = []
-        for name in self._hyperparameters:
-            value = getattr(self, name)
-            parts.append(f"{name}={tuple(value.shape) if isinstance(value, Tensor) else repr(value)}")
-        return ", ".join(parts)
+        return hyperparameter_repr(self, self._hyperparameters)
+
+
+def hyperparameter_repr(module: nn.Module, names: tuple[str, ...]) -> str:
+    """``name=value`` for each hyperparameter, a tensor by its shape: a loss module's ``extra_repr``."""
+    parts = []
+    for name in names:
+        value = getattr(module, name)
+        parts.append(f"{name}={tuple(value.shape) if isinstance(value, Tensor) else repr(value)}")
+    return ", ".join(parts)

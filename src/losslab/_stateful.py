@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from ._module import hyperparameter_repr
+
 
 class StatefulLoss(nn.Module):
     """A loss module with running statistics in buffers; ``state`` names them, ``function`` is its functional."""
@@ -34,8 +36,4 @@ class StatefulLoss(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        parts = []
-        for name in self._hyperparameters:
-            value = getattr(self, name)
-            parts.append(f"{name}={tuple(value.shape) if isinstance(value, Tensor) else repr(value)}")
-        return ", ".join(parts)
+        return hyperparameter_repr(self, self._hyperparameters)
