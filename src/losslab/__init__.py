@@ -20,6 +20,15 @@ from .classification import (
     nll_loss,
 )
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from .asymmetric import AsymmetricLoss, asymmetric_loss
+from .poly import (
+    PolyCrossEntropyLoss,
+    PolySigmoidFocalLoss,
+    PolySoftmaxFocalLoss,
+    poly_cross_entropy,
+    poly_sigmoid_focal_loss,
+    poly_softmax_focal_loss,
+)
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -51,6 +60,8 @@ __all__ = [
     "sigmoid_focal_loss", "softmax_focal_loss",
     "CrossEntropyLoss", "NLLLoss", "BinaryCrossEntropyLoss", "BalancedCrossEntropyLoss",
     "SigmoidFocalLoss", "SoftmaxFocalLoss",
+    "asymmetric_loss", "poly_cross_entropy", "poly_softmax_focal_loss", "poly_sigmoid_focal_loss",
+    "AsymmetricLoss", "PolyCrossEntropyLoss", "PolySoftmaxFocalLoss", "PolySigmoidFocalLoss",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",
