@@ -821,3 +821,9 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
     elif normalize is not None:
         raise ValueError(normalize)
     return w
+
+
+# the asymmetric loss and the Poly-1 losses, in their own module
+from .reference_multilabel import REFERENCES as _MULTILABEL  # noqa: E402
+
+REFERENCES.update(_MULTILABEL)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import boxes, classification, detection, regression, segmentation
+from . import boxes, classification, detection, longtail_multilabel, regression, segmentation
 from .cases import Case, ErrorCase
 
 __all__ = ["ERRORS", "SAMPLES", "Case", "ErrorCase"]
 
-_FAMILIES = (classification, detection, regression, boxes, segmentation)
+_FAMILIES = (classification, longtail_multilabel, detection, regression, boxes, segmentation)
 
 SAMPLES: dict[str, Callable[[], list[Case]]] = {}
 ERRORS: dict[str, Callable[[], list[ErrorCase]]] = {}
