@@ -824,6 +824,6 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
 
 
 # the asymmetric loss and the Poly-1 losses, in their own module
-from .reference_multilabel import REFERENCES as _MULTILABEL  # noqa: E402
+from .reference_multilabel import REFERENCES as _MULTILABEL
 
 REFERENCES.update(_MULTILABEL)

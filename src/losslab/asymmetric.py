@@ -17,8 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _dispatch, _dist
-from ._checks import along_class_dim, check_avg_factor, check_common, check_input, check_number, compute_dtype, \
-    numpy_arguments
+from ._checks import (
+    along_class_dim,
+    check_avg_factor,
+    check_common,
+    check_input,
+    check_number,
+    compute_dtype,
+    numpy_arguments,
+)
 from ._core import focal_weight, sigmoid_target, upcast
 from ._dispatch import Backends, Call
 from ._module import LossModule
@@ -27,7 +34,7 @@ from .registry import Alias, LossSpec, register
 Reduction = Literal["none", "mean", "sum"]
 Weight = Tensor | Sequence[float] | float | None
 
-__all__ = ["asymmetric_loss", "AsymmetricLoss"]
+__all__ = ["AsymmetricLoss", "asymmetric_loss"]
 
 
 def prepare_sigmoid(fn: str, kind: str, input: Tensor, target: Tensor, *, ignore_index: int | None,

@@ -19,8 +19,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _dispatch, _dist
-from ._checks import check_alpha, check_common, check_input, check_number, class_vector, compute_dtype, \
-    numpy_arguments, shape_str
+from ._checks import (
+    check_alpha,
+    check_common,
+    check_input,
+    check_number,
+    class_vector,
+    compute_dtype,
+    numpy_arguments,
+    shape_str,
+)
 from ._core import count, focal_weight, index_weight_sum, softmax_target, upcast
 from ._dispatch import Backends, Call
 from ._module import LossModule
@@ -30,8 +38,14 @@ from .registry import Alias, LossSpec, register
 Reduction = Literal["none", "mean", "sum"]
 Weight = Tensor | Sequence[float] | float | None
 
-__all__ = ["poly_cross_entropy", "poly_softmax_focal_loss", "poly_sigmoid_focal_loss",
-           "PolyCrossEntropyLoss", "PolySoftmaxFocalLoss", "PolySigmoidFocalLoss"]
+__all__ = [
+    "PolyCrossEntropyLoss",
+    "PolySigmoidFocalLoss",
+    "PolySoftmaxFocalLoss",
+    "poly_cross_entropy",
+    "poly_sigmoid_focal_loss",
+    "poly_softmax_focal_loss",
+]
 
 
 def _poly_term(one_minus_p: Tensor, minus_log_p: Tensor, gamma: float, epsilon: float) -> Tensor:
@@ -437,7 +451,7 @@ register(LossSpec(
         Alias("Poly-1", "paper"),
         Alias("Poly-1 Cross-Entropy", "paper"),
         Alias("PolyLoss", "paper", note="the Poly-1 cross-entropy (Leng et al., ICLR 2022)"),
-        Alias("poly_loss_cross_entropy", "optax", defaults={"reduction": "none"}, qualified=True,
+        Alias("poly_loss_cross_entropy", "optax", defaults={"reduction": "none"},
               note="returns the per-example loss; probability labels (class indices also accepted here)"),
     ),
 ))

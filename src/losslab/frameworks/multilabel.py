@@ -48,8 +48,14 @@ from .._module import LossModule
 from ..poly import poly_sigmoid_focal_loss
 from ..registry import Alias, add_aliases
 
-__all__ = ["timm_asymmetric_loss", "mmpretrain_asymmetric_loss", "timm_poly_binary_cross_entropy",
-           "TimmAsymmetricLossMultiLabel", "MmpretrainAsymmetricLoss", "TimmPolyBinaryCrossEntropy"]
+__all__ = [
+    "MmpretrainAsymmetricLoss",
+    "TimmAsymmetricLossMultiLabel",
+    "TimmPolyBinaryCrossEntropy",
+    "mmpretrain_asymmetric_loss",
+    "timm_asymmetric_loss",
+    "timm_poly_binary_cross_entropy",
+]
 
 _TIMM_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
@@ -357,7 +363,7 @@ add_aliases(
 )
 add_aliases(
     "poly_cross_entropy",
-    Alias("PolyCrossEntropy", "timm", qualified=True,
+    Alias("PolyCrossEntropy", "timm",
           note="timm's 'smoothing' is label_smoothing here (timm smooths index targets only); p_t = sum_c t_c p_c"),
 )
 add_aliases(
