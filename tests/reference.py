@@ -823,9 +823,9 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
     return w
 
 
-from . import reference_longtail as _longtail  # noqa: E402  (the long-tail losses' references)
-
-REFERENCES.update(_longtail.REFERENCES)
+from . import reference_longtail as _longtail  # noqa: E402  (logit adjustment, LDAM, VS)
+from .reference_multilabel import REFERENCES as _MULTILABEL  # noqa: E402  (asymmetric and Poly-1)
 from .reference_seesaw import REFERENCES as _SEESAW  # noqa: E402  (seesaw_loss, eqlv2_loss)
 
-REFERENCES.update(_SEESAW)
+for _references in (_longtail.REFERENCES, _MULTILABEL, _SEESAW):
+    REFERENCES.update(_references)

@@ -118,7 +118,8 @@ def test_names_query_keeps_only_matching_losses(capsys):
     assert code == 0
     rows = json.loads(out)
     focal = {"sigmoid_focal_loss", "softmax_focal_loss", "quality_focal_loss", "distribution_focal_loss",
-             "varifocal_loss", "dice_focal_loss", "tversky_loss"}  # tversky: its alias "Focal Tversky"
+             "varifocal_loss", "dice_focal_loss", "tversky_loss",  # tversky: its alias "Focal Tversky"
+             "poly_softmax_focal_loss", "poly_sigmoid_focal_loss"}
     assert {row["canonical"] for row in rows} == focal
     # whole groups are kept: every alias of a matching loss is listed
     expected = sum(1 + len(registry.get_spec(n).aliases) for n in focal)
@@ -134,7 +135,8 @@ def test_names_query_text(capsys):
 
 @pytest.mark.parametrize(("query", "canonicals"), [
     ("Focal-Loss", {"sigmoid_focal_loss", "softmax_focal_loss", "quality_focal_loss", "distribution_focal_loss",
-                    "varifocal_loss", "dice_focal_loss"}),  # normalised like get_loss
+                    "varifocal_loss", "dice_focal_loss", "poly_softmax_focal_loss",
+                    "poly_sigmoid_focal_loss"}),  # normalised like get_loss
     ("keras", {"cross_entropy", "binary_cross_entropy", "sigmoid_focal_loss", "softmax_focal_loss", "huber_loss",
                "dice_loss", "tversky_loss"}),
     ("boxes", {"iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss"}),

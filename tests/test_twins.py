@@ -159,6 +159,13 @@ BAD = [
     ("mmdet.IoULoss", {}, {"mode": "cubic"}),
     ("mmdet.IoULoss", {}, {"eps": 0.0}),
     ("mmdet.QualityFocalLoss", {}, {"beta": -1.0}),
+    ("asymmetric_loss", {}, {"clip": 2.0}),
+    ("poly_cross_entropy", {}, {"epsilon": "2"}),
+    ("poly_softmax_focal_loss", {}, {"alpha": 2.0}),
+    ("poly_sigmoid_focal_loss", {}, {"gamma": -1.0}),
+    ("timm.AsymmetricLossMultiLabel", {}, {"reduction": "avg"}),
+    ("mmpretrain.AsymmetricLoss", {}, {"eps": 0.0}),
+    ("timm.PolyBinaryCrossEntropy", {}, {"smoothing": 1.0}),
 ]
 
 

@@ -32,6 +32,15 @@ from .longtail import (
 )
 from .seesaw import SeesawLoss, seesaw_loss
 from .eqlv2 import EQLv2Loss, eqlv2_loss
+from .asymmetric import AsymmetricLoss, asymmetric_loss
+from .poly import (
+    PolyCrossEntropyLoss,
+    PolySigmoidFocalLoss,
+    PolySoftmaxFocalLoss,
+    poly_cross_entropy,
+    poly_sigmoid_focal_loss,
+    poly_softmax_focal_loss,
+)
 from .detection import (
     DistributionFocalLoss,
     QualityFocalLoss,
@@ -66,6 +75,8 @@ __all__ = [
     "logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "LogitAdjustedCrossEntropyLoss", "LDAMLoss", "VSLoss",
     "logit_adjust", "deferred_class_weights",
     "seesaw_loss", "SeesawLoss", "eqlv2_loss", "EQLv2Loss",
+    "asymmetric_loss", "poly_cross_entropy", "poly_softmax_focal_loss", "poly_sigmoid_focal_loss",
+    "AsymmetricLoss", "PolyCrossEntropyLoss", "PolySoftmaxFocalLoss", "PolySigmoidFocalLoss",
     "quality_focal_loss", "distribution_focal_loss", "varifocal_loss",
     "QualityFocalLoss", "DistributionFocalLoss", "VarifocalLoss",
     "smooth_l1_loss", "huber_loss", "SmoothL1Loss", "HuberLoss",

@@ -49,6 +49,8 @@ SOURCE_PREFIXES = {
     "mmpretrain": "mmpretrain", "mmcls": "mmpretrain",
     "monai": "MONAI",
     "smp": "segmentation_models_pytorch", "segmentation_models_pytorch": "segmentation_models_pytorch",
+    "timm": "timm",
+    "mmpretrain": "mmpretrain",
 }
 
 # Words of a qualified name that name no framework: a module path ("torch.nn.functional.x", "keras.losses.X").
@@ -204,7 +206,7 @@ def lookup(name: str) -> tuple[LossSpec, Alias | None]:
     where a bare name means something else in losslab. A framework's prefix
     never falls back to losslab's own loss: a name that the framework's table
     lacks is an error, and so is a prefix that names no framework losslab
-    knows (``"timm.X"``). Module paths (``nn``, ``functional``, ``losses``)
+    knows (``"ultralytics.X"``). Module paths (``nn``, ``functional``, ``losses``)
     and ``losslab.`` are ignored.
     """
     if not isinstance(name, str):

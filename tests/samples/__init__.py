@@ -12,12 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import boxes, classification, detection, longtail, longtail_detection, regression, segmentation
+from . import (
+    boxes,
+    classification,
+    detection,
+    longtail,
+    longtail_detection,
+    longtail_multilabel,
+    regression,
+    segmentation,
+)
 from .cases import Case, ErrorCase
 
 __all__ = ["ERRORS", "SAMPLES", "Case", "ErrorCase"]
 
-_FAMILIES = (classification, longtail, longtail_detection, detection, regression, boxes, segmentation)
+_FAMILIES = (classification, longtail, longtail_multilabel, longtail_detection, detection, regression, boxes,
+             segmentation)
 
 SAMPLES: dict[str, Callable[[], list[Case]]] = {}
 ERRORS: dict[str, Callable[[], list[ErrorCase]]] = {}

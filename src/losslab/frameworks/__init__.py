@@ -11,4 +11,13 @@ framework's loss is another formula, the name raises and names the closest
 losslab loss. One module per family; each registers its aliases on import.
 """
 
-from . import boxes, classification, detection, focal, segmentation, segmentation_monai, segmentation_smp  # noqa: F401  (registration on import)
+from . import (  # noqa: F401  (registration on import)
+    boxes,
+    classification,
+    detection,
+    focal,
+    multilabel,
+    segmentation,
+    segmentation_monai,
+    segmentation_smp,
+)
