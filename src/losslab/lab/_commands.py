@@ -19,7 +19,7 @@ from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
 from ._data import DataError
-from ._losses import WEIGHT_METHODS, accepts, classification_loss
+from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
 __all__ = [
@@ -175,8 +175,17 @@ probabilities proportional to 0.7^c, 64 examples, standard normal logits)
 compared under cross-entropy and under focal loss (gamma 2) with
 inverse-frequency alpha.
 
+The losses that need the examples per class (logit_adjusted_cross_entropy,
+also "Balanced Softmax" and "BALMS"; ldam_loss; vs_loss; seesaw_loss) take
+them from the batch's targets (losslab.class_counts(target, C)), or from
+--class-counts, e.g. training-set counts. seesaw_loss is computed by its
+functional with those counts (its module would count this batch's labels:
+the same). Alpha methods (inverse, ...) always weigh the batch's counts.
+
 examples:
   losslab contributions --demo
+  losslab contributions --demo --loss ldam_loss --loss seesaw_loss
+  losslab contributions --demo --loss "Balanced Softmax" --class-counts 500,120,30,6,2
   losslab contributions batch.npz --loss cross_entropy --loss softmax_focal_loss --alpha inverse
   losslab contributions outputs.pt --logits-key scores --target-key y --format json
 """
@@ -200,8 +209,11 @@ def add_contributions_arguments(parser: argparse.ArgumentParser) -> None:
                              "effective_number:BETA sets beta) | none | a number | comma-separated per-class "
                              "numbers; applies to every --loss (default none; --demo without --loss and --alpha "
                              "compares cross_entropy without alpha with softmax_focal_loss with inverse)")
-    parser.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the losses that take one "
+    parser.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the focal losses "
                                                                  "(default 2)")
+    parser.add_argument("--class-counts", metavar="N0,N1,...",
+                        help="comma-separated examples per class, one per class of the logits, for the losses "
+                             f"that take class counts ({', '.join(count_losses())}); default: the batch's counts")
     parser.add_argument("--logits-key", default="logits", metavar="KEY",
                         help="name of the logits in FILE (default logits)")
     parser.add_argument("--target-key", default=None, metavar="KEY",
@@ -230,11 +242,17 @@ def contributions_command(args: argparse.Namespace) -> int:
             runs = [(name, demo_alpha if args.alpha is None else alpha) for name, demo_alpha in DEMO_LOSSES]
         else:
             runs = [(name, alpha) for name in (args.loss or ["cross_entropy"])]
+        counts = None if args.class_counts is None else parse_counts(args.class_counts, caller=FN, key="--class-counts")
+        specs = [classification_loss(name, caller=FN)[0] for name, _ in runs]
+        if counts is not None and not any(takes_counts(spec) for spec in specs):
+            raise _UsageError(f"--class-counts is for the losses that take class counts "
+                              f"({', '.join(count_losses())}); none of {', '.join(n for n, _ in runs)} does")
         results = []
-        for name, run_alpha in runs:
-            spec, _ = classification_loss(name, caller=FN)
-            gamma = {"gamma": args.gamma} if accepts(spec, "gamma") else {}
-            results.append(contributions(logits, target, loss=name, alpha=run_alpha, **gamma))
+        for (name, run_alpha), spec in zip(runs, specs, strict=True):
+            extra: dict[str, Any] = {"gamma": args.gamma} if is_focal(spec) else {}
+            if counts is not None and takes_counts(spec):
+                extra["class_counts"] = counts
+            results.append(contributions(logits, target, loss=name, alpha=run_alpha, **extra))
     except (_UsageError, ValueError, TypeError) as error:
         message = str(error).removeprefix(f"{FN}: ")
         print(f"losslab {FN}: {message}", file=sys.stderr)
