@@ -336,7 +336,8 @@ class TestCommand:
         assert code == 0 and err == "" and stdout.strip().endswith("x.svg")
         assert seen == {"losses": [{"name": "cross_entropy"}, {"name": "sigmoid_focal_loss"}],
                         "gammas": [0, 0.5, 1, 2, 5],
-                        "out": "x.svg", "dpi": 150, "title": "T", "alpha": 0.5, "ignore_index": None}
+                        "out": "x.svg", "dpi": 150, "title": "T", "class_counts": None, "classes": None,
+                        "alpha": 0.5, "ignore_index": None}
 
     def test_option_reaches_the_loss(self, capsys, tmp_path):
         out = tmp_path / "curves.svg"

@@ -370,12 +370,22 @@ Each LOSS is a spec as ablate's --loss takes it: the name (every word before
 the first key=value; quote it as one argument), then that loss's own options,
 "sigmoid_focal_loss alpha=0.5". --option KEY=VALUE goes to every loss.
 
+A loss that needs the examples per class (logit_adjusted_cross_entropy, also
+"Balanced Softmax" and "BALMS"; ldam_loss; vs_loss; seesaw_loss) is drawn for
+two classes of 100 (head) and 10 (tail) examples unless --class-counts (every
+such loss) or class_counts=N0,N1,... in its spec says otherwise, with one
+curve per true class: the head (solid) and the tail (dashed), or the classes
+--classes names. With C counts the true class has p_t and the other C - 1
+share 1 - p_t. seesaw_loss is its functional with these counts, fixed.
+
 examples:
   losslab plot                                          # softmax focal loss, gamma 0 0.5 1 2 5
   losslab plot cross_entropy sigmoid_focal_loss --out curves.svg
   losslab plot sigmoid_focal_loss --gamma 0 2 --option alpha=0.5
   losslab plot softmax_focal_loss "sigmoid_focal_loss alpha=0.5"   # alpha for one loss only
   losslab plot "Multi-Class Focal Loss" BCELoss         # names with spaces; BCELoss: probabilities in
+  losslab plot ldam_loss "Balanced Softmax"             # head (100) and tail (10) class curves
+  losslab plot "ldam_loss scale=1" --class-counts 500,50,5 --classes 0 1 2
 """
 
 
@@ -390,6 +400,12 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the figure to write, .png or .svg (default loss_curves.png)")
     parser.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
     parser.add_argument("--title", default=None, help="a title above the rows")
+    parser.add_argument("--class-counts", metavar="N0,N1,...",
+                        help="comma-separated examples per class for the losses that take class counts "
+                             f"({', '.join(count_losses())}; default 100,10: a head and a tail class)")
+    parser.add_argument("--classes", nargs="+", type=int, metavar="C",
+                        help="the true classes drawn, one curve each, for the losses that take class counts "
+                             "(default: the head and the tail, the largest and the smallest count)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a keyword argument of every loss, the value read as JSON where it parses, else as a "
                              "string: --option alpha=0.5 --option label_smoothing=0.1; repeatable")
@@ -414,12 +430,20 @@ def plot_command(args: argparse.Namespace) -> int:
     """Run ``losslab plot``: write the figure and print its path; 2 with a message on stderr for a bad request."""
     try:
         options = parse_options(args.option, caller="losslab plot")
+        for key, flag in (("gammas", "--gamma"), ("out", "--out"), ("dpi", "--dpi"), ("title", "--title"),
+                          ("classes", "--classes"), ("class_counts", "--class-counts")):
+            if key in options and (key != "class_counts" or args.class_counts is not None):
+                raise ValueError(f"losslab plot: --option {key}=... is not a loss option here; give {flag} "
+                                 f"{'only' if key == 'class_counts' else 'instead'}")
+        if "class_counts" in options:  # the same as --class-counts: every loss that takes class counts
+            args.class_counts = options.pop("class_counts")
         losses = []
         for spec in args.losses or [DEFAULT_LOSS]:
             for config in parse_loss_spec(spec):
                 config.pop("label")
                 losses.append(config)
-        path = plot_curves(losses, gammas=args.gamma, out=args.out, dpi=args.dpi, title=args.title, **options)
+        path = plot_curves(losses, gammas=args.gamma, out=args.out, dpi=args.dpi, title=args.title,
+                           class_counts=args.class_counts, classes=args.classes, **options)
     except (ValueError, TypeError, ImportError, OSError) as error:
         print(_one_line(error, "plot"), file=sys.stderr)
         return 2

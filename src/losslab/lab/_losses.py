@@ -41,13 +41,23 @@ def config_label(name: str, options: Mapping[str, Any]) -> str:
 
     ``NAME key=value ...`` as ``--loss`` takes it: numbers in their shortest
     form, strings bare, true / false / null for booleans and None, a class-weight
-    method with parameters as ``effective_number(beta=0.99)``.
+    method with parameters as ``effective_number(beta=0.99)``, class counts
+    comma-separated (``class_counts=500,120,30,6``).
 
     Example:
         >>> config_label("balanced_cross_entropy", {"alpha": {"method": "effective_number", "beta": 0.99}})
         'balanced_cross_entropy alpha=effective_number(beta=0.99)'
     """
-    return " ".join([name] + [f"{key}={format_value(value)}" for key, value in options.items()])
+    return " ".join([name] + [f"{key}={_format_option(key, value)}" for key, value in options.items()])
+
+
+def _format_option(key: str, value: Any) -> str:
+    if key == COUNTS_KEY:
+        try:
+            return _counts_text(parse_counts(value, caller="config_label"))
+        except ValueError:  # the loss reports it when built
+            pass
+    return format_value(value)
 
 
 def format_value(value: Any) -> str:
@@ -196,14 +206,16 @@ def is_focal(spec: LossSpec) -> bool:
     return spec.family == "focal" and accepts(spec, "gamma")
 
 
-def parse_counts(value: Any, *, caller: str, key: str = COUNTS_KEY) -> list[float]:
+def parse_counts(value: Any, *, caller: str, key: str = COUNTS_KEY, loss: str | None = None) -> list[float]:
     """Class counts as a list of floats, from ``"500,120,30,6"``, a JSON list, a sequence, a tensor or an array.
 
     The one spelling of counts on the command line is comma-separated numbers
     (``--class-counts 500,120,30,6``, ``class_counts=500,120,30,6`` in a loss
     spec or ``--option``); ``[500, 120, 30, 6]`` is read too. Each count is a
-    finite number >= 0, and there are at least two (one per class).
+    finite number >= 0, and there are at least two (one per class). ``loss``
+    names the loss in the message.
     """
+    caller = caller if loss is None else f"{caller}: {loss}"
     text = value.strip() if isinstance(value, str) else None
     if text is not None:
         try:
@@ -270,7 +282,7 @@ def build_loss(name: str, options: Mapping[str, Any], counts: Tensor | Sequence[
         return build(name, **resolved), spec
     fixed = COUNTS_KEY in resolved or not running
     if COUNTS_KEY in resolved:
-        resolved[COUNTS_KEY] = parse_counts(resolved[COUNTS_KEY], caller=caller, key=f"{spec.name}: {COUNTS_KEY}")
+        resolved[COUNTS_KEY] = parse_counts(resolved[COUNTS_KEY], caller=caller, loss=spec.name)
     elif counts is None:
         raise ValueError(f"{caller}: {spec.name} needs class counts (examples per class): give "
                          f"{COUNTS_KEY}=500,120,30,6")
