@@ -56,7 +56,12 @@ inverse_sqrt, effective_number and median_frequency as alpha or weight are
 class weights from the training counts, averaging 1, and
 effective_number(beta=0.9) sets beta). Each loss is fed what it declares:
 logits, their softmax for a loss that takes probabilities (BCELoss), their
-log-softmax for one that takes log-probabilities (nll_loss). --config reads the
+log-softmax for one that takes log-probabilities (nll_loss). The losses that
+need the examples per class (logit_adjusted_cross_entropy, "Balanced Softmax",
+ldam_loss, vs_loss) get the training set's counts; seesaw_loss trains as its
+module SeesawLoss(num_classes=C), which starts from zero and adds each
+batch's labels, as mmpretrain does; class_counts=N0,N1,... in a spec gives
+fixed counts instead (one vector, not a grid). --config reads the
 same from YAML or TOML (a relative data: path is read from the config's
 folder); flags override it.
 
