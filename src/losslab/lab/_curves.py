@@ -297,7 +297,7 @@ def _gammas(fn: str, gammas: Sequence[float] | float) -> list[float]:
 
 def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str, num_classes: int = 2,
             true_class: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The logit leaf ``x``, what the loss is fed (built from ``x`` with torch ops), and the target.
+    r"""The logit leaf ``x``, what the loss is fed (built from ``x`` with torch ops), and the target.
 
     Softmax: ``num_classes`` logits, :math:`\log p_t` for ``true_class`` and
     :math:`\log((1 - p_t) / (C - 1))` for the others.
