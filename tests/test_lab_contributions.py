@@ -517,14 +517,14 @@ class TestClassCounts:
         ({"loss": "ldam_loss", "class_counts": [1, 2, 3]}, ValueError,
          r"^contributions: class_counts must hold C = 4 counts, one per class of the logits; got 3$"),
         ({"loss": "ldam_loss", "class_counts": "5,x,1,1"}, ValueError,
-         r"^contributions: class_counts must be comma-separated counts, one per class, as in "
-         r"class_counts=500,120,30,6; got '5,x,1,1'$"),
+         (r"^contributions: class_counts must be comma-separated counts, one per class, as in "
+         r"class_counts=500,120,30,6; got '5,x,1,1'$")),
         ({"loss": "seesaw_loss", "class_counts": [5, -1, 1, 1]}, ValueError,
          r"^contributions: class_counts must be finite numbers >= 0; got -1"),
         ({"loss": "vs_loss", "class_counts": 5}, ValueError, r"^contributions: class_counts must be counts"),
         ({"loss": "cross_entropy", "class_counts": [1, 2, 3, 4]}, ValueError,
-         r"^contributions: cross_entropy takes no class counts \(class_counts is for logit_adjusted_cross_entropy, "
-         r"ldam_loss, vs_loss, seesaw_loss\)$"),
+         (r"^contributions: cross_entropy takes no class counts \(class_counts is for logit_adjusted_cross_entropy, "
+         r"ldam_loss, vs_loss, seesaw_loss\)$")),
         ({"loss": "vs_loss", "gamma": 0.5}, ValueError,
          r"^contributions: vs_loss has no focusing gamma \(a focal loss has\); got gamma=0.5$"),
         ({"loss": "seesaw_loss", "q": -1.0}, ValueError, r"seesaw_loss: q must be"),
@@ -571,16 +571,16 @@ class TestClassCountsCommand:
 
     @pytest.mark.parametrize("argv, message", [
         (["--loss", "ldam_loss", "--class-counts", "500,x"],
-         "losslab contributions: --class-counts must be comma-separated counts, one per class, as in "
-         "--class-counts=500,120,30,6; got '500,x'"),
+         ("losslab contributions: --class-counts must be comma-separated counts, one per class, as in "
+         "--class-counts=500,120,30,6; got '500,x'")),
         (["--loss", "ldam_loss", "--class-counts", "500,120"],
          "losslab contributions: class_counts must hold C = 5 counts, one per class of the logits; got 2"),
         (["--loss", "ldam_loss", "--class-counts", "5,4,3,2,-1"],
          "losslab contributions: --class-counts must be finite numbers >= 0; got -1 in --class-counts=5,4,3,2,-1"),
         (["--class-counts", "5,4,3,2,1"],
-         "losslab contributions: --class-counts is for the losses that take class counts "
+         ("losslab contributions: --class-counts is for the losses that take class counts "
          "(logit_adjusted_cross_entropy, ldam_loss, vs_loss, seesaw_loss); none of cross_entropy, "
-         "softmax_focal_loss does"),
+         "softmax_focal_loss does")),
         (["--loss", "mmdet.SeesawLoss"], "losslab contributions: get_loss: 'mmdet.SeesawLoss' is mmdetection's"),
     ])
     def test_bad_counts_are_one_line(self, capsys, argv, message):

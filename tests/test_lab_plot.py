@@ -556,13 +556,13 @@ class TestClassCountsCommand:
         assert [c["class"] for c in data["curves"]] == [0, 2]
 
     @pytest.mark.parametrize("argv, message", [
-        (["ldam_loss", "--class-counts", "5,x"], "losslab plot: loss_curves: ldam_loss: class_counts must be "
-                                                 "comma-separated counts, one per class"),
-        (["ldam_loss class_counts=5"], "losslab plot: parse_loss_spec: ldam_loss: class_counts must hold one "
-                                       "count per class, at least 2; got [5.0]"),
+        (["ldam_loss", "--class-counts", "5,x"], ("losslab plot: loss_curves: ldam_loss: class_counts must be "
+                                                 "comma-separated counts, one per class")),
+        (["ldam_loss class_counts=5"], ("losslab plot: parse_loss_spec: ldam_loss: class_counts must hold one "
+                                       "count per class, at least 2; got [5.0]")),
         (["ldam_loss", "--classes", "3"], "losslab plot: loss_curves: classes must be class indices in [0, 2)"),
-        (["cross_entropy", "--class-counts", "5,3"], "losslab plot: plot_curves: class_counts is for the losses "
-                                                     "that take class counts"),
+        (["cross_entropy", "--class-counts", "5,3"], ("losslab plot: plot_curves: class_counts is for the losses "
+                                                     "that take class counts")),
         (["seesaw_loss", "--option", "class_counts=5,5", "--class-counts", "5,5"],
          "losslab plot: --option class_counts=... is not a loss option here; give --class-counts only"),
         (["seesaw_loss", "--option", "dpi=3"], "losslab plot: --option dpi=... is not a loss option here"),
