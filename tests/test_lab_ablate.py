@@ -665,3 +665,39 @@ class TestSpecsAndLabels:
         legend = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
         assert sorted(legend) == sorted(s["label"] for s in _report.gamma_series(result))
         assert not any("no alpha" in label for label in legend)
+
+
+class TestClassCounts:
+    """Issue 15: the losses that take class counts train with the training set's counts."""
+
+    def test_class_counts_in_a_spec_is_one_vector_not_a_grid(self):
+        (config,) = parse_loss_spec("ldam_loss class_counts=500,50,5 scale=1,2")[:1]
+        assert config["class_counts"] == [500.0, 50.0, 5.0]
+        assert [c["label"] for c in parse_loss_spec("ldam_loss class_counts=500,50,5 scale=1,2")] == [
+            "ldam_loss class_counts=500,50,5 scale=1", "ldam_loss class_counts=500,50,5 scale=2"]
+        assert parse_loss_spec("ldam_loss class_counts=[500,50,5]")[0]["class_counts"] == [500.0, 50.0, 5.0]
+        with pytest.raises(ValueError, match=r"^parse_loss_spec: ldam_loss: class_counts must be comma-separated"):
+            parse_loss_spec("ldam_loss class_counts=5,x")
+
+    @pytest.mark.parametrize("name, options", [("logit_adjusted_cross_entropy", {}), ("BALMS", {}),
+                                               ("ldam_loss", {"scale": 1.0}), ("vs_loss", {}), ("seesaw_loss", {}),
+                                               ("seesaw_loss", {"class_counts": [1] * 10})])
+    def test_trains(self, split, name, options):
+        out = train(split, name, options, seed=0, epochs=1, model="logreg")
+        np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-12)
+
+    def test_counts_come_from_the_training_set_and_seesaw_counts_as_it_trains(self, split):
+        from losslab import SeesawLoss
+        from losslab.lab._losses import FixedCounts
+
+        counts = split.train_counts().tolist()
+        ldam, _ = build_loss("ldam_loss", {}, counts, caller="train", running=True)
+        torch.testing.assert_close(ldam.class_counts.double(), torch.tensor(counts, dtype=torch.float64))
+        running, _ = build_loss("seesaw_loss", {}, counts, caller="train", running=True)
+        assert type(running) is SeesawLoss and running.num_classes == 10 and int(running.class_counts.sum()) == 0
+        fixed, _ = build_loss("seesaw_loss", {"class_counts": counts}, counts, caller="train", running=True)
+        assert isinstance(fixed, FixedCounts)
+
+    def test_wrong_number_of_counts_fails_before_any_run(self):
+        with pytest.raises(ValueError, match=r"ldam_loss: class_counts must have shape \(10,\)"):
+            ablate(losses=[{"name": "ldam_loss", "class_counts": [5, 1]}], **FAST)

@@ -440,3 +440,157 @@ def test_sparse_meta_and_corrupt_files_are_one_line(capsys, tmp_path):
 def test_demo_batch_seed_must_be_an_int():
     with pytest.raises(TypeError, match=r"^demo_batch: seed must be an int; got 'a' \(str\)$"):
         demo_batch(seed="a")
+
+
+# ----------------------------------------------------------------------------
+# the losses that take class counts (issue 15)
+
+COUNT_LOSSES = ["logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "seesaw_loss"]
+# (name asked for, canonical functional, what the name presets)
+COUNT_NAMES = [(name, name, {}) for name in COUNT_LOSSES] + [
+    ("Balanced Softmax", "logit_adjusted_cross_entropy", {"tau": 1.0}),
+    ("BALMS", "logit_adjusted_cross_entropy", {"tau": 1.0}),
+    ("mmpretrain.SeesawLoss", "seesaw_loss", {}),  # its preset num_classes=1000 gives way to the data's C
+]
+
+
+def functional_losses(canonical, x, y, counts, **kwargs):
+    import losslab
+
+    return getattr(losslab, canonical)(x, y, class_counts=counts, reduction="none", **kwargs).numpy()
+
+
+class TestClassCounts:
+    @pytest.mark.parametrize("name, canonical, presets", COUNT_NAMES)
+    def test_counts_from_the_batch(self, name, canonical, presets):
+        import losslab
+
+        x, y = batch()
+        y[-3:] = 1  # uneven
+        result = contributions(x, y, loss=name)
+        counts = losslab.class_counts(y, C)
+        expected = functional_losses(canonical, x, y, counts, **presets)
+        assert_matches(result, expected, expected, y)
+        assert result.options["class_counts"] == counts.tolist()
+        assert result.options["counts_from"] == "batch" and result.options["gamma"] is None
+        assert "counts from the batch" in result.title()
+
+    @pytest.mark.parametrize("name, canonical, presets", COUNT_NAMES)
+    @pytest.mark.parametrize("given", [[500, 120, 30, 6], "500,120,30,6", torch.tensor([500, 120, 30, 6]),
+                                       np.array([500.0, 120.0, 30.0, 6.0])])
+    def test_counts_from_the_option(self, name, canonical, presets, given):
+        x, y = batch(1)
+        result = contributions(x, y, loss=name, class_counts=given)
+        expected = functional_losses(canonical, x, y, [500.0, 120.0, 30.0, 6.0], **presets)
+        assert_matches(result, expected, expected, y)
+        assert result.options["class_counts"] == [500.0, 120.0, 30.0, 6.0]
+        assert result.options["counts_from"] == "option"
+        assert "class_counts=500,120,30,6" in result.title()
+
+    @pytest.mark.parametrize("name", COUNT_LOSSES)
+    def test_per_class_alpha_goes_to_weight(self, name):
+        x, y = batch(2)
+        result = contributions(x, y, loss=name, alpha="inverse")
+        before = functional_losses(name, x, y, torch.bincount(y, minlength=C))
+        weights = np.asarray(result.options["alpha"])  # float32 class weights, as the loss gets them
+        np.testing.assert_allclose(weights, inverse_weights(y, C), rtol=1e-6)
+        assert_matches(result, before, before * weights[y.numpy()], y)
+        assert result.options["alpha_argument"] == "weight"
+
+    def test_ignored_targets_are_not_counted(self):
+        x, y = batch(3)
+        y[:5] = -100
+        result = contributions(x, y, loss="ldam_loss")
+        assert result.options["class_counts"] == torch.bincount(y[5:], minlength=C).tolist()
+        assert result.ignored == 5
+
+    def test_seesaw_keeps_no_state_and_vs_keeps_its_own_gamma(self):
+        x, y = batch(4)
+        a = contributions(x, y, loss="seesaw_loss")
+        b = contributions(x, y, loss="seesaw_loss")
+        assert a.to_dict() == b.to_dict()
+        vs = contributions(x, y, loss="vs_loss")  # gamma=2.0 is the focal default: vs_loss keeps 0.2
+        expected = functional_losses("vs_loss", x, y, torch.bincount(y, minlength=C), gamma=0.2)
+        assert_matches(vs, expected, expected, y)
+
+    @pytest.mark.parametrize("kwargs, error, match", [
+        ({"loss": "ldam_loss", "class_counts": [1, 2, 3]}, ValueError,
+         r"^contributions: class_counts must hold C = 4 counts, one per class of the logits; got 3$"),
+        ({"loss": "ldam_loss", "class_counts": "5,x,1,1"}, ValueError,
+         (r"^contributions: class_counts must be comma-separated counts, one per class, as in "
+         r"class_counts=500,120,30,6; got '5,x,1,1'$")),
+        ({"loss": "seesaw_loss", "class_counts": [5, -1, 1, 1]}, ValueError,
+         r"^contributions: class_counts must be finite numbers >= 0; got -1"),
+        ({"loss": "vs_loss", "class_counts": 5}, ValueError, r"^contributions: class_counts must be counts"),
+        ({"loss": "cross_entropy", "class_counts": [1, 2, 3, 4]}, ValueError,
+         (r"^contributions: cross_entropy takes no class counts \(class_counts is for logit_adjusted_cross_entropy, "
+         r"ldam_loss, vs_loss, seesaw_loss\)$")),
+        ({"loss": "vs_loss", "gamma": 0.5}, ValueError,
+         r"^contributions: vs_loss has no focusing gamma \(a focal loss has\); got gamma=0.5$"),
+        ({"loss": "seesaw_loss", "q": -1.0}, ValueError, r"seesaw_loss: q must be"),
+        ({"loss": "seesaw_loss", "nope": 1}, TypeError,
+         r"^contributions: seesaw_loss: unexpected keyword argument\(s\) 'nope'; expected some of class_counts"),
+        ({"loss": "mmpretrain.SeesawLoss", "num_classes": 3}, ValueError,
+         r"^contributions: seesaw_loss: num_classes=3 does not match the 4 class counts"),
+        ({"loss": "mmdet.SeesawLoss"}, ValueError, r"^get_loss: 'mmdet.SeesawLoss' is mmdetection's SeesawLoss"),
+    ])
+    def test_errors(self, kwargs, error, match):
+        x, y = batch()
+        with pytest.raises(error, match=match):
+            contributions(x, y, **kwargs)
+
+
+class TestClassCountsCommand:
+    @pytest.mark.parametrize("name", ["logit_adjusted_cross_entropy", "Balanced Softmax", "BALMS", "ldam_loss",
+                                      "vs_loss", "seesaw_loss"])
+    def test_demo_counts_from_the_batch(self, capsys, name):
+        code, out, err = run(capsys, "--demo", "--loss", name, "--format", "json")
+        assert code == 0 and err == ""
+        (result,) = json.loads(out)["results"]
+        logits, target = demo_batch(0)
+        assert result == contributions(logits, target, loss=name).to_dict()
+        assert result["options"]["counts_from"] == "batch"
+
+    def test_counts_from_the_option_go_to_the_losses_that_take_them(self, capsys):
+        code, out, err = run(capsys, "--demo", "--loss", "seesaw_loss", "--loss", "cross_entropy", "--loss",
+                             "BALMS", "--class-counts", "500,120,30,6,2", "--alpha", "inverse")
+        assert code == 0 and err == ""
+        assert "== seesaw_loss (class_counts=500,120,30,6,2, alpha=inverse) ==" in out
+        assert "== cross_entropy (alpha=inverse) ==" in out
+        assert "== logit_adjusted_cross_entropy (as 'BALMS') (class_counts=500,120,30,6,2, alpha=inverse) ==" in out
+
+    def test_npz_file(self, capsys, tmp_path):
+        x, y = batch(5)
+        np.savez(tmp_path / "b.npz", logits=x.numpy(), target=y.numpy())
+        code, out, err = run(capsys, str(tmp_path / "b.npz"), "--loss", "ldam_loss", "--class-counts", "9,3,2,1",
+                             "--format", "json")
+        assert code == 0 and err == ""
+        (result,) = json.loads(out)["results"]
+        expected = functional_losses("ldam_loss", x, y, [9.0, 3.0, 2.0, 1.0])
+        np.testing.assert_allclose(result["total_after"], expected.sum(), rtol=1e-9)
+
+    @pytest.mark.parametrize("argv, message", [
+        (["--loss", "ldam_loss", "--class-counts", "500,x"],
+         ("losslab contributions: --class-counts must be comma-separated counts, one per class, as in "
+         "--class-counts=500,120,30,6; got '500,x'")),
+        (["--loss", "ldam_loss", "--class-counts", "500,120"],
+         "losslab contributions: class_counts must hold C = 5 counts, one per class of the logits; got 2"),
+        (["--loss", "ldam_loss", "--class-counts", "5,4,3,2,-1"],
+         "losslab contributions: --class-counts must be finite numbers >= 0; got -1 in --class-counts=5,4,3,2,-1"),
+        (["--class-counts", "5,4,3,2,1"],
+         ("losslab contributions: --class-counts is for the losses that take class counts "
+         "(logit_adjusted_cross_entropy, ldam_loss, vs_loss, seesaw_loss); none of cross_entropy, "
+         "softmax_focal_loss does")),
+        (["--loss", "mmdet.SeesawLoss"], "losslab contributions: get_loss: 'mmdet.SeesawLoss' is mmdetection's"),
+    ])
+    def test_bad_counts_are_one_line(self, capsys, argv, message):
+        code, out, err = run(capsys, "--demo", *argv)
+        assert code == 2 and out == ""
+        assert err.count("\n") == 1 and err.startswith(message)
+
+    def test_help_names_the_option(self, capsys):
+        with pytest.raises(SystemExit):
+            cli_main(["contributions", "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--class-counts N0,N1,..." in out and "default: the batch's counts" in out
+        assert "seesaw_loss is computed by its functional with those counts" in out

@@ -336,7 +336,8 @@ class TestCommand:
         assert code == 0 and err == "" and stdout.strip().endswith("x.svg")
         assert seen == {"losses": [{"name": "cross_entropy"}, {"name": "sigmoid_focal_loss"}],
                         "gammas": [0, 0.5, 1, 2, 5],
-                        "out": "x.svg", "dpi": 150, "title": "T", "alpha": 0.5, "ignore_index": None}
+                        "out": "x.svg", "dpi": 150, "title": "T", "class_counts": None, "classes": None,
+                        "alpha": 0.5, "ignore_index": None}
 
     def test_option_reaches_the_loss(self, capsys, tmp_path):
         out = tmp_path / "curves.svg"
@@ -417,3 +418,166 @@ def test_command_failures_are_one_line(capsys, tmp_path, monkeypatch):
     code, out, err = _run(capsys, "--out", str(tmp_path / "x.png"))
     assert code == 2 and err == ("losslab plot: plot_curves: drawing needs matplotlib, which is not installed: "
                                  "pip install 'losslab[lab]'\n")
+
+
+# ----------------------------------------------------------------------------
+# the losses that take class counts (issue 15): per true class, for a class-count profile
+
+
+def count_reference(name, p, true_class, counts):
+    """The loss of an example of class ``true_class`` whose softmax gives it p_t, the others (1 - p_t) / (C - 1).
+
+    Written from the papers' formulas: logit adjustment (tau = 1) adds log pi; LDAM scales by s = 30 after
+    taking Delta_y = 0.5 (min n / n_y)^(1/4) off the true logit; VS (gamma 0.2, tau 1) takes
+    Delta_c x_c + tau log pi_c with Delta_c = (n_c / max n)^gamma; Seesaw (p 0.8, q 2) multiplies each other
+    class's exponential by M C, M = min(1, n_j / n_i)^p, C = max(1, sigma_j / max(sigma_i, eps))^q.
+    """
+    counts = np.asarray(counts, np.float64)
+    num = len(counts)
+    x = np.tile(np.log((1 - p) / (num - 1))[:, None], (1, num))
+    x[:, true_class] = np.log(p)
+    pi = counts / counts.sum()
+    if name == "logit_adjusted_cross_entropy":
+        z = x + np.log(pi)
+    elif name == "ldam_loss":
+        z = x.copy()
+        z[:, true_class] -= 0.5 * (counts.min() / counts[true_class]) ** 0.25
+        z = 30.0 * z
+    elif name == "vs_loss":
+        z = (counts / counts.max()) ** 0.2 * x + np.log(pi)
+    elif name == "seesaw_loss":
+        sigma = np.exp(x)  # the softmax: x are log-probabilities
+        m = np.minimum(1.0, counts / counts[true_class]) ** 0.8
+        c = np.maximum(1.0, sigma / np.maximum(sigma[:, [true_class]], 1e-2)) ** 2.0  # eps = 1e-2
+        z = x + np.log(m * c)
+        z[:, true_class] = x[:, true_class]
+    else:
+        raise AssertionError(name)
+    zmax = z.max(axis=1, keepdims=True)
+    return -(z[:, true_class] - zmax[:, 0] - np.log(np.exp(z - zmax).sum(axis=1)))
+
+
+COUNTED = ["logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "seesaw_loss"]
+
+
+class TestClassCounts:
+    @pytest.mark.parametrize("name", COUNTED)
+    def test_default_profile_head_and_tail(self, name):
+        data = loss_curves(name, p=P)
+        assert data["class_counts"] == [100.0, 10.0] and data["counts_default"] is True
+        assert [(c["class"], c["count"], c["gamma"]) for c in data["curves"]] == [(0, 100.0, None), (1, 10.0, None)]
+        assert [c["label"] for c in data["curves"]] == ["class 0 (head, n = 100)", "class 1 (tail, n = 10)"]
+        for curve in data["curves"]:
+            expected = count_reference(name, P, curve["class"], [100, 10])
+            np.testing.assert_allclose(curve["loss"], expected, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(curve["factor"], expected / -np.log(P), rtol=1e-9, atol=1e-12)
+            assert np.isfinite(curve["grad"]).all()
+
+    @pytest.mark.parametrize("name", COUNTED)
+    def test_given_counts_and_classes(self, name):
+        data = loss_curves(name, p=P, class_counts="500,50,5", classes=[2, 1])
+        assert data["counts_default"] is False
+        assert [c["label"] for c in data["curves"]] == ["class 2 (tail, n = 5)", "class 1 (n = 50)"]
+        for curve in data["curves"]:
+            np.testing.assert_allclose(curve["loss"], count_reference(name, P, curve["class"], [500, 50, 5]),
+                                       rtol=1e-9, atol=1e-12)
+
+    def test_logit_adjustment_gradient_is_adjusted_probability_minus_one(self):
+        data = loss_curves("Balanced Softmax", p=P)
+        assert data["options"] == {"tau": 1.0}
+        for curve, prior in zip(data["curves"], (100 / 110, 10 / 110), strict=True):
+            q = P * prior / (P * prior + (1 - P) * (1 - prior))
+            np.testing.assert_allclose(curve["grad"], q - 1, rtol=1e-9, atol=1e-12)
+
+    def test_vs_gamma_is_an_option_not_the_focusing_parameter(self):
+        data = loss_curves("vs_loss", gammas=(0, 2), p=P, gamma=0.2)
+        assert [c["gamma"] for c in data["curves"]] == [None, None]
+        assert data["options"] == {"gamma": 0.2}
+
+    def test_seesaw_p_reaches_the_loss(self):
+        a = loss_curves("seesaw_loss", p=P, loss_options={"p": 0.0})["curves"][0]["loss"]
+        b = loss_curves("seesaw_loss", p=P)["curves"][0]["loss"]
+        assert not np.allclose(a, b)
+
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"class_counts": [5]}, r"^loss_curves: ldam_loss: class_counts must hold one count per class, at least 2"),
+        ({"class_counts": "5,x"}, r"^loss_curves: ldam_loss: class_counts must be comma-separated counts"),
+        ({"class_counts": [5, float("nan")]}, r"^loss_curves: ldam_loss: class_counts must be finite numbers >= 0"),
+        ({"classes": [2]}, r"^loss_curves: classes must be class indices in \[0, 2\)"),
+        ({"classes": [0, 0]}, r"^loss_curves: classes must not repeat a class"),
+    ])
+    def test_bad_counts_and_classes(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            loss_curves("ldam_loss", p=P, **kwargs)
+
+    def test_classes_for_a_loss_without_counts_and_a_missing_option(self):
+        with pytest.raises(ValueError, match=r"^loss_curves: cross_entropy takes no class counts"):
+            loss_curves("cross_entropy", p=P, classes=[0])
+        with pytest.raises(ValueError, match=r"^loss_curves: balanced_cross_entropy needs alpha, which has no "
+                                             r"default: give it as 'balanced_cross_entropy alpha=\.\.\.'"):
+            loss_curves("balanced_cross_entropy", p=P)
+
+    def test_figure_labels_say_the_counts_and_the_class(self, tmp_path):
+        out = plot_curves(["cross_entropy", "ldam_loss"], gammas=(0,), out=tmp_path / "c.svg",
+                          class_counts=[300, 30])
+        text = " ".join(t.text or "" for t in ET.parse(out).iter() if t.tag.endswith("text"))
+        svg = out.read_text()
+        assert "class_counts = [300, 30], softmax over 2 classes, a curve per true class" in svg + text
+        assert "class 1 (tail, n = 30)" in svg + text and "true class" in svg + text
+
+
+class TestClassCountsCommand:
+    @pytest.mark.parametrize("spec", ["logit_adjusted_cross_entropy", "Balanced Softmax", "BALMS", "ldam_loss",
+                                      "vs_loss", "seesaw_loss", "mmpretrain.SeesawLoss"])
+    def test_each_loss_draws(self, capsys, tmp_path, spec):
+        out = tmp_path / "c.svg"
+        code, stdout, err = _run(capsys, spec, "--out", str(out))
+        assert code == 0 and err == "" and stdout.strip() == str(out)
+        assert "class_counts = [100, 10] (default)" in out.read_text()
+
+    @pytest.mark.parametrize("argv", [["ldam_loss scale=1 class_counts=500,50,5"],
+                                      ["ldam_loss scale=1", "--class-counts", "500,50,5"],
+                                      ["ldam_loss scale=1", "--option", "class_counts=500,50,5"],
+                                      ["ldam_loss scale=1 class_counts=[500,50,5]"]])
+    def test_counts_from_the_spec_the_flag_or_option(self, capsys, tmp_path, monkeypatch, argv):
+        seen = []
+        real = loss_curves
+
+        def spy(*args, **kwargs):
+            seen.append(real(*args, **kwargs))
+            return seen[-1]
+
+        monkeypatch.setattr("losslab.lab._curves.loss_curves", spy)
+        out = tmp_path / "c.svg"
+        code, _, err = _run(capsys, *argv, "--classes", "0", "2", "--out", str(out))
+        assert code == 0 and err == ""
+        (data,) = seen
+        assert data["class_counts"] == [500.0, 50.0, 5.0]
+        assert [c["class"] for c in data["curves"]] == [0, 2]
+
+    @pytest.mark.parametrize("argv, message", [
+        (["ldam_loss", "--class-counts", "5,x"], ("losslab plot: loss_curves: ldam_loss: class_counts must be "
+                                                 "comma-separated counts, one per class")),
+        (["ldam_loss class_counts=5"], ("losslab plot: parse_loss_spec: ldam_loss: class_counts must hold one "
+                                       "count per class, at least 2; got [5.0]")),
+        (["ldam_loss", "--classes", "3"], "losslab plot: loss_curves: classes must be class indices in [0, 2)"),
+        (["cross_entropy", "--class-counts", "5,3"], ("losslab plot: plot_curves: class_counts is for the losses "
+                                                     "that take class counts")),
+        (["seesaw_loss", "--option", "class_counts=5,5", "--class-counts", "5,5"],
+         "losslab plot: --option class_counts=... is not a loss option here; give --class-counts only"),
+        (["seesaw_loss", "--option", "dpi=3"], "losslab plot: --option dpi=... is not a loss option here"),
+        (["balanced_cross_entropy"], "losslab plot: loss_curves: balanced_cross_entropy needs alpha"),
+        (["mmdet.SeesawLoss"], "losslab plot: get_loss: 'mmdet.SeesawLoss' is mmdetection's SeesawLoss"),
+    ])
+    def test_bad_counts_are_one_line(self, capsys, tmp_path, argv, message):
+        code, stdout, err = _run(capsys, *argv, "--out", str(tmp_path / "c.svg"))
+        assert code == 2 and stdout == ""
+        assert err.count("\n") == 1 and err.startswith(message)
+        assert not (tmp_path / "c.svg").exists()
+
+    def test_help(self, capsys):
+        with pytest.raises(SystemExit):
+            cli_main(["plot", "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--class-counts N0,N1,..." in out and "default 100,10: a head and a tail class" in out
+        assert "the head (solid) and the tail (dashed)" in out

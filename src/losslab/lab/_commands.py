@@ -19,7 +19,7 @@ from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
 from ._data import DataError
-from ._losses import WEIGHT_METHODS, accepts, classification_loss
+from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
 __all__ = [
@@ -56,7 +56,12 @@ inverse_sqrt, effective_number and median_frequency as alpha or weight are
 class weights from the training counts, averaging 1, and
 effective_number(beta=0.9) sets beta). Each loss is fed what it declares:
 logits, their softmax for a loss that takes probabilities (BCELoss), their
-log-softmax for one that takes log-probabilities (nll_loss). --config reads the
+log-softmax for one that takes log-probabilities (nll_loss). The losses that
+need the examples per class (logit_adjusted_cross_entropy, "Balanced Softmax",
+ldam_loss, vs_loss) get the training set's counts; seesaw_loss trains as its
+module SeesawLoss(num_classes=C), which starts from zero and adds each
+batch's labels, as mmpretrain does; class_counts=N0,N1,... in a spec gives
+fixed counts instead (one vector, not a grid). --config reads the
 same from YAML or TOML (a relative data: path is read from the config's
 folder); flags override it.
 
@@ -175,8 +180,17 @@ probabilities proportional to 0.7^c, 64 examples, standard normal logits)
 compared under cross-entropy and under focal loss (gamma 2) with
 inverse-frequency alpha.
 
+The losses that need the examples per class (logit_adjusted_cross_entropy,
+also "Balanced Softmax" and "BALMS"; ldam_loss; vs_loss; seesaw_loss) take
+them from the batch's targets (losslab.class_counts(target, C)), or from
+--class-counts, e.g. training-set counts. seesaw_loss is computed by its
+functional with those counts (its module would count this batch's labels:
+the same). Alpha methods (inverse, ...) always weigh the batch's counts.
+
 examples:
   losslab contributions --demo
+  losslab contributions --demo --loss ldam_loss --loss seesaw_loss
+  losslab contributions --demo --loss "Balanced Softmax" --class-counts 500,120,30,6,2
   losslab contributions batch.npz --loss cross_entropy --loss softmax_focal_loss --alpha inverse
   losslab contributions outputs.pt --logits-key scores --target-key y --format json
 """
@@ -200,8 +214,11 @@ def add_contributions_arguments(parser: argparse.ArgumentParser) -> None:
                              "effective_number:BETA sets beta) | none | a number | comma-separated per-class "
                              "numbers; applies to every --loss (default none; --demo without --loss and --alpha "
                              "compares cross_entropy without alpha with softmax_focal_loss with inverse)")
-    parser.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the losses that take one "
+    parser.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the focal losses "
                                                                  "(default 2)")
+    parser.add_argument("--class-counts", metavar="N0,N1,...",
+                        help="comma-separated examples per class, one per class of the logits, for the losses "
+                             f"that take class counts ({', '.join(count_losses())}); default: the batch's counts")
     parser.add_argument("--logits-key", default="logits", metavar="KEY",
                         help="name of the logits in FILE (default logits)")
     parser.add_argument("--target-key", default=None, metavar="KEY",
@@ -230,11 +247,17 @@ def contributions_command(args: argparse.Namespace) -> int:
             runs = [(name, demo_alpha if args.alpha is None else alpha) for name, demo_alpha in DEMO_LOSSES]
         else:
             runs = [(name, alpha) for name in (args.loss or ["cross_entropy"])]
+        counts = None if args.class_counts is None else parse_counts(args.class_counts, caller=FN, key="--class-counts")
+        specs = [classification_loss(name, caller=FN)[0] for name, _ in runs]
+        if counts is not None and not any(takes_counts(spec) for spec in specs):
+            raise _UsageError(f"--class-counts is for the losses that take class counts "
+                              f"({', '.join(count_losses())}); none of {', '.join(n for n, _ in runs)} does")
         results = []
-        for name, run_alpha in runs:
-            spec, _ = classification_loss(name, caller=FN)
-            gamma = {"gamma": args.gamma} if accepts(spec, "gamma") else {}
-            results.append(contributions(logits, target, loss=name, alpha=run_alpha, **gamma))
+        for (name, run_alpha), spec in zip(runs, specs, strict=True):
+            extra: dict[str, Any] = {"gamma": args.gamma} if is_focal(spec) else {}
+            if counts is not None and takes_counts(spec):
+                extra["class_counts"] = counts
+            results.append(contributions(logits, target, loss=name, alpha=run_alpha, **extra))
     except (_UsageError, ValueError, TypeError) as error:
         message = str(error).removeprefix(f"{FN}: ")
         print(f"losslab {FN}: {message}", file=sys.stderr)
@@ -352,12 +375,22 @@ Each LOSS is a spec as ablate's --loss takes it: the name (every word before
 the first key=value; quote it as one argument), then that loss's own options,
 "sigmoid_focal_loss alpha=0.5". --option KEY=VALUE goes to every loss.
 
+A loss that needs the examples per class (logit_adjusted_cross_entropy, also
+"Balanced Softmax" and "BALMS"; ldam_loss; vs_loss; seesaw_loss) is drawn for
+two classes of 100 (head) and 10 (tail) examples unless --class-counts (every
+such loss) or class_counts=N0,N1,... in its spec says otherwise, with one
+curve per true class: the head (solid) and the tail (dashed), or the classes
+--classes names. With C counts the true class has p_t and the other C - 1
+share 1 - p_t. seesaw_loss is its functional with these counts, fixed.
+
 examples:
   losslab plot                                          # softmax focal loss, gamma 0 0.5 1 2 5
   losslab plot cross_entropy sigmoid_focal_loss --out curves.svg
   losslab plot sigmoid_focal_loss --gamma 0 2 --option alpha=0.5
   losslab plot softmax_focal_loss "sigmoid_focal_loss alpha=0.5"   # alpha for one loss only
   losslab plot "Multi-Class Focal Loss" BCELoss         # names with spaces; BCELoss: probabilities in
+  losslab plot ldam_loss "Balanced Softmax"             # head (100) and tail (10) class curves
+  losslab plot "ldam_loss scale=1" --class-counts 500,50,5 --classes 0 1 2
 """
 
 
@@ -372,6 +405,12 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the figure to write, .png or .svg (default loss_curves.png)")
     parser.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
     parser.add_argument("--title", default=None, help="a title above the rows")
+    parser.add_argument("--class-counts", metavar="N0,N1,...",
+                        help="comma-separated examples per class for the losses that take class counts "
+                             f"({', '.join(count_losses())}; default 100,10: a head and a tail class)")
+    parser.add_argument("--classes", nargs="+", type=int, metavar="C",
+                        help="the true classes drawn, one curve each, for the losses that take class counts "
+                             "(default: the head and the tail, the largest and the smallest count)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a keyword argument of every loss, the value read as JSON where it parses, else as a "
                              "string: --option alpha=0.5 --option label_smoothing=0.1; repeatable")
@@ -396,12 +435,20 @@ def plot_command(args: argparse.Namespace) -> int:
     """Run ``losslab plot``: write the figure and print its path; 2 with a message on stderr for a bad request."""
     try:
         options = parse_options(args.option, caller="losslab plot")
+        for key, flag in (("gammas", "--gamma"), ("out", "--out"), ("dpi", "--dpi"), ("title", "--title"),
+                          ("classes", "--classes"), ("class_counts", "--class-counts")):
+            if key in options and (key != "class_counts" or args.class_counts is not None):
+                raise ValueError(f"losslab plot: --option {key}=... is not a loss option here; give {flag} "
+                                 f"{'only' if key == 'class_counts' else 'instead'}")
+        if "class_counts" in options:  # the same as --class-counts: every loss that takes class counts
+            args.class_counts = options.pop("class_counts")
         losses = []
         for spec in args.losses or [DEFAULT_LOSS]:
             for config in parse_loss_spec(spec):
                 config.pop("label")
                 losses.append(config)
-        path = plot_curves(losses, gammas=args.gamma, out=args.out, dpi=args.dpi, title=args.title, **options)
+        path = plot_curves(losses, gammas=args.gamma, out=args.out, dpi=args.dpi, title=args.title,
+                           class_counts=args.class_counts, classes=args.classes, **options)
     except (ValueError, TypeError, ImportError, OSError) as error:
         print(_one_line(error, "plot"), file=sys.stderr)
         return 2

@@ -14,15 +14,20 @@ from torch import Tensor
 
 from .._checks import describe, is_number, shape_str
 from ._losses import (
+    COUNTS_KEY,
     SIGMOID_LOSSES,
     WEIGHT_METHODS,
     accepts,
     build_loss,
     classification_loss,
+    count_losses,
     feed,
     input_kind,
+    is_focal,
     is_sigmoid,
+    parse_counts,
     resolve_class_weights,
+    takes_counts,
 )
 
 __all__ = ["Contributions", "contributions", "demo_batch"]
@@ -43,7 +48,9 @@ class Contributions:
             floats, after resolving a method name), ``alpha_method`` (the
             method name or mapping, else None), ``alpha_argument`` (the loss's
             keyword that received alpha: "alpha" or "weight", None without
-            alpha), ``gamma`` (None for a loss without gamma), and the other
+            alpha), ``gamma`` (None for a loss without a focusing gamma), for a
+            loss that takes class counts ``class_counts`` (the C counts it
+            was given) and ``counts_from`` ("batch" or "option"), and the other
             keyword arguments (tensors as lists).
         classes: one dict per class, in class order: ``class`` (int),
             ``label`` (str; "background" for index C of a sigmoid loss),
@@ -76,8 +83,15 @@ class Contributions:
             "total_after": self.total_after, "mean_before": self.mean_before, "mean_after": self.mean_after}))
 
     def title(self) -> str:
-        """One line naming the loss and its alpha and gamma: ``softmax_focal_loss (gamma=2, alpha=inverse)``."""
+        """One line naming the loss and its alpha and gamma: ``softmax_focal_loss (gamma=2, alpha=inverse)``.
+
+        A loss that takes class counts says where they came from: ``ldam_loss (counts from the batch, no alpha)``.
+        """
         parts = [] if self.options.get("gamma") is None else [f"gamma={self.options['gamma']:g}"]
+        if self.options.get("counts_from") == "batch":
+            parts.append("counts from the batch")
+        elif self.options.get("counts_from") == "option":
+            parts.append("class_counts=" + ",".join(f"{c:g}" for c in self.options[COUNTS_KEY]))
         alpha, method = self.options.get("alpha"), self.options.get("alpha_method")
         if alpha is None:
             parts.append("no alpha")
@@ -126,6 +140,7 @@ def contributions(
     loss: str = "cross_entropy",
     alpha: float | Sequence[float] | Tensor | str | Mapping[str, Any] | None = None,
     gamma: float = 2.0,
+    class_counts: Sequence[float] | Tensor | np.ndarray | str | None = None,
     **loss_kwargs: Any,
 ) -> Contributions:
     r"""Split a batch's loss by class: count, summed loss and share, before and after alpha weighting.
@@ -162,6 +177,14 @@ def contributions(
     alpha, binary cross-entropy (twice alpha = 0.5). Without alpha, before
     equals after.
 
+    Losses that need the examples per class (logit_adjusted_cross_entropy
+    and its presets "Balanced Softmax", "BALMS"; ldam_loss; vs_loss;
+    seesaw_loss) get ``class_counts``, else this batch's counts of kept
+    targets, ``losslab.class_counts(target, C)`` (a class absent from the
+    batch counts 0, which these losses count as 1). seesaw_loss is computed
+    by its functional with those counts: its module's running counts would
+    start from zero and hold only this batch's labels, the same counts.
+
     Args:
         logits: (N, C) or (N, C, d1, ..., dk) raw scores, finite. Each loss is
             fed the input it declares: these logits, their softmax (or
@@ -173,8 +196,13 @@ def contributions(
             ``ignore_index``; sigmoid losses also take C (background: no class).
         loss: the name or any alias of a classification or focal loss.
         alpha: None, a float, C per-class weights or a method name (above).
-        gamma: focusing parameter, passed to losses that take it; a value
-            other than 2.0 for a loss without gamma is an error.
+        gamma: focusing parameter, passed to the focal losses; a value
+            other than 2.0 for another loss is an error (vs_loss's gamma, the
+            exponent of its logit scaling, keeps its default 0.2).
+        class_counts: C counts (a sequence, tensor, array, or text
+            "500,120,30,6") for the losses that take class counts, in place
+            of the batch's; an error for any other loss. Alpha's methods
+            ("inverse", ...) still weigh the batch's counts.
         **loss_kwargs: other keyword arguments of the loss (ignore_index,
             label_smoothing, pos_weight, ...); not reduction.
 
@@ -194,7 +222,8 @@ def contributions(
             of the wrong length, an unknown method, gamma for a loss without
             gamma, a float alpha for a loss without alpha, ``reduction`` in
             ``loss_kwargs``, ``weight`` in ``loss_kwargs`` when alpha goes to
-            weight; and the loss's own errors.
+            weight, class_counts that are not C non-negative numbers or given
+            to a loss without class counts; and the loss's own errors.
 
     References:
         Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
@@ -225,10 +254,22 @@ def contributions(
         raise ValueError(f"{FN}: reduction is not an option here (the per-example losses are used); "
                          f"got reduction={loss_kwargs['reduction']!r}")
     options = dict(loss_kwargs)
-    if accepts(spec, "gamma"):
+    if is_focal(spec):
         options["gamma"] = gamma
     elif not (is_number(gamma) and gamma == 2.0):
-        raise ValueError(f"{FN}: {spec.name} has no gamma (a focal loss has); got gamma={gamma!r}")
+        what = "no focusing gamma" if accepts(spec, "gamma") else "no gamma"
+        raise ValueError(f"{FN}: {spec.name} has {what} (a focal loss has); got gamma={gamma!r}")
+    counts_from = None
+    if takes_counts(spec):
+        counts_from = "batch" if class_counts is None else "option"
+        if class_counts is not None:
+            options[COUNTS_KEY] = parse_counts(class_counts, caller=FN)
+            if len(options[COUNTS_KEY]) != num_classes:
+                raise ValueError(f"{FN}: class_counts must hold C = {num_classes} counts, one per class of the "
+                                 f"logits; got {len(options[COUNTS_KEY])}")
+    elif class_counts is not None:
+        raise ValueError(f"{FN}: {spec.name} takes no class counts (class_counts is for "
+                         f"{', '.join(count_losses())})")
     default_ignore = inspect.signature(spec.function).parameters.get("ignore_index")
     ignore_index = options.get("ignore_index", default_ignore.default if default_ignore is not None else None)
 
@@ -278,9 +319,13 @@ def contributions(
 
     before = per_example(before_extra, scale)
     after = per_example(after_extra, 1.0 if after_extra is not before_extra else scale)
+    if counts_from == "batch":
+        options[COUNTS_KEY] = [int(c) for c in counts[:num_classes]]
+    if counts_from is not None:
+        options["counts_from"] = counts_from
     return _result(spec.name, loss, counts, kept, y, before, after, num_classes,
                    _jsonable({**options, "alpha": alpha_value, "alpha_method": method, "alpha_argument": argument,
-                              "gamma": gamma if accepts(spec, "gamma") else None}))
+                              "gamma": gamma if is_focal(spec) else None}))
 
 
 def demo_batch(seed: int = 0, *, n: int = 64, num_classes: int = 5, ratio: float = 0.7) -> tuple[Tensor, Tensor]:

@@ -4,11 +4,14 @@ Three curves per loss, for each focusing parameter gamma: the loss of one
 positive example, its modulating factor and its gradient with respect to the
 logit, all against :math:`p_t`, the probability the model gives the true class.
 This is Figure 1 of the focal-loss paper, extended to every registered
-classification loss.
+classification loss. A loss that needs the examples per class (logit
+adjustment, LDAM, VS, Seesaw) is drawn for a class-count profile, by default
+two classes of 100 and 10 examples, with one curve per true class (head and tail).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -18,7 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._losses import accepts, build_loss, classification_loss, feed, input_kind, is_sigmoid
+from ._losses import (
+    COUNTS_KEY,
+    accepts,
+    build_loss,
+    classification_loss,
+    count_losses,
+    feed,
+    input_kind,
+    is_focal,
+    is_sigmoid,
+    parse_counts,
+    takes_counts,
+)
 
 if TYPE_CHECKING:  # matplotlib is imported inside the functions that draw
     from matplotlib.figure import Figure
@@ -27,6 +42,10 @@ __all__ = ["loss_curves", "plot_curves"]
 
 DEFAULT_LOSS = "softmax_focal_loss"
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+# The class-count profile of a loss that needs one, unless class_counts is given: a head class of 100
+# examples and a tail class of 10 (imbalance ratio 10).
+DEFAULT_COUNTS = (100.0, 10.0)
+LINESTYLES = ("-", "--", ":", "-.")
 FORMATS = (".png", ".svg")
 # The loss panel's y range stops here, as in Figure 1 of the focal-loss paper: -log(0.001) = 6.9 would
 # flatten every other curve.
@@ -46,7 +65,8 @@ def default_grid(n: int = 401) -> np.ndarray:
 
 
 def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = DEFAULT_GAMMAS,
-                p: Sequence[float] | np.ndarray | None = None, **loss_kwargs: Any) -> dict[str, Any]:
+                p: Sequence[float] | np.ndarray | None = None, classes: Sequence[int] | int | None = None,
+                loss_options: Mapping[str, Any] | None = None, **loss_kwargs: Any) -> dict[str, Any]:
     r"""The loss, modulating factor and gradient of one positive example against :math:`p_t`.
 
     For focal loss (Lin et al.), with :math:`p_t = \sigma(x)`, where :math:`x`
@@ -74,6 +94,17 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
       log-probabilities (``nll_loss``) gets :math:`\operatorname{log\_softmax}(x)`:
       the gradient is still with respect to the logit :math:`x`, through autograd.
 
+    * a loss that needs class counts (logit_adjusted_cross_entropy, "Balanced
+      Softmax", "BALMS", ldam_loss, vs_loss, seesaw_loss) gets ``class_counts``,
+      by default :data:`DEFAULT_COUNTS` = (100, 10): two classes, a head of 100
+      examples and a tail of 10. Its loss depends on the example's class, so it
+      has one curve per true class in ``classes``, by default the head (the
+      largest count) and the tail (the smallest). With C counts the logits are
+      :math:`x_y = \log p_t` for the true class y and
+      :math:`\log((1 - p_t)/(C - 1))` for each other class (they share
+      :math:`1 - p_t` evenly); with two classes that is the softmax feed above.
+      Seesaw is its functional with these counts, fixed.
+
     The modulating factor is defined for every loss as :math:`\ell(p_t) / (-\log p_t)`,
     the weight the loss gives the example relative to cross-entropy:
     :math:`(1 - p_t)^\gamma` for focal loss, 1 for cross-entropy, and times
@@ -84,29 +115,42 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
         loss: a registered classification loss, by canonical name or alias
             (``"Focal Loss"``, ``"BCELoss"``, ``"torch.nn.CrossEntropyLoss"``).
         gammas: the focusing parameters, one curve each (a number is one gamma).
-            A loss without a ``gamma`` argument ignores them and gives one curve,
-            labelled with its name.
+            A loss without a focusing ``gamma`` (every loss but the focal
+            losses; vs_loss's gamma is another parameter, an option here)
+            ignores them and gives one curve, labelled with its name.
         p: values of :math:`p_t`, 1-D, strictly inside (0, 1); default
             :func:`default_grid`, 401 points from 0.001 to 0.999.
+        classes: for a loss that takes class counts, the true classes to draw,
+            one curve each (indices into the counts); default head and tail. An
+            error for any other loss.
         **loss_kwargs: the loss's other keyword arguments (``alpha=0.5``,
-            ``label_smoothing=0.1``, ``from_logits=False``); they override what an
-            alias presets. Not ``gamma`` (use ``gammas``) nor ``reduction`` (always "none").
+            ``label_smoothing=0.1``, ``from_logits=False``, ``class_counts=[500, 50, 5]``
+            or ``"500,50,5"``); they override what an alias presets. Not
+            ``gamma`` of a focal loss (use ``gammas``) nor ``reduction`` (always "none").
+        loss_options: the same as a mapping, for an option whose name is one
+            of this function's (seesaw_loss's ``p``: ``loss_options={"p": 0.5}``).
 
     Returns:
         A dict: ``"loss"`` (canonical name), ``"name"`` (as asked), ``"input"``
         ("logits", "probabilities" or "log-probabilities"), ``"form"`` ("softmax"
         or "sigmoid"), ``"options"`` (the fixed keyword arguments, with alpha's
-        default where the loss takes alpha), ``"p"`` (float64 array of shape
-        (P,)) and ``"curves"``, a list with one dict per gamma: ``"label"``
-        (``"gamma = 2"``, or the loss's name), ``"gamma"`` (None for a loss without
-        gamma), and float64 arrays of shape (P,) ``"loss"``, ``"factor"`` and ``"grad"``.
+        default where the loss takes alpha), ``"class_counts"`` (the counts as a
+        list of floats, None for a loss without), ``"counts_default"`` (whether
+        they are :data:`DEFAULT_COUNTS`), ``"p"`` (float64 array of shape (P,))
+        and ``"curves"``, a list with one dict per gamma and true class:
+        ``"label"`` (``"gamma = 2"``, ``"class 1 (tail, n = 10)"``, or the
+        loss's name), ``"gamma"`` (None for a loss without a focusing gamma),
+        ``"class"`` and ``"count"`` (None for a loss without class counts),
+        and float64 arrays of shape (P,) ``"loss"``, ``"factor"`` and ``"grad"``.
 
     Raises:
         ValueError: an unknown or non-classification loss (dice_loss), an empty
             or negative gamma, ``p`` outside (0, 1), ``gamma`` or ``reduction`` in
-            ``loss_kwargs``, or a hyperparameter the loss rejects.
-        TypeError: a keyword argument the loss does not take, or a missing one
-            (``balanced_cross_entropy`` needs ``alpha``).
+            ``loss_kwargs``, a missing required option (``balanced_cross_entropy``
+            needs ``alpha``), class counts that are not at least two numbers >= 0,
+            ``classes`` out of range or for a loss without class counts, or a
+            hyperparameter the loss rejects.
+        TypeError: a keyword argument the loss does not take.
 
     References:
         Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection.
@@ -127,13 +171,31 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
     """
     fn = "loss_curves"
     spec, alias = classification_loss(loss, caller=fn)
+    loss_kwargs = {**dict(loss_options or {}), **loss_kwargs}
+    has_gamma = is_focal(spec)
     for key, hint in (("gamma", "pass gammas= (--gamma on the command line)"),
                       ("reduction", "the curves are per example, reduction='none'")):
-        if key in loss_kwargs:
+        if key in loss_kwargs and (key != "gamma" or has_gamma):
             raise ValueError(f"{fn}: {key} is not a loss option here; {hint}")
+    loss_kwargs = dict(loss_kwargs)
+    counts: list[float] | None = None
+    class_list: list[int | None] = [None]
+    counts_default = False
+    if takes_counts(spec):
+        counts_default = COUNTS_KEY not in loss_kwargs
+        counts = parse_counts(loss_kwargs.pop(COUNTS_KEY, DEFAULT_COUNTS), caller=fn, loss=spec.name)
+        class_list = list(_classes(fn, classes, counts))
+    elif classes is not None:
+        raise ValueError(f"{fn}: {spec.name} takes no class counts; classes picks the true classes of the losses "
+                         f"that do ({', '.join(count_losses())})")
     options = {**(dict(alias.defaults) if alias is not None else {}), **loss_kwargs}
+    missing = [name for name, parameter in inspect.signature(spec.function).parameters.items()
+               if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty
+               and name != COUNTS_KEY and name not in options]
+    if missing:
+        raise ValueError(f"{fn}: {loss} needs {', '.join(missing)}, which has no default: give it as "
+                         f"'{loss} {missing[0]}=...' or --option {missing[0]}=...")
     grid = _grid(fn, p)
-    has_gamma = accepts(spec, "gamma")
     gamma_list: list[float | None] = [float(g) for g in _gammas(fn, gammas)] if has_gamma else [None]
     kind = input_kind(loss, loss_kwargs)  # what ablate and contributions feed the loss too
     sigmoid = is_sigmoid(spec, options)
@@ -149,29 +211,59 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
     curves = []
     for gamma in gamma_list:
         kwargs = {**loss_kwargs, "reduction": "none", **({"gamma": gamma} if gamma is not None else {})}
-        module, _ = build_loss(loss, kwargs, None, caller=fn)
-        x, inputs, target = _inputs(grid, sigmoid=sigmoid, kind=kind)
-        values = module(inputs, target)
-        values.sum().backward()
-        grad = x.grad[:, 0] if x.grad.ndim == 2 else x.grad
-        values = values.detach().numpy().astype(np.float64)
-        curves.append({
-            "label": f"gamma = {gamma:g}" if gamma is not None else loss,
-            "gamma": gamma,
-            "loss": values,
-            "factor": values / -np.log(grid),
-            "grad": grad.detach().numpy().astype(np.float64),
-        })
+        module, _ = build_loss(loss, kwargs, counts, caller=fn)
+        for true_class in class_list:
+            x, inputs, target = _inputs(grid, sigmoid=sigmoid, kind=kind,
+                                        num_classes=2 if counts is None else len(counts), true_class=true_class or 0)
+            values = module(inputs, target)
+            values.sum().backward()
+            grad = x.grad[:, true_class or 0] if x.grad.ndim == 2 else x.grad
+            values = values.detach().numpy().astype(np.float64)
+            parts = [] if gamma is None else [f"gamma = {gamma:g}"]
+            if true_class is not None:
+                parts.append(_class_label(true_class, counts))
+            curves.append({
+                "label": ", ".join(parts) or loss,
+                "gamma": gamma,
+                "class": true_class,
+                "count": None if true_class is None else counts[true_class],
+                "loss": values,
+                "factor": values / -np.log(grid),
+                "grad": grad.detach().numpy().astype(np.float64),
+            })
     return {"loss": spec.name, "name": loss, "input": kind, "form": "sigmoid" if sigmoid else "softmax",
-            "options": shown, "p": grid, "curves": curves}
+            "options": shown, "class_counts": counts, "counts_default": counts_default, "p": grid, "curves": curves}
+
+
+def _classes(fn: str, classes: Sequence[int] | int | None, counts: list[float]) -> list[int]:
+    """The true classes to draw: ``classes`` checked against the counts, else the head and the tail."""
+    if classes is None:
+        head = max(range(len(counts)), key=lambda c: (counts[c], -c))
+        tail = min(range(len(counts)), key=lambda c: (counts[c], -c))
+        return [head] if counts[head] == counts[tail] else [head, tail]
+    values = [classes] if isinstance(classes, int) and not isinstance(classes, bool) else list(classes)
+    if not values:
+        raise ValueError(f"{fn}: classes must name at least one class; got none")
+    for c in values:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < len(counts):
+            raise ValueError(f"{fn}: classes must be class indices in [0, {len(counts)}) (one per class count); "
+                             f"got {c!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{fn}: classes must not repeat a class; got {values}")
+    return [int(c) for c in values]
+
+
+def _class_label(true_class: int, counts: list[float]) -> str:
+    """``class 1 (tail, n = 10)``: the class, its role where it is the largest or smallest count, its count."""
+    role = ("head, " if counts[true_class] == max(counts) else
+            "tail, " if counts[true_class] == min(counts) else "")
+    return f"class {true_class} ({role}n = {counts[true_class]:g})"
 
 
 _MISSING = object()
 
 
 def _default(spec: Any, argument: str) -> Any:
-    import inspect
-
     parameter = inspect.signature(spec.function).parameters[argument]
     return _MISSING if parameter.default is parameter.empty else parameter.default
 
@@ -203,14 +295,21 @@ def _gammas(fn: str, gammas: Sequence[float] | float) -> list[float]:
     return values
 
 
-def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The logit leaf ``x``, what the loss is fed (built from ``x`` with torch ops), and the target."""
+def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str, num_classes: int = 2,
+            true_class: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The logit leaf ``x``, what the loss is fed (built from ``x`` with torch ops), and the target.
+
+    Softmax: ``num_classes`` logits, :math:`\log p_t` for ``true_class`` and
+    :math:`\log((1 - p_t) / (C - 1))` for the others.
+    """
     pt = torch.as_tensor(p, dtype=torch.float64)
     if sigmoid:
         x = (torch.log(pt) - torch.log1p(-pt)).requires_grad_()
         return x, feed(x, kind, sigmoid=True), torch.ones_like(pt)
-    x = torch.stack([torch.log(pt), torch.log1p(-pt)], dim=1).requires_grad_()
-    return x, feed(x, kind, sigmoid=False), torch.zeros(len(p), dtype=torch.long)
+    x = (torch.log1p(-pt) - math.log(num_classes - 1)).unsqueeze(1).repeat(1, num_classes)
+    x[:, true_class] = torch.log(pt)
+    x.requires_grad_()
+    return x, feed(x, kind, sigmoid=False), torch.full((len(p),), true_class, dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------
@@ -220,6 +319,7 @@ def _inputs(p: np.ndarray, *, sigmoid: bool, kind: str) -> tuple[torch.Tensor, t
 def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *,
                 gammas: Sequence[float] | float = DEFAULT_GAMMAS,
                 out: str | Path = "loss_curves.png", dpi: int = 150, title: str | None = None,
+                class_counts: Sequence[float] | str | None = None, classes: Sequence[int] | int | None = None,
                 **loss_kwargs: Any) -> Path:
     r"""Draw loss, modulating factor and gradient against :math:`p_t`, one row per loss, into a PNG or SVG.
 
@@ -236,8 +336,11 @@ def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,
             \bigl(\gamma\, p_t \log p_t - (1 - p_t)\bigr)
 
     Each row's title names the loss, how it is fed, and its fixed options
-    (alpha included, so ``sigmoid_focal_loss``'s default 0.25 is visible). The
-    data and their conventions are those of :func:`loss_curves`.
+    (alpha included, so ``sigmoid_focal_loss``'s default 0.25 is visible); for
+    a loss that takes class counts, the counts (by default 100 and 10, said
+    to be the default) and, in the legend, the true class of each curve
+    ("class 1 (tail, n = 10)", dashed). The data and their conventions are
+    those of :func:`loss_curves`.
 
     Args:
         losses: one loss or several (one row each): canonical names or aliases,
@@ -248,6 +351,11 @@ def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,
             Its folder must exist (nothing is created but the file).
         dpi: resolution of a PNG.
         title: a title above all rows.
+        class_counts: class counts for every loss that takes them (the others
+            ignore them; an error if no loss takes them), in place of the
+            default (100, 10); a loss's own ``class_counts`` overrides them.
+        classes: the true classes drawn for the losses that take class counts
+            (default head and tail); an error if no loss takes class counts.
         **loss_kwargs: keyword arguments given to every loss (``alpha=0.5``); a
             loss's own options override them.
 
@@ -284,14 +392,15 @@ def plot_curves(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,
                          f"out={str(out)!r}")
     if path.is_dir():
         raise ValueError(f"{fn}: out must name a file; {str(out)!r} is a folder")
-    figure = _figure(losses, gammas=gammas, title=title, **loss_kwargs)
+    figure = _figure(losses, gammas=gammas, title=title, class_counts=class_counts, classes=classes, **loss_kwargs)
     figure.savefig(path, format=path.suffix.lower()[1:], dpi=dpi)
     return path
 
 
 def _figure(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *,
-            gammas: Sequence[float] | float = DEFAULT_GAMMAS,
-            title: str | None = None, **loss_kwargs: Any) -> Figure:
+            gammas: Sequence[float] | float = DEFAULT_GAMMAS, title: str | None = None,
+            class_counts: Sequence[float] | str | None = None, classes: Sequence[int] | int | None = None,
+            **loss_kwargs: Any) -> Figure:
     """The matplotlib Figure that :func:`plot_curves` saves (no pyplot: nothing global, no window)."""
     entries = [losses] if isinstance(losses, (str, Mapping)) else list(losses)
     if not entries:
@@ -302,17 +411,27 @@ def _figure(losses: Sequence[str | Mapping[str, Any]] | str = (DEFAULT_LOSS,), *
         raise ImportError("plot_curves: drawing needs matplotlib, which is not installed: "
                           "pip install 'losslab[lab]'") from None
     data = []
+    named = []
     for entry in entries:  # errors before any drawing
         if isinstance(entry, Mapping):
             if not isinstance(entry.get("name"), str):
                 raise ValueError(f"plot_curves: a loss given as a mapping needs a 'name'; got {dict(entry)!r}")
-            own = {k: v for k, v in entry.items() if k not in ("name", "label")}
-            data.append(loss_curves(entry["name"], gammas=gammas, **{**loss_kwargs, **own}))
+            named.append((entry["name"], {k: v for k, v in entry.items() if k not in ("name", "label")}))
         elif isinstance(entry, str):
-            data.append(loss_curves(entry, gammas=gammas, **loss_kwargs))
+            named.append((entry, {}))
         else:
             raise TypeError(f"plot_curves: each loss must be a name or a mapping with a 'name'; got "
                             f"{type(entry).__name__}")
+    with_counts = [takes_counts(classification_loss(name, caller="plot_curves")[0]) for name, _ in named]
+    if (class_counts is not None or classes is not None) and not any(with_counts):
+        what = "class_counts" if class_counts is not None else "classes"
+        raise ValueError(f"plot_curves: {what} is for the losses that take class counts "
+                         f"({', '.join(count_losses())}); none of {', '.join(n for n, _ in named)} does")
+    for (name, own), counted in zip(named, with_counts, strict=True):
+        options = {**loss_kwargs, **own}
+        if counted and class_counts is not None and COUNTS_KEY not in own:
+            options[COUNTS_KEY] = class_counts
+        data.append(loss_curves(name, gammas=gammas, classes=classes if counted else None, loss_options=options))
 
     figure = Figure(figsize=(13.0, 3.9 * len(data) + (0.4 if title else 0.0)), layout="constrained")
     if title:
@@ -328,9 +447,11 @@ def _draw_row(row: Any, data: dict[str, Any]) -> None:
     row.suptitle(_row_title(data), fontsize="large")
     p = data["p"]
     gammas = [c["gamma"] for c in data["curves"] if c["gamma"] is not None]
+    classes = list(dict.fromkeys(c["class"] for c in data["curves"] if c["class"] is not None))
     for i, curve in enumerate(data["curves"]):
-        label = rf"$\gamma$ = {curve['gamma']:g}" if curve["gamma"] is not None else curve["label"]
-        style = {"color": f"C{i % 10}", "linewidth": 1.8, "label": label}
+        label = curve["label"].replace("gamma =", r"$\gamma$ =")
+        style = {"color": f"C{i % 10}", "linewidth": 1.8, "label": label,
+                 "linestyle": LINESTYLES[classes.index(curve["class"]) % len(LINESTYLES)] if classes else "-"}
         axes[0].plot(p, curve["loss"], **style)
         axes[1].plot(p, curve["factor"], **style)
         axes[2].plot(p, curve["grad"], **style)
@@ -348,14 +469,21 @@ def _draw_row(row: Any, data: dict[str, Any]) -> None:
         ax.set_title(panel_title, fontsize="medium")
         ax.grid(True, color="0.9", linewidth=0.8)
         ax.set_axisbelow(True)
-    legend_title = None if not gammas else "focusing parameter"
+    legend_title = ", ".join((["focusing parameter"] if gammas else []) + (["true class"] if classes else [])) or None
     axes[0].legend(loc="upper right", title=legend_title, frameon=True, framealpha=0.9)
 
 
 def _row_title(data: dict[str, Any]) -> str:
     name = data["name"] if data["name"] == data["loss"] else f"{data['name']} ({data['loss']})"
+    counts = data.get("class_counts")
     if data["form"] == "sigmoid":
         feed = "one sigmoid logit, target 1"
+    elif counts is not None:
+        shown = ", ".join(f"{c:g}" for c in counts)
+        feed = (f"class_counts = [{shown}]{' (default)' if data.get('counts_default') else ''}, "
+                f"softmax over {len(counts)} classes, a curve per true class")
+        if len(counts) > 2:
+            feed += ", the other classes share 1 - p_t"
     else:
         feed = "softmax over two classes, target class 0"
     if data["input"] != "logits":

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import describe, is_number
+from .._stateful import StatefulLoss
 from ..registry import Alias, LossSpec, build, lookup, specs
 from ..weights import class_weights
 
@@ -28,6 +32,8 @@ TRAINING_FORBIDDEN = {
     "avg_factor": "the lab trains on the batch's mean loss; avg_factor is not an option",
 }
 INPUT_KINDS = ("logits", "probabilities", "log-probabilities")
+# The keyword of the losses that need the examples per class (logit adjustment, LDAM, VS, Seesaw).
+COUNTS_KEY = "class_counts"
 
 
 def config_label(name: str, options: Mapping[str, Any]) -> str:
@@ -35,13 +41,23 @@ def config_label(name: str, options: Mapping[str, Any]) -> str:
 
     ``NAME key=value ...`` as ``--loss`` takes it: numbers in their shortest
     form, strings bare, true / false / null for booleans and None, a class-weight
-    method with parameters as ``effective_number(beta=0.99)``.
+    method with parameters as ``effective_number(beta=0.99)``, class counts
+    comma-separated (``class_counts=500,120,30,6``).
 
     Example:
         >>> config_label("balanced_cross_entropy", {"alpha": {"method": "effective_number", "beta": 0.99}})
         'balanced_cross_entropy alpha=effective_number(beta=0.99)'
     """
-    return " ".join([name] + [f"{key}={format_value(value)}" for key, value in options.items()])
+    return " ".join([name] + [f"{key}={_format_option(key, value)}" for key, value in options.items()])
+
+
+def _format_option(key: str, value: Any) -> str:
+    if key == COUNTS_KEY:
+        try:
+            return _counts_text(parse_counts(value, caller="config_label"))
+        except ValueError:  # the loss reports it when built
+            pass
+    return format_value(value)
 
 
 def format_value(value: Any) -> str:
@@ -175,9 +191,86 @@ def resolve_class_weights(value: Any, counts: Tensor | Sequence[float], *, calle
     return value
 
 
+def takes_counts(spec: LossSpec) -> bool:
+    """Whether the loss needs the number of examples per class (its functional takes ``class_counts``)."""
+    return accepts(spec, COUNTS_KEY)
+
+
+def count_losses() -> list[str]:
+    """The canonical names of the classification losses that take ``class_counts``."""
+    return [s.name for s in specs() if s.family in CLASSIFICATION_FAMILIES and takes_counts(s)]
+
+
+def is_focal(spec: LossSpec) -> bool:
+    """Whether the loss's ``gamma`` is the focusing parameter of focal loss (vs_loss's gamma is another one)."""
+    return spec.family == "focal" and accepts(spec, "gamma")
+
+
+def parse_counts(value: Any, *, caller: str, key: str = COUNTS_KEY, loss: str | None = None) -> list[float]:
+    """Class counts as a list of floats, from ``"500,120,30,6"``, a JSON list, a sequence, a tensor or an array.
+
+    The one spelling of counts on the command line is comma-separated numbers
+    (``--class-counts 500,120,30,6``, ``class_counts=500,120,30,6`` in a loss
+    spec or ``--option``); ``[500, 120, 30, 6]`` is read too. Each count is a
+    finite number >= 0, and there are at least two (one per class). ``loss``
+    names the loss in the message.
+    """
+    caller = caller if loss is None else f"{caller}: {loss}"
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None:
+        try:
+            value = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ValueError(f"{caller}: {key} must be comma-separated counts, one per class, as in "
+                             f"{key}=500,120,30,6; got {text!r}") from None
+    if isinstance(value, (Tensor, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(is_number(v) for v in value):
+        shown = repr(text) if text is not None else describe(value)
+        raise ValueError(f"{caller}: {key} must be counts, one per class, as in {key}=500,120,30,6; got {shown}")
+    counts = [float(v) for v in value]
+    if len(counts) < 2:
+        raise ValueError(f"{caller}: {key} must hold one count per class, at least 2; got {counts}")
+    bad = next((v for v in counts if not math.isfinite(v) or v < 0), None)
+    if bad is not None:
+        raise ValueError(f"{caller}: {key} must be finite numbers >= 0; got {bad:g} in {key}={_counts_text(counts)}")
+    return counts
+
+
+def _counts_text(counts: Sequence[float]) -> str:
+    return ",".join(f"{c:g}" for c in counts)
+
+
+class FixedCounts(nn.Module):
+    """A loss with running class counts (``SeesawLoss``) computed by its functional with fixed ``class_counts``.
+
+    What the lab uses where the counts are known up front (a batch, an option,
+    the plot's profile): nothing accumulates, training mode or not.
+    """
+
+    def __init__(self, module: StatefulLoss, class_counts: Sequence[float]) -> None:
+        super().__init__()
+        self.loss = module
+        self.register_buffer(COUNTS_KEY, torch.tensor(class_counts, dtype=torch.float64))
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        kwargs = {k: getattr(self.loss, k) for k in self.loss._hyperparameters if k != "num_classes"}
+        return type(self.loss).function(input, target, class_counts=self.class_counts, **kwargs)
+
+
 def build_loss(name: str, options: Mapping[str, Any], counts: Tensor | Sequence[float] | None, *,
-               caller: str) -> tuple[nn.Module, LossSpec]:
-    """The module of a classification loss, with class-weight methods resolved against ``counts``."""
+               caller: str, running: bool = False) -> tuple[nn.Module, LossSpec]:
+    """The module of a classification loss, with class-weight methods resolved against ``counts``.
+
+    A loss that takes ``class_counts`` gets them from ``options`` where given
+    (comma-separated text or numbers, see :func:`parse_counts`), else ``counts``.
+    One with running counts (``seesaw_loss``) is built as its module with
+    ``num_classes`` = the number of counts (an alias's preset, such as
+    mmpretrain's 1000, gives way to the data), computing its functional with
+    those fixed counts (:class:`FixedCounts`); with ``running=True`` and no
+    ``class_counts`` option, as the module itself, which starts from zero and
+    adds each training batch's labels (mmpretrain's ``SeesawLoss``).
+    """
     spec, _ = classification_loss(name, caller=caller)
     resolved = dict(options)
     for key in CLASS_WEIGHT_KEYS:
@@ -185,4 +278,27 @@ def build_loss(name: str, options: Mapping[str, Any], counts: Tensor | Sequence[
             if counts is None:
                 raise ValueError(f"{caller}: {key}={resolved[key]!r} needs class counts")
             resolved[key] = resolve_class_weights(resolved[key], counts, caller=caller, key=key)
-    return build(name, **resolved), spec
+    if not takes_counts(spec):
+        return build(name, **resolved), spec
+    fixed = COUNTS_KEY in resolved or not running
+    if COUNTS_KEY in resolved:
+        resolved[COUNTS_KEY] = parse_counts(resolved[COUNTS_KEY], caller=caller, loss=spec.name)
+    elif counts is None:
+        raise ValueError(f"{caller}: {spec.name} needs class counts (examples per class): give "
+                         f"{COUNTS_KEY}=500,120,30,6")
+    else:
+        resolved[COUNTS_KEY] = [float(c) for c in (counts.tolist() if isinstance(counts, Tensor) else counts)]
+    if not issubclass(spec.module, StatefulLoss):
+        return build(name, **resolved), spec
+    class_counts = resolved.pop(COUNTS_KEY)
+    num_classes = resolved.pop("num_classes", None)
+    if num_classes is not None and num_classes != len(class_counts):
+        raise ValueError(f"{caller}: {spec.name}: num_classes={num_classes!r} does not match the "
+                         f"{len(class_counts)} class counts (the lab takes the number of classes from the data)")
+    known = set(inspect.signature(spec.module.__init__).parameters) - {"self", "num_classes"}
+    unknown = sorted(set(resolved) - known)
+    if unknown:
+        raise TypeError(f"{caller}: {spec.name}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"expected some of {', '.join([COUNTS_KEY, *sorted(known)])}")
+    module = build(name, **resolved, num_classes=len(class_counts))
+    return (FixedCounts(module, class_counts) if fixed else module), spec

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import lookup
-from ._losses import WEIGHT_METHODS, config_label, format_value
+from ._losses import COUNTS_KEY, WEIGHT_METHODS, config_label, format_value, parse_counts
 
 __all__ = ["DEFAULTS", "QUICK", "default_grid", "load_config", "parse_loss_spec", "require"]
 
@@ -115,7 +115,10 @@ def parse_loss_spec(text: str) -> list[dict[str, Any]]:
     ``key=value``. Values are read as JSON where they parse (numbers, true,
     null, lists), ``method(key=value,...)`` as a class-weight method with its
     parameters (``alpha=effective_number(beta=0.99)``), else as strings; a
-    comma-separated value expands into a grid, one configuration per combination.
+    comma-separated value expands into a grid, one configuration per
+    combination, except ``class_counts=500,120,30,6``: the counts of one
+    configuration (the losses that need class counts; the lab's commands
+    otherwise take them from the data).
 
     Example:
         >>> [c["label"] for c in parse_loss_spec("softmax_focal_loss gamma=1,2 alpha=inverse")]
@@ -146,6 +149,8 @@ def parse_loss_spec(text: str) -> list[dict[str, Any]]:
                              "then key=value words only)")
         if key == "label":
             label = value
+        elif key == COUNTS_KEY:  # one vector of counts, never a grid: class_counts=500,120,30,6
+            choices[key] = [parse_counts(value, caller="parse_loss_spec", loss=name)]
         elif "," in value and not value.startswith(("[", "{")) and "(" not in value:
             choices[key] = [_parse_value(v) for v in value.split(",")]
         else:

@@ -72,7 +72,7 @@ def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None
     options = dict(options or {})
     label = label or loss
     check_training_options(options, caller=caller, label=label)
-    criterion, spec = build_loss(loss, options, split.train_counts().tolist(), caller=caller)
+    criterion, spec = build_loss(loss, options, split.train_counts().tolist(), caller=caller, running=True)
     sigmoid = is_sigmoid(spec, options)
     kind = input_kind(loss, options)
     y = torch.from_numpy(split.y_train[:8])
@@ -96,7 +96,10 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     training set in shuffled mini-batches; parameters and batch order depend
     only on ``seed``, so a run is deterministic. Class-weight methods in
     ``options`` ("inverse", "effective_number", ...) are resolved against the
-    training counts (:func:`losslab.class_weights`, weights averaging 1).
+    training counts (:func:`losslab.class_weights`, weights averaging 1). A
+    loss that takes ``class_counts`` gets the training counts unless
+    ``options`` gives them; ``seesaw_loss`` without them is its module
+    (``SeesawLoss(num_classes=C)``), which counts each batch's labels as it trains.
 
     Returns:
         ``{"probabilities": (N_test, C) array, "sigmoid": bool, "seconds": float, "final_loss": float}``:
@@ -118,7 +121,7 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
                  hidden=hidden if model == "mlp" else 128)
     check_training_options(options, caller="train", label=loss)
     counts = split.train_counts()
-    criterion, spec = build_loss(loss, options, counts.tolist(), caller="train")
+    criterion, spec = build_loss(loss, options, counts.tolist(), caller="train", running=True)
     sigmoid = is_sigmoid(spec, options)
     kind = input_kind(loss, options)
     x = torch.from_numpy(split.x_train)
