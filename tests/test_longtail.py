@@ -224,10 +224,10 @@ def test_public_losses_dispatch_to_the_triton_kernel(monkeypatch):
     x, t = _batch(6, 4, dtype=torch.float32)
     for name in ("la", "ldam weight", "vs"):
         calls.clear()
-        fused = _loss_and_grad(lambda z: _call(name, z, t), x)
+        fused = _loss_and_grad(lambda z, n=name: _call(n, z, t), x)
         assert len(calls) == 1, name
         with losslab.set_fused("off"):
-            composite = _loss_and_grad(lambda z: _call(name, z, t), x)
+            composite = _loss_and_grad(lambda z, n=name: _call(n, z, t), x)
         _same(fused, composite, torch.float32)
 
 

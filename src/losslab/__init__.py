@@ -20,16 +20,7 @@ from .classification import (
     nll_loss,
 )
 from .focal import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
-from .longtail import (
-    LDAMLoss,
-    LogitAdjustedCrossEntropyLoss,
-    VSLoss,
-    deferred_class_weights,
-    ldam_loss,
-    logit_adjust,
-    logit_adjusted_cross_entropy,
-    vs_loss,
-)
+from .longtail import LDAMLoss, LogitAdjustedCrossEntropyLoss, VSLoss, ldam_loss, logit_adjusted_cross_entropy, vs_loss
 from .seesaw import SeesawLoss, seesaw_loss
 from .eqlv2 import EQLv2Loss, eqlv2_loss
 from .asymmetric import AsymmetricLoss, asymmetric_loss
@@ -63,7 +54,7 @@ from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard
 from .combined import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
 from .config import CombinedLoss, combine, get_loss
-from .weights import class_counts, class_weights
+from .weights import class_counts, class_weights, deferred_class_weights, logit_adjust
 
 __version__ = "0.1.0"
 

@@ -4,7 +4,8 @@ Each is cross-entropy of adjusted logits z_c = a_c x_c + b_c - m_y [c = y], with
 computed from the class counts (:func:`_prior_terms`). They go through :func:`losslab._forms.softmax_loss`,
 so every backend of cross_entropy computes them: torch's ``F.cross_entropy`` of z on small inputs, the
 compiled sweep on CPU and the Triton kernel on CUDA (both adjusting inside, without storing z) on large
-ones. Also here: the post-hoc correction :func:`logit_adjust` and the DRW schedule :func:`deferred_class_weights`.
+ones. The post-hoc correction :func:`losslab.logit_adjust` and the DRW schedule
+:func:`losslab.deferred_class_weights` are in :mod:`losslab.weights`.
 """
 
 from __future__ import annotations
@@ -19,34 +20,21 @@ from ._checks import (
     check_common,
     check_input,
     check_number,
-    class_vector,
     compute_dtype,
-    is_number,
     numpy_arguments,
     shape_str,
 )
 from ._forms import softmax_loss
 from ._module import LossModule
 from .registry import Alias, LossSpec, register
-from .weights import class_weights
+from .weights import check_counts_type, class_counts_vector, log_prior
 
 Reduction = Literal["none", "mean", "sum"]
 Counts = Tensor | Sequence[float]
 
 __all__ = [
-    "logit_adjusted_cross_entropy", "ldam_loss", "vs_loss", "logit_adjust", "deferred_class_weights",
-    "LogitAdjustedCrossEntropyLoss", "LDAMLoss", "VSLoss",
+    "LDAMLoss", "LogitAdjustedCrossEntropyLoss", "VSLoss", "ldam_loss", "logit_adjusted_cross_entropy", "vs_loss",
 ]
-
-
-def _counts(fn: str, class_counts: object, input: Tensor) -> Tensor:
-    """The (C,) counts in float64 on the input's device, a zero count counted as 1."""
-    num_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    return class_vector(fn, "class_counts", class_counts, num_classes, input, torch.float64).clamp_min(1.0)
-
-
-def _log_prior(counts: Tensor) -> Tensor:
-    return torch.log(counts) - torch.log(counts.sum())
 
 
 def _class_input(fn: str, input: Tensor) -> None:
@@ -55,31 +43,25 @@ def _class_input(fn: str, input: Tensor) -> None:
         raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
 
 
-def _check_counts_type(fn: str, class_counts: object) -> None:
-    if class_counts is None or is_number(class_counts) or isinstance(class_counts, (str, bytes)):
-        raise TypeError(f"{fn}: class_counts must be a tensor, an array or a sequence of C counts (as "
-                        f"losslab.class_counts returns); got {class_counts!r}")
-
-
 # ----------------------------------------------------------------------------
 # validators (one per loss: the functional and its twin call it)
 
 
 def _check_logit_adjusted(fn: str, *, class_counts: object, tau: object, **common: object) -> None:
-    _check_counts_type(fn, class_counts)
+    check_counts_type(fn, class_counts)
     check_number(fn, "tau", tau, low=0.0)
     check_common(fn, **common)
 
 
 def _check_ldam(fn: str, *, class_counts: object, max_margin: object, scale: object, **common: object) -> None:
-    _check_counts_type(fn, class_counts)
+    check_counts_type(fn, class_counts)
     check_number(fn, "max_margin", max_margin, low=0.0)
     check_number(fn, "scale", scale, low=0.0, low_open=True)
     check_common(fn, **common)
 
 
 def _check_vs(fn: str, *, class_counts: object, gamma: object, tau: object, **common: object) -> None:
-    _check_counts_type(fn, class_counts)
+    check_counts_type(fn, class_counts)
     check_number(fn, "gamma", gamma, low=0.0)
     check_number(fn, "tau", tau, low=0.0)
     check_common(fn, **common)
@@ -165,8 +147,8 @@ def logit_adjusted_cross_entropy(
                           label_smoothing=label_smoothing)
     _class_input(fn, input)
     dtype = compute_dtype(input)
-    counts = _counts(fn, class_counts, input)
-    offset = (tau * _log_prior(counts)).to(dtype) if tau else None
+    counts = class_counts_vector(fn, class_counts, input)
+    offset = (tau * log_prior(counts)).to(dtype) if tau else None
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index, input_kind="logits",
                         class_weight=weight, label_smoothing=label_smoothing, weighted_mean=True,
                         dist_sync=dist_sync, logit_offset=offset)
@@ -251,7 +233,7 @@ def ldam_loss(
                          f"{shape_str(input.shape[:1] + input.shape[2:])} (the margin is the target class's); "
                          f"got probabilities of shape {shape_str(target.shape)}")
     dtype = compute_dtype(input)
-    counts = _counts(fn, class_counts, input)
+    counts = class_counts_vector(fn, class_counts, input)
     logit_scale = None if scale == 1.0 else torch.full_like(counts, float(scale)).to(dtype)
     margin = None
     if max_margin:
@@ -333,118 +315,12 @@ def vs_loss(
               label_smoothing=label_smoothing)
     _class_input(fn, input)
     dtype = compute_dtype(input)
-    counts = _counts(fn, class_counts, input)
+    counts = class_counts_vector(fn, class_counts, input)
     logit_scale = ((counts / counts.max()) ** gamma).to(dtype) if gamma else None
-    offset = (tau * _log_prior(counts)).to(dtype) if tau else None
+    offset = (tau * log_prior(counts)).to(dtype) if tau else None
     return softmax_loss(fn, input, target, reduction=reduction, ignore_index=ignore_index, input_kind="logits",
                         class_weight=weight, label_smoothing=label_smoothing, weighted_mean=True,
                         dist_sync=dist_sync, logit_scale=logit_scale, logit_offset=offset)
-
-
-# ----------------------------------------------------------------------------
-# prediction and schedules
-
-
-def logit_adjust(logits: Tensor, class_counts: Counts, *, tau: float = 1.0) -> Tensor:
-    r"""Post-hoc logit adjustment: the logits minus tau times the log class prior, for prediction.
-
-    .. math::
-
-        \tilde{x}_c = x_c - \tau \log \pi_c, \qquad \pi_c = \frac{n_c}{\sum_k n_k}
-
-    ``logit_adjust(logits, counts).argmax(1)`` is Menon et al.'s balanced-error
-    prediction for a model trained with plain cross-entropy (tau = 1 is the
-    Bayes-optimal correction when the model's softmax estimates the training
-    distribution; tune tau on held-out data). Do not apply it to a model trained
-    with :func:`logit_adjusted_cross_entropy`, whose logits are adjusted already.
-
-    Args:
-        logits: (N, C) or (N, C, d1, ..., dk) (classes along dim 1), or (C,).
-        class_counts: training-set examples per class, shape (C,); a zero count counts as 1.
-        tau: :math:`\tau \ge 0`.
-
-    Returns:
-        The adjusted logits, the input's shape and dtype (half precision computed
-        in float32), differentiable.
-
-    Raises:
-        TypeError: logits not a floating tensor; class_counts not a tensor or sequence.
-        ValueError: class_counts not of length C, negative or non-finite; tau < 0.
-
-    References:
-        Menon, Jayasumana, Rawat, Jain, Veit, Kumar. Long-tail learning via logit
-        adjustment. ICLR 2021, arXiv:2007.07314.
-
-    Example:
-        >>> import torch, losslab
-        >>> losslab.logit_adjust(torch.tensor([[2.0, 1.5, 1.0]]), [900, 90, 10]).argmax(1)
-        tensor([2])
-    """
-    fn = "logit_adjust"
-    _check_counts_type(fn, class_counts)
-    tau = check_number(fn, "tau", tau, low=0.0)
-    check_input(fn, logits, min_ndim=1, what="(N, C, ...) or (C,)", name="logits")
-    counts = _counts(fn, class_counts, logits)
-    dtype = compute_dtype(logits)
-    shape = (-1,) if logits.ndim == 1 else (1, -1) + (1,) * (logits.ndim - 2)
-    return (logits.to(dtype) - (tau * _log_prior(counts)).to(dtype).view(shape)).to(logits.dtype)
-
-
-def deferred_class_weights(
-    class_counts: Counts,
-    epoch: int,
-    *,
-    start: int,
-    method: Literal["inverse", "inverse_sqrt", "effective_number", "median_frequency"] = "effective_number",
-    beta: float = 0.9999,
-) -> Tensor | None:
-    r"""The deferred re-weighting (DRW) schedule: no class weights before epoch ``start``, then class-balanced ones.
-
-    .. math::
-
-        w(\text{epoch}) = \begin{cases} \text{None} & \text{epoch} < \text{start} \\
-        \operatorname{class\_weights}(n, \text{method}, \beta) & \text{otherwise} \end{cases}
-
-    The weights average 1 (:func:`losslab.class_weights` with ``normalize="mean"``),
-    so the loss keeps its scale when they switch on. Use it with any loss that
-    takes ``weight``: at the start of each epoch,
-    ``loss_fn = functools.partial(losslab.ldam_loss, class_counts=counts,
-    weight=deferred_class_weights(counts, epoch, start=160))`` (Cao et al. train
-    200 epochs and switch at 160), or set ``module.weight`` of a twin.
-
-    Args:
-        class_counts: training-set examples per class, shape (C,).
-        epoch: the current epoch (0-based, >= 0).
-        start: the first epoch with weights (>= 0).
-        method: as :func:`losslab.class_weights`; "effective_number" (Cui et al.) is the paper's.
-        beta: the effective-number beta in [0, 1) (0.9999 in Cao et al.).
-
-    Returns:
-        None before ``start``, else a float tensor of shape (C,) averaging 1.
-
-    Raises:
-        TypeError: epoch or start not an integer; counts as :func:`losslab.class_weights`.
-        ValueError: a negative epoch or start; counts, method or beta as :func:`losslab.class_weights`.
-
-    References:
-        Cao, Wei, Gaidon, Arechiga, Ma. Learning Imbalanced Datasets with
-        Label-Distribution-Aware Margin Loss. NeurIPS 2019, arXiv:1906.07413.
-
-    Example:
-        >>> import losslab
-        >>> losslab.deferred_class_weights([900, 90, 10], 10, start=160) is None
-        True
-        >>> losslab.deferred_class_weights([900, 90, 10], 160, start=160, beta=0.99)
-        tensor([0.2284, 0.3836, 2.3880])
-    """
-    fn = "deferred_class_weights"
-    for name, value in (("epoch", epoch), ("start", start)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{fn}: {name} must be an integer; got {value!r}")
-        if value < 0:
-            raise ValueError(f"{fn}: {name} must be >= 0; got {value}")
-    weights = class_weights(class_counts, method=method, beta=beta)  # validates counts, method and beta now
-    return None if epoch < start else weights
 
 
 # ----------------------------------------------------------------------------

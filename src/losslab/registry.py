@@ -50,7 +50,6 @@ SOURCE_PREFIXES = {
     "monai": "MONAI",
     "smp": "segmentation_models_pytorch", "segmentation_models_pytorch": "segmentation_models_pytorch",
     "timm": "timm",
-    "mmpretrain": "mmpretrain",
 }
 
 # Words of a qualified name that name no framework: a module path ("torch.nn.functional.x", "keras.losses.X").

@@ -1,4 +1,5 @@
-"""Per-class weights from class counts, for alpha and weight arguments."""
+"""Class frequencies: counting them, per-class weights from them (alpha and weight arguments), the long-tail
+losses' counts and log prior, the post-hoc logit adjustment and the deferred re-weighting schedule."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import torch
 from torch import Tensor
 
 from . import _dist
-from ._checks import check_ignore_index, check_number, describe, is_number
+from ._checks import check_ignore_index, check_input, check_number, class_vector, compute_dtype, describe, is_number
 
-__all__ = ["class_weights", "class_counts"]
+__all__ = ["class_counts", "class_weights", "deferred_class_weights", "logit_adjust"]
+
+Counts = Tensor | Sequence[float]
 
 METHODS = ("inverse", "inverse_sqrt", "effective_number", "median_frequency")
 NORMALIZE = ("sum", "mean", None)
@@ -185,3 +188,128 @@ def class_weights(
     elif normalize == "mean":
         w = w / w.mean()
     return w.to(dtype)
+
+
+# ----------------------------------------------------------------------------
+# the long-tail losses' class-frequency tools: their counts, the post-hoc adjustment, the DRW schedule
+
+
+def class_counts_vector(fn: str, class_counts: object, input: Tensor) -> Tensor:
+    """The (C,) ``class_counts`` of a loss or of :func:`logit_adjust` in float64 on the input's device (classes
+    along dim 1, or dim 0 of a 1-D input), a zero count counted as 1: the long-tail losses' one conversion."""
+    num_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    return class_vector(fn, "class_counts", class_counts, num_classes, input, torch.float64).clamp_min(1.0)
+
+
+def log_prior(counts: Tensor) -> Tensor:
+    """log(n_c / sum n), the log class prior."""
+    return torch.log(counts) - torch.log(counts.sum())
+
+
+def check_counts_type(fn: str, class_counts: object) -> None:
+    """``class_counts`` must be a tensor, an array or a sequence (its length is checked once C is known)."""
+    if class_counts is None or is_number(class_counts) or isinstance(class_counts, (str, bytes)):
+        raise TypeError(f"{fn}: class_counts must be a tensor, an array or a sequence of C counts (as "
+                        f"losslab.class_counts returns); got {class_counts!r}")
+
+
+def logit_adjust(logits: Tensor, class_counts: Counts, *, tau: float = 1.0) -> Tensor:
+    r"""Post-hoc logit adjustment: the logits minus tau times the log class prior, for prediction.
+
+    .. math::
+
+        \tilde{x}_c = x_c - \tau \log \pi_c, \qquad \pi_c = \frac{n_c}{\sum_k n_k}
+
+    ``logit_adjust(logits, counts).argmax(1)`` is Menon et al.'s balanced-error
+    prediction for a model trained with plain cross-entropy (tau = 1 is the
+    Bayes-optimal correction when the model's softmax estimates the training
+    distribution; tune tau on held-out data). Do not apply it to a model trained
+    with :func:`logit_adjusted_cross_entropy`, whose logits are adjusted already.
+
+    Args:
+        logits: (N, C) or (N, C, d1, ..., dk) (classes along dim 1), or (C,).
+        class_counts: training-set examples per class, shape (C,); a zero count counts as 1.
+        tau: :math:`\tau \ge 0`.
+
+    Returns:
+        The adjusted logits, the input's shape and dtype (half precision computed
+        in float32), differentiable.
+
+    Raises:
+        TypeError: logits not a floating tensor; class_counts not a tensor or sequence.
+        ValueError: class_counts not of length C, negative or non-finite; tau < 0.
+
+    References:
+        Menon, Jayasumana, Rawat, Jain, Veit, Kumar. Long-tail learning via logit
+        adjustment. ICLR 2021, arXiv:2007.07314.
+
+    Example:
+        >>> import torch, losslab
+        >>> losslab.logit_adjust(torch.tensor([[2.0, 1.5, 1.0]]), [900, 90, 10]).argmax(1)
+        tensor([2])
+    """
+    fn = "logit_adjust"
+    check_counts_type(fn, class_counts)
+    tau = check_number(fn, "tau", tau, low=0.0)
+    check_input(fn, logits, min_ndim=1, what="(N, C, ...) or (C,)", name="logits")
+    counts = class_counts_vector(fn, class_counts, logits)
+    dtype = compute_dtype(logits)
+    shape = (-1,) if logits.ndim == 1 else (1, -1) + (1,) * (logits.ndim - 2)
+    return (logits.to(dtype) - (tau * log_prior(counts)).to(dtype).view(shape)).to(logits.dtype)
+
+
+def deferred_class_weights(
+    class_counts: Counts,
+    epoch: int,
+    *,
+    start: int,
+    method: Literal["inverse", "inverse_sqrt", "effective_number", "median_frequency"] = "effective_number",
+    beta: float = 0.9999,
+) -> Tensor | None:
+    r"""The deferred re-weighting (DRW) schedule: no class weights before epoch ``start``, then class-balanced ones.
+
+    .. math::
+
+        w(\text{epoch}) = \begin{cases} \text{None} & \text{epoch} < \text{start} \\
+        \operatorname{class\_weights}(n, \text{method}, \beta) & \text{otherwise} \end{cases}
+
+    The weights average 1 (:func:`losslab.class_weights` with ``normalize="mean"``),
+    so the loss keeps its scale when they switch on. Use it with any loss that
+    takes ``weight``: at the start of each epoch,
+    ``loss_fn = functools.partial(losslab.ldam_loss, class_counts=counts,
+    weight=deferred_class_weights(counts, epoch, start=160))`` (Cao et al. train
+    200 epochs and switch at 160), or set ``module.weight`` of a twin.
+
+    Args:
+        class_counts: training-set examples per class, shape (C,).
+        epoch: the current epoch (0-based, >= 0).
+        start: the first epoch with weights (>= 0).
+        method: as :func:`losslab.class_weights`; "effective_number" (Cui et al.) is the paper's.
+        beta: the effective-number beta in [0, 1) (0.9999 in Cao et al.).
+
+    Returns:
+        None before ``start``, else a float tensor of shape (C,) averaging 1.
+
+    Raises:
+        TypeError: epoch or start not an integer; counts as :func:`losslab.class_weights`.
+        ValueError: a negative epoch or start; counts, method or beta as :func:`losslab.class_weights`.
+
+    References:
+        Cao, Wei, Gaidon, Arechiga, Ma. Learning Imbalanced Datasets with
+        Label-Distribution-Aware Margin Loss. NeurIPS 2019, arXiv:1906.07413.
+
+    Example:
+        >>> import losslab
+        >>> losslab.deferred_class_weights([900, 90, 10], 10, start=160) is None
+        True
+        >>> losslab.deferred_class_weights([900, 90, 10], 160, start=160, beta=0.99)
+        tensor([0.2284, 0.3836, 2.3880])
+    """
+    fn = "deferred_class_weights"
+    for name, value in (("epoch", epoch), ("start", start)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{fn}: {name} must be an integer; got {value!r}")
+        if value < 0:
+            raise ValueError(f"{fn}: {name} must be >= 0; got {value}")
+    weights = class_weights(class_counts, method=method, beta=beta)  # validates counts, method and beta now
+    return None if epoch < start else weights

@@ -177,7 +177,6 @@ def loss_curves(loss: str = DEFAULT_LOSS, *, gammas: Sequence[float] | float = D
                       ("reduction", "the curves are per example, reduction='none'")):
         if key in loss_kwargs and (key != "gamma" or has_gamma):
             raise ValueError(f"{fn}: {key} is not a loss option here; {hint}")
-    loss_kwargs = dict(loss_kwargs)
     counts: list[float] | None = None
     class_list: list[int | None] = [None]
     counts_default = False
