@@ -296,7 +296,7 @@ def softmax_index_case(shape, gamma, weighted: bool, masked: bool, x: torch.Tens
     scale = _fused._scale(5.0, x)
 
     def call(xx, reduce):
-        return _fused.softmax_index_sweep(xx, safe, keep, scale, wd, gamma, None, None, None, reduce)
+        return _fused.softmax_index_sweep(xx, safe, keep, None, scale, wd, gamma, None, None, reduce)
 
     def composite(xx):
         return _core.softmax_elementwise(xx, _core.SoftmaxTarget(indices=safe, valid=keep), class_weight=wd,
@@ -499,7 +499,7 @@ def test_eager_run_chunks_along_dim_0(family, reduce, monkeypatch):
     index = class_indices(positions(shape), C, seed=72)
     keep = kept_mask(positions(shape), 73)
     if family == "softmax_index":
-        sweep, batched, shared = _fused.softmax_index_sweep, (index, keep), (scale, None, 2.0, None, None, None)
+        sweep, batched, shared = _fused.softmax_index_sweep, (index, keep, None), (scale, None, 2.0, None, None)
         loss_shape = positions(shape)
     elif family == "softmax_dense":
         sweep, batched, shared = _fused.softmax_dense_sweep, (soft_targets(*shape, seed=74),), \

@@ -199,13 +199,14 @@ def test_triton_kernel_adjusts_as_the_sweep(adjust, gamma):
     index = torch.randint(0, C, (7, 3), generator=gen(12)).to(device)
     kept = (torch.rand(7, 3, generator=gen(13)) < 0.8).to(device)
     index = torch.where(kept, index, torch.zeros_like(index))
-    vectors = [(torch.rand(C, generator=gen(14 + i)) + 0.5).to(device) if k in adjust else None
+    a, b, m = [(torch.rand(C, generator=gen(14 + i)) + 0.5).to(device) if k in adjust else None
                for i, k in enumerate("abm")]
+    margin = None if m is None else m[index]  # per position, as the dispatcher hands it over
     w = (torch.rand(C, generator=gen(20)) + 0.5).to(device)
     scale = _fused._scale(float(kept.sum()), x)
     for reduce in (True, False):
-        got = _gpu.softmax(x, index, kept, scale, w, gamma, *vectors, reduce)
-        want = _fused.softmax_index_sweep(x, index, kept, scale, w, gamma, *vectors, reduce)
+        got = _gpu.softmax(x, index, kept, margin, scale, w, gamma, a, b, reduce)
+        want = _fused.softmax_index_sweep(x, index, kept, margin, scale, w, gamma, a, b, reduce)
         _same(got, want, torch.float32)
 
 

@@ -119,8 +119,8 @@ def test_softmax_kernel_equals_the_cpu_sweep(shape, gamma, weighted, reduce):
     index = torch.where(kept, index, torch.zeros_like(index))  # as softmax_target hands them over
     w = (torch.rand(shape[1], generator=gen(11)) + 0.5).to(DEVICE) if weighted else None
     scale = scale_for(reduce, kept.sum().item())
-    got = _gpu.softmax(x, index, kept, scale, w, gamma, None, None, None, reduce)
-    want = _fused.softmax_index_sweep(x, index, kept, scale, w, gamma, None, None, None, reduce)
+    got = _gpu.softmax(x, index, kept, None, scale, w, gamma, None, None, reduce)
+    want = _fused.softmax_index_sweep(x, index, kept, None, scale, w, gamma, None, None, reduce)
     assert_same(got, want)
 
 
@@ -128,8 +128,8 @@ def test_softmax_kernel_saturated_rows_stay_finite():
     x = torch.tensor([[1e4, -1e4, 0.0, 30.0], [-1e4, -1e4, -1e4, 1e4]], device=DEVICE)
     index = torch.tensor([0, 1], device=DEVICE)
     for gamma in (0.0, 0.5, 2.0):
-        loss, grad = _gpu.softmax(x, index, None, scale_for(True, 2), None, gamma, None, None, None, True)
-        want = _fused.softmax_index_sweep(x, index, None, scale_for(True, 2), None, gamma, None, None, None,
+        loss, grad = _gpu.softmax(x, index, None, None, scale_for(True, 2), None, gamma, None, None, True)
+        want = _fused.softmax_index_sweep(x, index, None, None, scale_for(True, 2), None, gamma, None, None,
                                                  True)
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
         assert_same((loss, grad), want)
@@ -183,7 +183,7 @@ def test_kernels_match_the_composite_losses_and_never_write_into_the_inputs():
         losslab.set_fused(previous)
     torch.testing.assert_close(loss, want.detach(), **TOLERANCES[F32])
     torch.testing.assert_close(grad, leaf.grad, **TOLERANCES[F32])
-    ce_loss, ce_grad = _gpu.softmax(x, index, None, scale_for(True, 8), None, 0.0, None, None, None, True)
+    ce_loss, ce_grad = _gpu.softmax(x, index, None, None, scale_for(True, 8), None, 0.0, None, None, True)
     torch.testing.assert_close(ce_loss, ce.detach(), **TOLERANCES[F32])
     torch.testing.assert_close(ce_grad, ce_leaf.grad, **TOLERANCES[F32])
     assert torch.equal(x, before[0]) and torch.equal(t, before[1])
@@ -202,7 +202,7 @@ def test_half_inputs_compute_in_float32_and_return_gradients_in_their_dtype(kern
     scale = scale_for(True, 30)
     calls = {
         "sigmoid": lambda x: _gpu.sigmoid(x, target, None, None, None, scale, 0.25, 2.0, 0.0, True, index=False),
-        "softmax": lambda x: _gpu.softmax(x, index, None, scale, None, 2.0, None, None, None, True),
+        "softmax": lambda x: _gpu.softmax(x, index, None, None, scale, None, 2.0, None, None, True),
         "quality": lambda x: _gpu.quality(x, target, None, None, scale, 2.0, True),
         "varifocal": lambda x: _gpu.varifocal(x, target * (target > 0.5), None, scale, 0.75, 2.0, True, True),
     }

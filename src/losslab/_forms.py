@@ -284,8 +284,8 @@ def _softmax_sweep(call: Call) -> tuple[Callable, tuple, tuple] | None:
     num_classes = x.shape[1]
     indices, valid, q = tensors["indices"], tensors["valid"], tensors["probs"]
     if indices is not None:
-        if not smoothing:
-            return _fused.softmax_index_sweep, (indices, valid), (w, gamma, a, b, m)
+        if not smoothing:  # the margin per position, gathered once (the sweep's loop stays elementwise)
+            return _fused.softmax_index_sweep, (indices, valid, None if m is None else m[indices]), (w, gamma, a, b)
         if m is not None:
             return None
         classes = torch.arange(num_classes, device=x.device).view((1, num_classes) + (1,) * (x.ndim - 2))

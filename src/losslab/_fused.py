@@ -353,28 +353,29 @@ def _class_view(v: Tensor, x: Tensor) -> Tensor:
     return v.to(x.dtype).view((1, -1) + (1,) * (x.ndim - 2))
 
 
-def _adjust(xc: Tensor, index: Tensor | None, a: Tensor | None, b: Tensor | None, m: Tensor | None) -> Tensor:
-    """z = a x + b - m_y onehot(y): :func:`losslab._forms.adjusted` (the long-tail losses' logits) in a sweep."""
+def _adjust(xc: Tensor, onehot: Tensor | None, a: Tensor | None, b: Tensor | None,
+            margin: Tensor | None) -> Tensor:
+    """z = a x + b - m_y onehot(y): :func:`losslab._forms.adjusted` (the long-tail losses' logits) in a sweep,
+    elementwise; ``margin`` is m_y per position (gathered before the sweep: a gather inside a compiled loop
+    would make it a scalar loop)."""
     if a is not None:
         xc = xc * _class_view(a, xc)
     if b is not None:
         xc = xc + _class_view(b, xc)
-    if m is not None:
-        idx = index.unsqueeze(1)
-        xc = xc - torch.zeros_like(xc).scatter(1, idx, m.to(xc.dtype)[idx])
+    if margin is not None:
+        xc = xc - torch.where(onehot, margin.to(xc.dtype).unsqueeze(1), 0.0)
     return xc
 
 
-def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, scale: Tensor, class_weight: Tensor | None,
-                        gamma: float, a: Tensor | None, b: Tensor | None, m: Tensor | None,
+def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, margin: Tensor | None, scale: Tensor,
+                        class_weight: Tensor | None, gamma: float, a: Tensor | None, b: Tensor | None,
                         reduce: bool) -> tuple[Tensor, Tensor]:
-    """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y);
-    d/dx_c = a_c (p_c - [c = y]) w_y G(p_y)."""
+    """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y) (``margin``: m_y
+    per position); d/dx_c = a_c (p_c - [c = y]) w_y G(p_y)."""
     xc = _compute(x)
-    z = _adjust(xc, index, a, b, m)
-    log_p = torch.log_softmax(z, dim=1)
     classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
     onehot = index.unsqueeze(1) == classes
+    log_p = torch.log_softmax(_adjust(xc, onehot, a, b, margin), dim=1)
     lp = log_p.gather(1, index.unsqueeze(1)).squeeze(1)
     if on(gamma):
         factor, coef = focal_factor(lp, gamma)

@@ -60,11 +60,12 @@ def sigmoid(x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | No
     return _finish(loss, tuple(x.shape), reduce), grad
 
 
-def softmax(x: Tensor, index: Tensor, valid: Tensor | None, scale: Tensor, class_weight: Tensor | None,
-            gamma: float, a: Tensor | None, b: Tensor | None, m: Tensor | None,
+def softmax(x: Tensor, index: Tensor, valid: Tensor | None, margin: Tensor | None, scale: Tensor,
+            class_weight: Tensor | None, gamma: float, a: Tensor | None, b: Tensor | None,
             reduce: bool) -> tuple[Tensor, Tensor]:
     """Cross-entropy / focal over dim 1 with class indices: one program per position; the logits adjusted to
-    z = a x + b - m_y onehot(y) inside the kernel where a, b, m (per-class vectors) are given."""
+    z = a x + b - m_y onehot(y) inside the kernel where a, b (per-class vectors) and ``margin`` (m_y per
+    position) are given."""
     x = x.contiguous()
     C, S = _layout(x)
     positions = x.numel() // max(C, 1)
@@ -72,12 +73,12 @@ def softmax(x: Tensor, index: Tensor, valid: Tensor | None, scale: Tensor, class
     loss = torch.empty(positions, dtype=torch.float32, device=x.device)
     valid_u8 = None if valid is None else valid.contiguous().view(torch.uint8)
     block_c = min(triton_next_power_of_2(C), 4096)
-    vectors = [None if v is None else v.to(torch.float32).contiguous() for v in (a, b, m)]
+    vectors = [None if v is None else v.to(torch.float32).contiguous() for v in (a, b, margin)]
     if positions:
         K.softmax_kernel[(positions,)](
             x, index.contiguous(), _flag(valid_u8, x), _flag(class_weight, x), *(_flag(v, x) for v in vectors),
             scale, grad, loss, C, S, float(gamma), HAS_VALID=valid is not None, HAS_W=class_weight is not None,
-            HAS_A=a is not None, HAS_B=b is not None, HAS_M=m is not None, FOCAL=bool(gamma), BLOCK_C=block_c)
+            HAS_A=a is not None, HAS_B=b is not None, HAS_M=margin is not None, FOCAL=bool(gamma), BLOCK_C=block_c)
     shape = tuple(x.shape[:1]) + tuple(x.shape[2:])
     return ((loss.sum() * scale) if reduce else loss.reshape(shape)), grad
 

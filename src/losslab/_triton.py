@@ -110,7 +110,7 @@ def sigmoid_kernel(x_ptr, t_ptr, valid_ptr, w_ptr, pw_ptr, scale_ptr, grad_ptr, 
 
 
 @triton.jit
-def _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
+def _adjust(x, c, label, margin, a_ptr, b_ptr, inside, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
             HAS_M: tl.constexpr):
     """z = a_c x + b_c - m_y [c = y]: the logits of the long-tail losses (x itself when none is given)."""
     if HAS_A:
@@ -118,7 +118,7 @@ def _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A: tl.constexpr, HAS_B
     if HAS_B:
         x = x + tl.load(b_ptr + c, mask=inside, other=0.0)
     if HAS_M:
-        x = x - tl.where(c == label, tl.load(m_ptr + label), 0.0)
+        x = x - tl.where(c == label, margin, 0.0)
     return x
 
 
@@ -127,7 +127,8 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_
                    gamma, HAS_VALID: tl.constexpr, HAS_W: tl.constexpr, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
                    HAS_M: tl.constexpr, FOCAL: tl.constexpr, BLOCK_C: tl.constexpr):
     """One program per position (n, s) of an (N, C, S) input: two passes over its C logits, adjusted to
-    z = a x + b - m_y onehot(y) where a, b, m are given (d/dx_c = a_c d/dz_c)."""
+    z = a x + b - m_y onehot(y) where a, b (per class) and m_y (``m_ptr``, per position) are given
+    (d/dx_c = a_c d/dz_c)."""
     pos = tl.program_id(0).to(tl.int64)
     base = (pos // S) * C * S + pos % S
     label = tl.load(idx_ptr + pos)
@@ -135,6 +136,9 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_
     if HAS_VALID:
         kept = tl.load(valid_ptr + pos) != 0
     label = tl.where(kept, label, 0)
+    margin = 0.0
+    if HAS_M:
+        margin = tl.load(m_ptr + pos).to(tl.float32)
     classes = tl.arange(0, BLOCK_C)
     # pass 1: online max, sum of exp, and the sum without the target class (1 - p_t without cancellation)
     run_max = tl.full((), -float("inf"), tl.float32)
@@ -144,7 +148,7 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_
         c = start + classes
         inside = c < C
         x = tl.load(x_ptr + base + c.to(tl.int64) * S, mask=inside, other=0.0).to(tl.float32)
-        x = tl.where(inside, _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A, HAS_B, HAS_M), -float("inf"))
+        x = tl.where(inside, _adjust(x, c, label, margin, a_ptr, b_ptr, inside, HAS_A, HAS_B, HAS_M), -float("inf"))
         new_max = tl.maximum(run_max, tl.max(x, axis=0))
         rescale = tl.exp(run_max - new_max)
         e = tl.where(inside, tl.exp(x - new_max), 0.0)
@@ -153,7 +157,7 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_
         run_max = new_max
     lse = run_max + tl.log(run_sum)
     x_t = tl.load(x_ptr + base + label.to(tl.int64) * S).to(tl.float32)
-    x_t = _adjust(x_t, label, label, a_ptr, b_ptr, m_ptr, True, HAS_A, HAS_B, HAS_M)
+    x_t = _adjust(x_t, label, label, margin, a_ptr, b_ptr, True, HAS_A, HAS_B, HAS_M)
     lp = x_t - lse
     if FOCAL:
         one_minus = run_other / run_sum
@@ -177,7 +181,7 @@ def softmax_kernel(x_ptr, idx_ptr, valid_ptr, w_ptr, a_ptr, b_ptr, m_ptr, scale_
         c = start + classes
         inside = c < C
         x = tl.load(x_ptr + base + c.to(tl.int64) * S, mask=inside, other=0.0).to(tl.float32)
-        x = _adjust(x, c, label, a_ptr, b_ptr, m_ptr, inside, HAS_A, HAS_B, HAS_M)
+        x = _adjust(x, c, label, margin, a_ptr, b_ptr, inside, HAS_A, HAS_B, HAS_M)
         g = (tl.exp(x - lse) - (c == label).to(tl.float32)) * coef
         if HAS_A:
             g = g * tl.load(a_ptr + c, mask=inside, other=1.0)

@@ -33,7 +33,18 @@ from torch import Tensor
 import losslab
 from losslab import _dispatch
 
-ALPHA, GAMMA = 0.25, 2.0
+from ._bench_peers import (
+    LONGTAIL,
+    authors_formula,
+    fvcore_softmax_focal,
+    library_peers,
+    longtail_counts,
+    mmdet_qfl,
+    mmdet_vfl,
+    one_hot_bg,
+    pre_shifted,
+    tv_sigmoid_focal,
+)
 
 # losslab's paths: the compiled sweep, the eager sweep (forced), what "auto" does on a machine without a
 # compiler (the eager sweep where it beats the others, torch's kernels elsewhere), torch's kernels (native) and
@@ -105,83 +116,6 @@ def make_inputs(case: Case, shape: tuple[int, ...], seed: int = 0) -> tuple[Tens
     return x, dense
 
 
-# ----------------------------------------------------------------------------
-# the peers, written as they are published (formulas) or called from their libraries
-
-
-def _tv_sigmoid_focal(x: Tensor, t: Tensor) -> Tensor:
-    """torchvision.ops.sigmoid_focal_loss's formula, reduction "mean"."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * ((1 - p_t) ** GAMMA)
-    return ((ALPHA * t + (1 - ALPHA) * (1 - t)) * loss).mean()
-
-
-def _one_hot_bg(labels: Tensor, c: int) -> Tensor:
-    return F.one_hot(labels, c + 1)[..., :c].float()
-
-
-def _fvcore_softmax_focal(x: Tensor, t: Tensor) -> Tensor:
-    """The usual softmax focal formula (kornia / fvcore style): gather log p_t, weight by (1 - p_t)^gamma."""
-    log_p = F.log_softmax(x, dim=1)
-    log_pt = log_p.gather(1, t.unsqueeze(1)).squeeze(1)
-    return (-((1 - log_pt.exp()) ** GAMMA) * log_pt).mean()
-
-
-def _mmdet_qfl(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
-    """mmdetection's quality_focal_loss, summed over classes, divided by the number of positives."""
-    labels, scores = target
-    c = x.shape[1]
-    sigma = x.sigmoid()
-    loss = F.binary_cross_entropy_with_logits(x, torch.zeros_like(x), reduction="none") * sigma.pow(2)
-    pos = (labels < c).nonzero(as_tuple=True)[0]
-    pos_label = labels[pos]
-    scale = scores[pos] - sigma[pos, pos_label]
-    loss = loss.clone()
-    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(x[pos, pos_label], scores[pos],
-                                                               reduction="none") * scale.abs().pow(2)
-    return loss.sum() / x.numel()
-
-
-def _mmdet_vfl(x: Tensor, q: Tensor) -> Tensor:
-    p = x.sigmoid()
-    weight = q * (q > 0).float() + 0.75 * (p - q).abs().pow(GAMMA) * (q <= 0).float()
-    return (F.binary_cross_entropy_with_logits(x, q, reduction="none") * weight).mean()
-
-
-LONGTAIL = ("logit_adjusted_cross_entropy", "ldam_loss", "vs_loss")
-LONGTAIL_RHO = 100.0  # the long-tail rows' class counts: 1000 rho^(-c / (C - 1)), the benchmarks' exponential profile
-
-
-def longtail_counts(num_classes: int) -> Tensor:
-    c = torch.arange(num_classes, dtype=torch.float64)
-    return 1000.0 * LONGTAIL_RHO ** (-c / max(num_classes - 1, 1))
-
-
-def _la_formula(x: Tensor, t: Tensor) -> Tensor:
-    """Menon et al.'s logit adjustment as usually written: CE of x + log prior (tau = 1)."""
-    counts = longtail_counts(x.shape[1])
-    return F.cross_entropy(x + torch.log(counts / counts.sum()).to(x.dtype), t)
-
-
-def _ldam_formula(x: Tensor, t: Tensor) -> Tensor:
-    """Cao et al.'s LDAMLoss.forward (max_m = 0.5, s = 30)."""
-    m_list = longtail_counts(x.shape[1]).pow(-0.25)
-    m_list = (m_list * (0.5 / m_list.max())).to(x.dtype)
-    index = torch.zeros_like(x, dtype=torch.bool).scatter_(1, t.view(-1, 1), True)
-    batch_m = torch.matmul(m_list[None, :], index.to(x.dtype).T).view(-1, 1)
-    return F.cross_entropy(30.0 * torch.where(index, x - batch_m, x), t)
-
-
-def _vs_formula(x: Tensor, t: Tensor) -> Tensor:
-    """Kini et al.'s VSLoss (gamma = 0.2, tau = 1): x / Delta + iota."""
-    counts = longtail_counts(x.shape[1])
-    temp = (1.0 / counts) ** 0.2
-    delta, iota = (temp / temp.min()).to(x.dtype), torch.log(counts / counts.sum()).to(x.dtype)
-    return F.cross_entropy(x / delta + iota, t)
-
-
 def options(name: str, x: Tensor) -> dict[str, object]:
     """The keyword arguments losslab's ``name`` gets beyond its defaults (those of the peers' formulas above)."""
     return {"class_counts": longtail_counts(x.shape[1]).to(x.device)} if name in LONGTAIL else {}
@@ -207,49 +141,24 @@ def implementations(case: Case) -> dict[str, Callable]:
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(x, t)
     elif sigmoid:
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(
-            x, _one_hot_bg(t[0] if isinstance(t, tuple) else t, x.shape[1]))
+            x, one_hot_bg(t[0] if isinstance(t, tuple) else t, x.shape[1]))
     elif case.loss in LONGTAIL:  # the floor: torch's kernel on logits shifted beforehand (the shift not timed)
-        impls["torch native (cross_entropy of pre-shifted logits)"] = lambda x, t: F.cross_entropy(x, t)
+        impls["torch native (cross_entropy of pre-shifted logits)"] = pre_shifted(case.loss)
     else:
         impls["torch native (cross_entropy)"] = lambda x, t: F.cross_entropy(x, t)
     if case.loss == "sigmoid_focal_loss":
-        impls["torchvision formula"] = (_tv_sigmoid_focal if case.target == "dense" else
-                                        lambda x, t: _tv_sigmoid_focal(x, _one_hot_bg(t, x.shape[1])))
+        impls["torchvision formula"] = (tv_sigmoid_focal if case.target == "dense" else
+                                        lambda x, t: tv_sigmoid_focal(x, one_hot_bg(t, x.shape[1])))
     elif case.loss == "softmax_focal_loss":
-        impls["fvcore/kornia formula"] = _fvcore_softmax_focal
+        impls["fvcore/kornia formula"] = fvcore_softmax_focal
     elif case.loss in LONGTAIL:
-        impls["authors' formula"] = {"logit_adjusted_cross_entropy": _la_formula, "ldam_loss": _ldam_formula,
-                                     "vs_loss": _vs_formula}[case.loss]
+        impls["authors' formula"] = authors_formula(case.loss)
     elif case.loss == "quality_focal_loss":
-        impls["mmdetection formula"] = _mmdet_qfl
+        impls["mmdetection formula"] = mmdet_qfl
     elif case.loss == "varifocal_loss":
-        impls["mmdetection formula"] = _mmdet_vfl
-    impls.update(_library_peers(case))
+        impls["mmdetection formula"] = mmdet_vfl
+    impls.update(library_peers(case))
     return impls
-
-
-def _library_peers(case: Case) -> dict[str, Callable]:
-    peers: dict[str, Callable] = {}
-    try:
-        import kornia.losses as K
-    except ImportError:
-        K = None
-    if K is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
-        peers["kornia"] = lambda x, t: K.binary_focal_loss_with_logits(x, t, alpha=ALPHA, gamma=GAMMA,
-                                                                       reduction="mean")
-    if K is not None and case.loss == "softmax_focal_loss":
-        peers["kornia"] = lambda x, t: K.focal_loss(x, t, alpha=1.0, gamma=GAMMA, reduction="mean")
-    try:
-        from monai.losses import FocalLoss
-    except ImportError:
-        FocalLoss = None
-    if FocalLoss is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
-        monai_sigmoid = FocalLoss(gamma=GAMMA, alpha=ALPHA, reduction="mean")
-        peers["MONAI"] = lambda x, t: monai_sigmoid(x, t)
-    if FocalLoss is not None and case.loss == "softmax_focal_loss":
-        monai_softmax = FocalLoss(gamma=GAMMA, use_softmax=True, to_onehot_y=True, reduction="mean")
-        peers["MONAI"] = lambda x, t: monai_softmax(x, t.unsqueeze(1))
-    return peers
 
 
 # ----------------------------------------------------------------------------

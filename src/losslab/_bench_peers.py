@@ -1,0 +1,142 @@
+"""The peers of `losslab bench`: other libraries' losses as they publish them (formulas) or call them.
+
+torchvision's sigmoid focal loss, the usual softmax focal formula (fvcore, kornia), mmdetection's QFL and VFL,
+the long-tail losses as their authors' code writes them (with the class counts of an exponential profile),
+and kornia and MONAI called where installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .bench import Case
+
+ALPHA, GAMMA = 0.25, 2.0
+
+
+def tv_sigmoid_focal(x: Tensor, t: Tensor) -> Tensor:
+    """torchvision.ops.sigmoid_focal_loss's formula, reduction "mean"."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** GAMMA)
+    return ((ALPHA * t + (1 - ALPHA) * (1 - t)) * loss).mean()
+
+
+def one_hot_bg(labels: Tensor, c: int) -> Tensor:
+    return F.one_hot(labels, c + 1)[..., :c].float()
+
+
+def fvcore_softmax_focal(x: Tensor, t: Tensor) -> Tensor:
+    """The usual softmax focal formula (kornia / fvcore style): gather log p_t, weight by (1 - p_t)^gamma."""
+    log_p = F.log_softmax(x, dim=1)
+    log_pt = log_p.gather(1, t.unsqueeze(1)).squeeze(1)
+    return (-((1 - log_pt.exp()) ** GAMMA) * log_pt).mean()
+
+
+def mmdet_qfl(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """mmdetection's quality_focal_loss, summed over classes, divided by the number of positives."""
+    labels, scores = target
+    c = x.shape[1]
+    sigma = x.sigmoid()
+    loss = F.binary_cross_entropy_with_logits(x, torch.zeros_like(x), reduction="none") * sigma.pow(2)
+    pos = (labels < c).nonzero(as_tuple=True)[0]
+    pos_label = labels[pos]
+    scale = scores[pos] - sigma[pos, pos_label]
+    loss = loss.clone()
+    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(x[pos, pos_label], scores[pos],
+                                                               reduction="none") * scale.abs().pow(2)
+    return loss.sum() / x.numel()
+
+
+def mmdet_vfl(x: Tensor, q: Tensor) -> Tensor:
+    p = x.sigmoid()
+    weight = q * (q > 0).float() + 0.75 * (p - q).abs().pow(GAMMA) * (q <= 0).float()
+    return (F.binary_cross_entropy_with_logits(x, q, reduction="none") * weight).mean()
+
+
+LONGTAIL = ("logit_adjusted_cross_entropy", "ldam_loss", "vs_loss")
+LONGTAIL_RHO = 100.0  # the long-tail rows' class counts: 1000 rho^(-c / (C - 1)), the benchmarks' exponential profile
+
+
+def longtail_counts(num_classes: int) -> Tensor:
+    c = torch.arange(num_classes, dtype=torch.float64)
+    return 1000.0 * LONGTAIL_RHO ** (-c / max(num_classes - 1, 1))
+
+
+def _la_logits(x: Tensor, t: Tensor) -> Tensor:
+    """Menon et al.'s logit adjustment as usually written: x + log prior (tau = 1)."""
+    counts = longtail_counts(x.shape[1])
+    return x + torch.log(counts / counts.sum()).to(x.dtype)
+
+
+def _ldam_logits(x: Tensor, t: Tensor) -> Tensor:
+    """Cao et al.'s LDAMLoss.forward (max_m = 0.5, s = 30), up to its cross_entropy."""
+    m_list = longtail_counts(x.shape[1]).pow(-0.25)
+    m_list = (m_list * (0.5 / m_list.max())).to(x.dtype)
+    index = torch.zeros_like(x, dtype=torch.bool).scatter_(1, t.view(-1, 1), True)
+    batch_m = torch.matmul(m_list[None, :], index.to(x.dtype).T).view(-1, 1)
+    return 30.0 * torch.where(index, x - batch_m, x)
+
+
+def _vs_logits(x: Tensor, t: Tensor) -> Tensor:
+    """Kini et al.'s VSLoss (gamma = 0.2, tau = 1): x / Delta + iota."""
+    counts = longtail_counts(x.shape[1])
+    temp = (1.0 / counts) ** 0.2
+    delta, iota = (temp / temp.min()).to(x.dtype), torch.log(counts / counts.sum()).to(x.dtype)
+    return x / delta + iota
+
+
+ADJUSTED = {"logit_adjusted_cross_entropy": _la_logits, "ldam_loss": _ldam_logits, "vs_loss": _vs_logits}
+
+
+def authors_formula(name: str) -> Callable:
+    """The loss as its authors' code writes it: the adjusted logits, then F.cross_entropy (timed together)."""
+    return lambda x, t: F.cross_entropy(ADJUSTED[name](x, t), t)
+
+
+def pre_shifted(name: str) -> Callable:
+    """The floor: F.cross_entropy of the adjusted logits computed beforehand (the adjustment not timed; same
+    values, so the same exp underflow: LDAM's scale of 30 sends most of exp(z - max) into subnormals)."""
+    cache: dict[tuple, Tensor] = {}
+
+    def call(x: Tensor, t: Tensor) -> Tensor:
+        key = (x.data_ptr(), tuple(x.shape), x.dtype, x.device)
+        if key not in cache:
+            cache.clear()
+            cache[key] = ADJUSTED[name](x.detach(), t).requires_grad_(True)
+        z = cache[key]
+        z.grad = None
+        return F.cross_entropy(z, t)
+
+    return call
+
+
+def library_peers(case: Case) -> dict[str, Callable]:
+    peers: dict[str, Callable] = {}
+    try:
+        import kornia.losses as K
+    except ImportError:
+        K = None
+    if K is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+        peers["kornia"] = lambda x, t: K.binary_focal_loss_with_logits(x, t, alpha=ALPHA, gamma=GAMMA,
+                                                                       reduction="mean")
+    if K is not None and case.loss == "softmax_focal_loss":
+        peers["kornia"] = lambda x, t: K.focal_loss(x, t, alpha=1.0, gamma=GAMMA, reduction="mean")
+    try:
+        from monai.losses import FocalLoss
+    except ImportError:
+        FocalLoss = None
+    if FocalLoss is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+        monai_sigmoid = FocalLoss(gamma=GAMMA, alpha=ALPHA, reduction="mean")
+        peers["MONAI"] = lambda x, t: monai_sigmoid(x, t)
+    if FocalLoss is not None and case.loss == "softmax_focal_loss":
+        monai_softmax = FocalLoss(gamma=GAMMA, use_softmax=True, to_onehot_y=True, reduction="mean")
+        peers["MONAI"] = lambda x, t: monai_softmax(x, t.unsqueeze(1))
+    return peers
