@@ -8,14 +8,10 @@ and kornia and MONAI called where installed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from .bench import Case
 
 ALPHA, GAMMA = 0.25, 2.0
 
@@ -118,25 +114,26 @@ def pre_shifted(name: str) -> Callable:
     return call
 
 
-def library_peers(case: Case) -> dict[str, Callable]:
+def library_peers(loss: str, target: str) -> dict[str, Callable]:
+    """kornia's and MONAI's focal losses, where installed, for a case of ``loss`` with ``target`` targets."""
     peers: dict[str, Callable] = {}
     try:
         import kornia.losses as K
     except ImportError:
         K = None
-    if K is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+    if K is not None and loss == "sigmoid_focal_loss" and target == "dense":
         peers["kornia"] = lambda x, t: K.binary_focal_loss_with_logits(x, t, alpha=ALPHA, gamma=GAMMA,
                                                                        reduction="mean")
-    if K is not None and case.loss == "softmax_focal_loss":
+    if K is not None and loss == "softmax_focal_loss":
         peers["kornia"] = lambda x, t: K.focal_loss(x, t, alpha=1.0, gamma=GAMMA, reduction="mean")
     try:
         from monai.losses import FocalLoss
     except ImportError:
         FocalLoss = None
-    if FocalLoss is not None and case.loss == "sigmoid_focal_loss" and case.target == "dense":
+    if FocalLoss is not None and loss == "sigmoid_focal_loss" and target == "dense":
         monai_sigmoid = FocalLoss(gamma=GAMMA, alpha=ALPHA, reduction="mean")
         peers["MONAI"] = lambda x, t: monai_sigmoid(x, t)
-    if FocalLoss is not None and case.loss == "softmax_focal_loss":
+    if FocalLoss is not None and loss == "softmax_focal_loss":
         monai_softmax = FocalLoss(gamma=GAMMA, use_softmax=True, to_onehot_y=True, reduction="mean")
         peers["MONAI"] = lambda x, t: monai_softmax(x, t.unsqueeze(1))
     return peers

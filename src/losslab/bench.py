@@ -157,7 +157,7 @@ def implementations(case: Case) -> dict[str, Callable]:
         impls["mmdetection formula"] = mmdet_qfl
     elif case.loss == "varifocal_loss":
         impls["mmdetection formula"] = mmdet_vfl
-    impls.update(library_peers(case))
+    impls.update(library_peers(case.loss, case.target))
     return impls
 
 
