@@ -17,7 +17,7 @@ from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
-from ._train import MODELS, check_budget, check_loss, train
+from ._train import MODELS, check_budget, check_loss, posthoc_probabilities, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
 
@@ -142,9 +142,15 @@ def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list
     options = {k: v for k, v in config.items() if k not in ("name", "label")}
     out = train(split, config["name"], options, seed=seed, **train_options)
     metrics = evaluate(out["probabilities"], split.y_test, groups=groups, bins=bins)
-    return {"index": index, "label": config["label"], "loss": config["name"], "options": options, "seed": seed,
-            "metrics": metrics, "sigmoid": out["sigmoid"], "final_train_loss": out["final_loss"],
-            "seconds": round(out["seconds"], 4)}
+    # the same model's test logits after post-hoc logit adjustment (tau 1): a free extra row for every run
+    posthoc = evaluate(posthoc_probabilities(out["logits"], split.train_counts(), sigmoid=out["sigmoid"]),
+                       split.y_test, groups=groups, bins=bins)
+    run = {"index": index, "label": config["label"], "loss": config["name"], "options": options, "seed": seed,
+           "metrics": metrics, "posthoc": posthoc, "sigmoid": out["sigmoid"], "final_train_loss": out["final_loss"],
+           "seconds": round(out["seconds"], 4)}
+    if len(out["schedule"]) > 1:  # the phases of a warm-up or deferred weights, each with its first epoch
+        run["schedule"] = out["schedule"]
+    return run
 
 
 def _progress(total: int, enabled: bool):

@@ -13,9 +13,10 @@ from torch import nn
 
 from .._checks import get_checks, set_checks
 from ._data import Split
-from ._losses import build_loss, check_training_options, feed, input_kind, is_sigmoid
+from ._losses import build_loss, check_training_options, classification_loss, feed, input_kind, is_sigmoid
+from ._schedule import at_epochs, phases
 
-__all__ = ["build_model", "check_budget", "check_loss", "train"]
+__all__ = ["build_model", "check_budget", "check_loss", "posthoc_probabilities", "train"]
 
 MODELS = ("mlp", "logreg")
 
@@ -65,22 +66,41 @@ def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None
                label: str | None = None) -> None:
     """Build the loss and compute it once on a few training examples with random logits, before any run.
 
-    Raises what building or calling the loss raises (ValueError, TypeError), and
-    a ValueError for an option that breaks training or a loss that is not a
-    finite scalar, so that a bad configuration fails before the first run.
+    Every phase of a schedule (``warmup``, class weights ``from`` an epoch;
+    :mod:`losslab.lab._schedule`) is checked. Raises what building or calling
+    the loss raises (ValueError, TypeError), and a ValueError for an option
+    that breaks training, a bad schedule, or a loss that is not a finite
+    scalar, so that a bad configuration fails before the first run.
     """
     options = dict(options or {})
     label = label or loss
     check_training_options(options, caller=caller, label=label)
-    criterion, spec = build_loss(loss, options, split.train_counts().tolist(), caller=caller, running=True)
-    sigmoid = is_sigmoid(spec, options)
-    kind = input_kind(loss, options)
+    sigmoid = is_sigmoid(classification_loss(loss, caller=caller)[0], options)
     y = torch.from_numpy(split.y_train[:8])
     logits = torch.randn(len(y), split.num_classes, generator=torch.Generator().manual_seed(0))
-    value = criterion(feed(logits, kind, sigmoid=sigmoid), y)
-    if value.ndim != 0 or not bool(torch.isfinite(value)):
-        raise ValueError(f"{caller}: {label}: the loss of a random batch is {shape_or_value(value)}; training needs "
-                         "a finite scalar")
+    for _, name, phase_options in phases(loss, options, sigmoid=sigmoid, caller=caller, label=label):
+        criterion, _ = build_loss(name, phase_options, split.train_counts().tolist(), caller=caller, running=True)
+        value = criterion(feed(logits, input_kind(name, phase_options), sigmoid=sigmoid), y)
+        if value.ndim != 0 or not bool(torch.isfinite(value)):
+            raise ValueError(f"{caller}: {label}: the loss of a random batch is {shape_or_value(value)}; training "
+                             "needs a finite scalar")
+
+
+def posthoc_probabilities(logits: np.ndarray, train_counts: np.ndarray, *, sigmoid: bool,
+                          tau: float = 1.0) -> np.ndarray:
+    """A run's test scores after post-hoc logit adjustment: :func:`losslab.logit_adjust` (tau 1), then softmax.
+
+    Menon et al.'s correction of a model's predictions for the balanced error
+    (ICLR 2021, arXiv:2007.07314): the logits minus tau times the log of the
+    training prior, then a softmax (per-class sigmoids for a one-vs-rest
+    loss). Free for every trained model; for one trained with a loss that
+    adjusts its logits already (logit_adjusted_cross_entropy, vs_loss), it
+    adjusts twice.
+    """
+    from ..weights import logit_adjust
+
+    adjusted = logit_adjust(torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(train_counts), tau=tau)
+    return (torch.sigmoid(adjusted) if sigmoid else torch.softmax(adjusted, dim=1)).numpy()
 
 
 def shape_or_value(value: torch.Tensor) -> str:
@@ -101,9 +121,17 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     ``options`` gives them; ``seesaw_loss`` without them is its module
     (``SeesawLoss(num_classes=C)``), which counts each batch's labels as it trains.
 
+    A schedule changes the loss at epoch boundaries (:mod:`losslab.lab._schedule`):
+    ``warmup=0.2`` trains the first 20 % of the epochs with plain cross-entropy,
+    a class weight ``{"method": ..., "from": 0.8}`` is switched on at 80 % of
+    the epochs (deferred re-weighting); the optimizer and its learning-rate
+    schedule run on across the switch.
+
     Returns:
-        ``{"probabilities": (N_test, C) array, "sigmoid": bool, "seconds": float, "final_loss": float}``:
-        softmax probabilities, or per-class sigmoids for one-vs-rest losses.
+        ``{"probabilities": (N_test, C) array, "logits": (N_test, C) float64 array, "sigmoid": bool,
+        "seconds": float, "final_loss": float, "schedule": [{"epoch", "loss", "options"}, ...]}``:
+        softmax probabilities, or per-class sigmoids for one-vs-rest losses; the
+        phases of training, each with its first epoch (one phase without a schedule).
 
     Each loss is fed the input it declares (:func:`losslab.lab._losses.input_kind`):
     the model's logits, their softmax (or sigmoids) for a loss or alias that
@@ -121,9 +149,10 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
                  hidden=hidden if model == "mlp" else 128)
     check_training_options(options, caller="train", label=loss)
     counts = split.train_counts()
-    criterion, spec = build_loss(loss, options, counts.tolist(), caller="train", running=True)
-    sigmoid = is_sigmoid(spec, options)
-    kind = input_kind(loss, options)
+    sigmoid = is_sigmoid(classification_loss(loss, caller="train")[0], options)
+    plan = at_epochs(phases(loss, options, sigmoid=sigmoid, caller="train"), epochs)
+    criteria = [(build_loss(p["loss"], p["options"], counts.tolist(), caller="train", running=True)[0],
+                 input_kind(p["loss"], p["options"])) for p in plan]
     x = torch.from_numpy(split.x_train)
     y = torch.from_numpy(split.y_train)
     start = time.perf_counter()
@@ -136,7 +165,11 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
         saved = get_checks()
         last = float("nan")
         try:
-            for _ in range(epochs):
+            phase = 0
+            for epoch in range(epochs):
+                while phase + 1 < len(plan) and plan[phase + 1]["epoch"] <= epoch:
+                    phase += 1
+                criterion, kind = criteria[phase]
                 order = torch.randperm(len(x), generator=generator)
                 for begin in range(0, len(x), batch_size):
                     batch = order[begin:begin + batch_size]
@@ -161,5 +194,5 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
         raise FloatingPointError(f"train: {what} while training {shown} (seed {seed}, lr {lr:g}); the learning "
                                  f"rate is probably too large: try a smaller one "
                                  f"(--lr, e.g. {3e-3 if lr > 3e-3 else lr / 10:g})")
-    return {"probabilities": probabilities.numpy(), "sigmoid": sigmoid, "seconds": time.perf_counter() - start,
-            "final_loss": last}
+    return {"probabilities": probabilities.numpy(), "logits": logits.numpy(), "sigmoid": sigmoid,
+            "seconds": time.perf_counter() - start, "final_loss": last, "schedule": plan}
