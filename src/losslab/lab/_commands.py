@@ -18,7 +18,7 @@ from .._checks import shape_str
 from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
-from ._data import DataError
+from ._data import DATASETS, DEFAULT_DATASET, DataError
 from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
@@ -72,14 +72,18 @@ report.md and PNG plots to --out, and prints the ranked table.
 
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="FILE", help="a .npz (arrays x, y) or .csv file; default: Digits-LT")
+    data.add_argument("--dataset", choices=tuple(DATASETS),
+                      help=f"a built-in long-tailed data set (default: {DEFAULT_DATASET}); not with --data")
+    data.add_argument("--data", metavar="FILE", help="a .npz (arrays x, y) or .csv file instead of a built-in one")
     data.add_argument("--label-column", metavar="NAME", help="the .csv file's label column (default: label)")
     data.add_argument("--x-key", metavar="KEY", help="the .npz array of features (default: x)")
     data.add_argument("--y-key", metavar="KEY", help="the .npz array of labels (default: y)")
     data.add_argument("--rho", type=float, help="imbalance ratio of the long-tailed training set, n_0 / n_(C-1) "
-                                                "(default: 20 for Digits-LT, 1 = as it is for --data)")
+                                                "(default: 20 for Digits-LT, 100 for MNIST-LT, 1 = as it is for "
+                                                "--data)")
     data.add_argument("--test-per-class", type=int, metavar="N",
-                      help="test examples held out per class (default: 50; for --data min(50, rarest // 4))")
+                      help="test examples held out per class (default: 50 for Digits-LT, 100 for MNIST-LT; for "
+                           "--data min(50, rarest // 4))")
     data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
     grid = parser.add_argument_group("losses")
     grid.add_argument("--loss", action="append", metavar="SPEC",

@@ -19,9 +19,10 @@ __all__ = ["DEFAULTS", "QUICK", "default_grid", "load_config", "parse_loss_spec"
 
 # What a run does unless a flag or the config file says otherwise.
 DEFAULTS: dict[str, Any] = {
-    "data": None, "label_column": "label", "x_key": "x", "y_key": "y",
-    "rho": None,  # 20 for Digits-LT, 1 (keep the data as it is) for --data
-    "test_per_class": None,  # 50 for Digits-LT; min(50, rarest class // 4) for --data
+    "data": None, "dataset": None,  # a file, or a built-in data set by name (neither: DEFAULT_DATASET)
+    "label_column": "label", "x_key": "x", "y_key": "y",
+    "rho": None,  # 20 for Digits-LT, 100 for MNIST-LT, 1 (keep the data as it is) for --data
+    "test_per_class": None,  # 50 for Digits-LT, 100 for MNIST-LT; min(50, rarest class // 4) for --data
     "split_seed": 0, "seeds": 5,
     "model": "mlp", "hidden": 128, "epochs": 60, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
     "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
@@ -40,17 +41,41 @@ def require(module: str, *, caller: str, purpose: str, alternative: str = "") ->
                           f"pip install 'losslab[lab]'{alternative}") from None
 
 
+# LDAM's logit scale for the lab's ordinary linear head (see default_grid).
+LDAM_SCALE = 2.0
+
+
 def default_grid() -> list[dict[str, Any]]:
-    """The losses ``losslab ablate`` compares unless told otherwise: one dict per configuration."""
+    """The losses ``losslab ablate`` compares unless told otherwise: one dict per configuration.
+
+    The families a practitioner should compare on long-tailed data:
+    cross-entropy; focal loss (gamma 2, no alpha); class-balanced weights,
+    inverse frequency and effective number (beta 0.99, Cui et al.);
+    class-balanced focal (Cui et al.'s effective-number alpha with gamma 2);
+    logit adjustment (tau 1, the same loss as Balanced Softmax); LDAM with
+    deferred re-weighting (effective-number weights, beta 0.9999, from 80 %
+    of the epochs, as Cao et al.); VS (gamma 0.2, tau 1); label smoothing 0.1.
+    Every run is also scored after post-hoc logit adjustment (``run["posthoc"]``).
+
+    LDAM's ``scale`` is :data:`LDAM_SCALE` (2), not Cao et al.'s 30: their last
+    layer computes cosine similarities in [-1, 1], which a scale of 30 stretches
+    to logits of useful size; the lab's head is an ordinary linear layer
+    whose logits grow freely, so 30 would only multiply the loss's curvature
+    (and, under Adam, the step in logit space) by 30 and make training
+    unstable. A small scale keeps the loss near cross-entropy's size while the
+    margins (scale x 0.5 for the rarest class) stay visible to the model.
+    """
+    effective = {"method": "effective_number", "beta": 0.99}
     grid: list[dict[str, Any]] = [
         {"name": "cross_entropy"},
+        {"name": "softmax_focal_loss", "gamma": 2.0},
         {"name": "balanced_cross_entropy", "alpha": "inverse"},
-        {"name": "balanced_cross_entropy", "alpha": {"method": "effective_number", "beta": 0.99}},
-    ]
-    grid += [{"name": "softmax_focal_loss", "gamma": g} for g in (0.5, 1.0, 2.0, 5.0)]
-    grid += [
-        {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse"},
-        {"name": "sigmoid_focal_loss", "alpha": 0.25, "gamma": 2.0},
+        {"name": "balanced_cross_entropy", "alpha": effective},
+        {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": effective},
+        {"name": "logit_adjusted_cross_entropy"},
+        {"name": "ldam_loss", "scale": LDAM_SCALE,
+         "weight": {"method": "effective_number", "beta": 0.9999, "from": 0.8}},
+        {"name": "vs_loss"},
         {"name": "cross_entropy", "label_smoothing": 0.1},
     ]
     return [{**config, "label": _describe(config["name"], {k: v for k, v in config.items() if k != "name"})}
