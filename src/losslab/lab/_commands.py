@@ -18,7 +18,7 @@ from .._checks import shape_str
 from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
-from ._data import DATASETS, DEFAULT_DATASET, DataError
+from ._data import DATASETS, DEFAULT_DATASET, DataError, default_epochs
 from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
@@ -95,7 +95,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
                                                           "regression")
     training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
-    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default 60)")
+    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default: 20 for "
+                                                                  "MNIST-LT, 60 for Digits-LT and --data)")
     training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")
     training.add_argument("--lr", type=float, help="AdamW learning rate, cosine schedule (default 3e-3)")
     training.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-4)")
@@ -107,8 +108,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
-    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, "
-                                                             f"{QUICK['epochs']} epochs")
+    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 8 epochs on "
+                                                             "MNIST-LT, 20 on Digits-LT and --data")
 
 
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +124,8 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             settings[key] = value
     if args.loss:
         settings["losses"] = [c for spec in args.loss for c in parse_loss_spec(spec)]
+    if args.quick and settings["epochs"] is None:
+        settings["epochs"] = default_epochs(settings["data"], settings["dataset"], quick=True)
     return settings
 
 

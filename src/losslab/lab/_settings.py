@@ -24,10 +24,11 @@ DEFAULTS: dict[str, Any] = {
     "rho": None,  # 20 for Digits-LT, 100 for MNIST-LT, 1 (keep the data as it is) for --data
     "test_per_class": None,  # 50 for Digits-LT, 100 for MNIST-LT; min(50, rarest class // 4) for --data
     "split_seed": 0, "seeds": 5,
-    "model": "mlp", "hidden": 128, "epochs": 60, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+    "model": "mlp", "hidden": 128, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+    "epochs": None,  # 20 for MNIST-LT, 60 for Digits-LT and --data (lab._data.default_epochs)
     "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
 }
-QUICK = {"seeds": 2, "epochs": 20}
+QUICK = {"seeds": 2, "epochs": None}  # None: the data set's quick epochs, 8 for MNIST-LT, 20 for the others
 
 def require(module: str, *, caller: str, purpose: str, alternative: str = "") -> None:
     """An ImportError in one line, naming the extra to install, when the optional ``module`` is missing."""
