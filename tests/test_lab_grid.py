@@ -13,8 +13,16 @@ import losslab
 from losslab.cli import main
 from losslab.lab import _train
 from losslab.lab._ablate import ablate, default_grid, load_config, parse_loss_spec
-from losslab.lab._data import (DATASETS, DataError, Dataset, default_epochs, load_dataset, long_tail_counts, mnist_lt,
-                               split_dataset)
+from losslab.lab._data import (
+    DATASETS,
+    DataError,
+    Dataset,
+    default_epochs,
+    load_dataset,
+    long_tail_counts,
+    mnist_lt,
+    split_dataset,
+)
 from losslab.lab._metrics import evaluate
 from losslab.lab._schedule import at_epochs, has_schedule, phases
 from losslab.lab._train import check_loss, posthoc_probabilities, train
@@ -247,14 +255,14 @@ class TestScheduleInTraining:
                                                                        (6, "ldam_loss")]
 
     def test_deferred_weights_change_only_the_late_epochs(self, small):
-        base = {"name": "cross_entropy"}
-        plain = train(small, base["name"], {}, epochs=4, model="logreg", seed=1)
+        plain = train(small, "cross_entropy", {}, epochs=4, model="logreg", seed=1)
         late = train(small, "cross_entropy", {"weight": {"method": "inverse", "from": 0.75}}, epochs=4, model="logreg",
                      seed=1)
         always = train(small, "cross_entropy", {"weight": "inverse"}, epochs=4, model="logreg", seed=1)
         assert not np.allclose(plain["logits"], late["logits"]) and not np.allclose(late["logits"], always["logits"])
-        first3 = train(small, "cross_entropy", {}, epochs=4, model="logreg", seed=1)
-        np.testing.assert_array_equal(first3["logits"], plain["logits"])  # deterministic
+        again = train(small, "cross_entropy", {}, epochs=4, model="logreg", seed=1)
+        np.testing.assert_array_equal(again["logits"], plain["logits"])  # deterministic
+        assert [p["epoch"] for p in late["schedule"]] == [0, 3]
 
     def test_results_record_the_schedule(self, tmp_path):
         result = ablate(dataset="digits-lt", seeds=1, epochs=5, model="logreg", out=tmp_path, plots=False,
@@ -273,25 +281,26 @@ class TestScheduleInTraining:
 # --------------------------------------------------------------------------------------------- post-hoc adjustment
 
 
-class TestPosthoc:
-    @pytest.fixture(scope="class")
-    def result(self):
-        losses = [{"name": "cross_entropy"}, {"name": "sigmoid_focal_loss", "alpha": 0.25}]
-        return ablate(dataset="digits-lt", losses=losses, seeds=[0, 1], epochs=2, model="logreg")
+@pytest.fixture(scope="module")
+def posthoc_result():
+    losses = [{"name": "cross_entropy"}, {"name": "sigmoid_focal_loss", "alpha": 0.25}]
+    return ablate(dataset="digits-lt", losses=losses, seeds=[0, 1], epochs=2, model="logreg")
 
-    def test_present_with_the_same_metrics(self, result):
-        for run in result.runs:
+
+class TestPosthoc:
+    def test_present_with_the_same_metrics(self, posthoc_result):
+        for run in posthoc_result.runs:
             assert set(run["posthoc"]) == set(run["metrics"])
             assert 0 <= run["posthoc"]["balanced_accuracy"] <= 1
 
-    def test_equals_scoring_adjusted_logits(self, result):
+    def test_equals_scoring_adjusted_logits(self, posthoc_result):
         from losslab.lab._data import digits_lt
         from losslab.lab._metrics import shot_groups
 
         split = split_dataset(digits_lt(), rho=20.0, test_per_class=50, seed=0)
         counts = split.train_counts()
         groups = shot_groups(counts)
-        for run in result.runs:
+        for run in posthoc_result.runs:
             out = train(split, run["loss"], run["options"], seed=run["seed"], epochs=2, model="logreg")
             adjusted = losslab.logit_adjust(torch.from_numpy(out["logits"]), counts.tolist(), tau=1.0)
             scores = torch.sigmoid(adjusted) if run["sigmoid"] else torch.softmax(adjusted, dim=1)

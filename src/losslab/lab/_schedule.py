@@ -107,7 +107,7 @@ def at_epochs(schedule: list[tuple[float, str, dict[str, Any]]], epochs: int) ->
         >>> at_epochs([(0.0, "cross_entropy", {}), (0.8, "ldam_loss", {})], 60)
         [{'epoch': 0, 'loss': 'cross_entropy', 'options': {}}, {'epoch': 48, 'loss': 'ldam_loss', 'options': {}}]
     """
-    firsts = [int(math.ceil(start * epochs - 1e-9)) for start, _, _ in schedule]
+    firsts = [math.ceil(start * epochs - 1e-9) for start, _, _ in schedule]
     out = []
     for i, (first, (_, name, options)) in enumerate(zip(firsts, schedule, strict=True)):
         end = firsts[i + 1] if i + 1 < len(firsts) else epochs
