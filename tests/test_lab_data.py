@@ -624,12 +624,12 @@ class TestLoadDataset:
         assert load_dataset(tmp_path / "UP.NPZ").name == "UP"
         assert load_dataset(write(tmp_path / "UP.CsV", "a,label\n1,0\n2,1\n")).num_classes == 2
 
-    def test_none_is_digits(self, digits):
-        data = load_dataset(None)
-        assert data.name == "Digits-LT"
+    def test_digits_by_name(self, digits):
+        data = load_dataset(None, dataset="digits-lt")
+        assert data.name == "Digits-LT" and data.image_shape == (8, 8)
         np.testing.assert_array_equal(data.x, digits.x)
         np.testing.assert_array_equal(data.y, digits.y)
-        assert load_dataset().name == "Digits-LT"
+        assert load_dataset().name == "MNIST-LT"  # the default data set (tests/test_lab_grid.py)
 
     @pytest.mark.parametrize(("name", "suffix"), [("d.txt", "'.txt'"), ("d", r"'\(none\)'"), ("d.npy", "'.npy'")])
     def test_unknown_suffix(self, tmp_path, name, suffix):
