@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 from ._data import DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
+from ._models import check_model, resolve_model
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
 from ._train import MODELS, check_budget, check_loss, train
@@ -54,7 +55,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
-    if settings["model"] not in MODELS:
+    if settings["model"] not in (*MODELS, "custom", "train_fn"):  # a callable is checked by resolve_model
         raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
     jobs = settings["jobs"]
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -281,10 +282,11 @@ def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
 
 def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[str, Any]] | None = None,
            seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
-           split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
-           lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
-           bins: int = 15, jobs: int = 1, label_column: str = "label", x_key: str = "x", y_key: str = "y",
-           progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
+           split_seed: int = 0, model: str | Callable[[int, int], Any] | None = None, hidden: int = 128,
+           epochs: int = 60, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
+           shot_thresholds: tuple[int, int] | None = None, bins: int = 15, jobs: int = 1, label_column: str = "label",
+           x_key: str = "x", y_key: str = "y", progress: bool = False, out: str | os.PathLike | None = None,
+           plots: bool = True, train_fn: Callable[..., Any] | None = None) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
     The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
@@ -304,6 +306,22 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     classes by default), and the expected calibration error (``bins``
     equal-width bins). Configurations are ranked by mean balanced accuracy.
 
+    Your own model: ``model`` is "mlp" (default), "logreg", "cnn" (a small CNN
+    for image data: Digits-LT, MNIST-LT, a .npz whose x is N x H x W), or a
+    factory ``model(num_features, num_classes) -> nn.Module`` that the lab trains
+    with its loop (AdamW, cosine schedule, seeded: runs stay reproducible); the
+    module gets float32 rows ``(B, num_features)`` (images flattened row by row)
+    and returns logits ``(B, num_classes)``. ``train_fn`` instead takes over the
+    training: ``train_fn(split, loss_fn, seed, settings)`` trains on
+    ``split.x_train``, ``split.y_train`` with ``loss_fn(logits, targets)`` (the
+    configuration's loss, a scalar tensor) and returns the test logits
+    ``(len(split.y_test), num_classes)`` for ``split.x_test``, which the lab
+    scores like its own; ``settings`` holds epochs, batch_size, lr, weight_decay
+    and hidden, and torch's generator is seeded with ``seed`` on one thread.
+    Give one of ``model`` and ``train_fn``. With ``jobs`` > 1 they are sent to
+    worker processes and must be picklable: top-level functions or classes of
+    an importable module, not lambdas or local functions.
+
     Example:
         >>> from losslab.lab import ablate
         >>> result = ablate(losses=[{"name": "cross_entropy"}, {"name": "softmax_focal_loss", "gamma": 2.0}],
@@ -313,11 +331,12 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         >>> 0.0 <= result.summary[0]["balanced_accuracy"]["mean"] <= 1.0
         True
     """
+    chosen = resolve_model(model, train_fn, jobs=jobs, caller="ablate")
     settings: dict[str, Any] = {
         "data": None if data is None else str(data), "label_column": label_column, "x_key": x_key, "y_key": y_key,
         "rho": rho, "test_per_class": test_per_class, "split_seed": split_seed,
         "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
-        "model": model, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        **chosen, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
         "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
     }
@@ -339,13 +358,15 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         settings["test_per_class"] = 50
     split = split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
+    if train_fn is None:  # a cnn on tabular data or a factory that does not fit fails here, before any run
+        check_model(split, model or "mlp", hidden=hidden, caller="ablate")
     for config in settings["losses"]:  # a bad option fails here, before any run
         check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},
                    caller="ablate", label=config["label"])
     counts = split.train_counts()
     groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    train_options = {k: settings[k] for k in TRAIN_KEYS}
+    train_options = {**{k: settings[k] for k in TRAIN_KEYS}, "model": model or "mlp", "train_fn": train_fn}
     job_list = [(i, config, seed, train_options, groups, bins)
                 for i, config in enumerate(settings["losses"]) for seed in seed_list]
     runs = _run_all(split, job_list, jobs, progress)

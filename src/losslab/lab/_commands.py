@@ -88,8 +88,10 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
     training = parser.add_argument_group("training")
     training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
-    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
-                                                          "regression")
+    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default), logistic "
+                                                          "regression, or a small CNN (image data only: Digits-LT, "
+                                                          "MNIST-LT, a .npz whose x is N x H x W); your own model: "
+                                                          "ablate(model=...) or ablate(train_fn=...) from Python")
     training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
     training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default 60)")
     training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")

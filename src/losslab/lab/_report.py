@@ -131,11 +131,7 @@ def report_markdown(result: AblationResult, *, plots: list[str] | None = None) -
            f"rho = {data['rho']:g}")
         + f": {data['train_size']} examples, per class "
         + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(data["train_counts"])) + ".",
-        f"- Model: {settings['model']}" + (f" ({settings['hidden']} hidden units)" if settings["model"] == "mlp"
-                                             else "") +
-        f", AdamW (lr {settings['lr']:g}, weight decay {settings['weight_decay']:g}, cosine schedule), "
-        f"{settings['epochs']} epochs of batches of {settings['batch_size']}; seeds change the initialisation "
-        "and the batch order, never the data.",
+        _model_line(settings),
         f"- Shot groups ({data['shot_rule']}): many-shot classes {_names(names, groups['many'])}; medium-shot "
         f"{_names(names, groups['medium'])}; few-shot {_names(names, groups['few'])}.",
         f"- Calibration: expected calibration error over {settings['bins']} equal-width bins of the top-1 "
@@ -294,3 +290,18 @@ def save(result: AblationResult, out: Path, *, plots: bool = True) -> list[Path]
     report = out / "report.md"
     report.write_text(report_markdown(result, plots=plot_names), encoding="utf-8")
     return [results, report] + written
+
+
+def _model_line(settings: dict[str, Any]) -> str:
+    """The report's line on the model and its training: a built-in model, your factory, or your train_fn."""
+    model = settings["model"]
+    if model == "train_fn":
+        return (f"- Model and training: your train_fn `{settings['train_fn']}`, seeded with each seed (lab settings "
+                f"passed to it: {settings['epochs']} epochs, batches of {settings['batch_size']}, lr "
+                f"{settings['lr']:g}, weight decay {settings['weight_decay']:g}); the lab scores its test logits.")
+    name = {"mlp": f"mlp ({settings['hidden']} hidden units)", "cnn": "cnn (two 3 x 3 convolutions, 16 and 32 "
+            "channels, average pooling to 2 x 2, a linear layer)",
+            "custom": f"your factory `{settings.get('model_factory')}`"}.get(model, model)
+    return (f"- Model: {name}, AdamW (lr {settings['lr']:g}, weight decay {settings['weight_decay']:g}, cosine "
+            f"schedule), {settings['epochs']} epochs of batches of {settings['batch_size']}; seeds change the "
+            "initialisation and the batch order, never the data.")
