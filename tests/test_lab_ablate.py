@@ -214,7 +214,7 @@ class TestTrain:
     def test_models(self):
         assert sum(p.numel() for p in build_model("logreg", 64, 10).parameters()) == 650
         assert sum(p.numel() for p in build_model("mlp", 64, 10, hidden=8).parameters()) == 64 * 8 + 8 + 8 * 10 + 10
-        with pytest.raises(ValueError, match="build_model: model must be one of 'mlp', 'logreg'; got 'svm'"):
+        with pytest.raises(ValueError, match="build_model: model must be one of 'mlp', 'logreg', 'cnn'; got 'svm'"):
             build_model("svm", 64, 10)
         with pytest.raises(ValueError, match="hidden must be a positive integer"):
             build_model("mlp", 64, 10, hidden=0)
