@@ -131,7 +131,7 @@ class TestTrainFn:
 
     def test_loss_fn_feeds_what_the_loss_declares(self, split):
         seen = []
-        criterion = lambda inputs, target: (seen.append(inputs) or inputs.sum())  # noqa: E731
+        criterion = lambda inputs, target: (seen.append(inputs) or inputs.sum())
         loss_fn = LossFn(criterion, "log-probabilities", False, "nll_loss")
         logits = torch.randn(4, 3)
         value = loss_fn(logits, torch.zeros(4, dtype=torch.long))
@@ -178,8 +178,7 @@ class TestErrors:
         ({"model": tiny_net, "train_fn": full_batch_train}, "give model= or train_fn=, not both"),
         ({"model": "cnn", "train_fn": full_batch_train}, "give model= or train_fn=, not both"),
         ({"model": not_a_module}, r"returned list, not a torch.nn.Module"),
-        ({"model": too_narrow}, r"returns shape \(2, 9\) for a batch of shape \(2, 64\); the lab needs logits "
-                                r"\(2, 10\)"),
+        ({"model": too_narrow}, r"returns shape \(2, 9\) for a batch of shape \(2, 64\); the lab needs logits \(2, 10"),
         ({"model": nn.Linear(64, 10)}, "not a module instance"),
         ({"model": 3}, "model must be one of 'mlp', 'logreg', 'cnn' or a callable"),
         ({"model": "svm"}, "model must be one of 'mlp', 'logreg', 'cnn'"),
