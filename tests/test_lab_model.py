@@ -128,6 +128,8 @@ class TestTrainFn:
         np.testing.assert_array_equal(first["probabilities"], again["probabilities"])
         assert first["sigmoid"] is True  # one-vs-rest: the lab scores per-class sigmoids of the logits
         assert first["probabilities"].shape == (len(split.y_test), 10)
+        with pytest.raises(ValueError, match="train: give model= or train_fn=, not both"):
+            train(split, "cross_entropy", model="cnn", train_fn=full_batch_train)
 
     def test_loss_fn_feeds_what_the_loss_declares(self, split):
         seen = []

@@ -135,6 +135,9 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
             lower the learning rate).
     """
     options = dict(options or {})
+    if train_fn is not None and not (isinstance(model, str) and model == "mlp"):  # "mlp" is the default
+        raise ValueError(f"train: give model= or train_fn=, not both (train_fn trains its own model); got "
+                         f"model={model!r}")
     check_budget(caller="train", epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  hidden=hidden if model == "mlp" else 128)
     check_training_options(options, caller="train", label=loss)
