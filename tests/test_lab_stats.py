@@ -14,8 +14,7 @@ from losslab.cli import main
 from losslab.lab import _report
 from losslab.lab._ablate import ablate
 from losslab.lab._report import AblationResult
-from losslab.lab._stats import (compare, find_baseline, mean_interval, paired_difference, t_cdf, t_quantile,
-                                verdict)
+from losslab.lab._stats import compare, find_baseline, mean_interval, paired_difference, t_cdf, t_quantile, verdict
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -181,7 +180,7 @@ class TestCompare:
         assert stats["better_than_baseline"] == ["LA"]
         assert stats["worse_than_baseline"] == ["cross_entropy label_smoothing=0.1"]
         assert stats["not_distinguishable_from_baseline"] == ["softmax_focal_loss gamma=2"]
-        assert sorted(stats["worse_than_best"]) == sorted(set(r["label"] for r in summary) - {"LA"})
+        assert sorted(stats["worse_than_best"]) == sorted({r["label"] for r in summary} - {"LA"})
         rows = {r["label"]: r for r in summary}
         assert rows["cross_entropy"]["vs_baseline"]["verdict"] == "baseline"
         assert rows["LA"]["vs_best"]["verdict"] == "best" and rows["LA"]["vs_best"]["reference"] is None

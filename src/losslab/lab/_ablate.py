@@ -16,8 +16,8 @@ from ._data import DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
-from ._stats import compare, find_baseline
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
+from ._stats import compare, find_baseline
 from ._train import MODELS, check_budget, check_loss, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]

@@ -151,16 +151,16 @@ def verdict_sentences(result: AblationResult) -> list[str]:
     rows = {row["label"]: row for row in result.summary}
     baseline, best, seeds = stats["baseline"], stats["best"], len(stats["seeds"])
     if seeds < 2:
-        return [f"One seed: no interval, so no configuration can be told apart from {baseline} or from the best "
-                "(run more seeds, e.g. 5)."]
+        return [(f"One seed: no interval, so no configuration can be told apart from {baseline} or from the best "
+                 "(run more seeds, e.g. 5).")]
 
     def listed(labels: list[str], key: str) -> str:
         return "; ".join(f"{label} ({_interval(rows[label][key])})" for label in labels) or "none"
 
-    out = [f"Against the baseline {baseline} ({_cell(rows[baseline]['balanced_accuracy'])} %), balanced accuracy "
-           f"paired over the same {seeds} seeds: better: {listed(stats['better_than_baseline'], 'vs_baseline')}; "
-           f"worse: {listed(stats['worse_than_baseline'], 'vs_baseline')}; not distinguishable: "
-           f"{', '.join(stats['not_distinguishable_from_baseline']) or 'none'}."]
+    out = [(f"Against the baseline {baseline} ({_cell(rows[baseline]['balanced_accuracy'])} %), balanced accuracy "
+            f"paired over the same {seeds} seeds: better: {listed(stats['better_than_baseline'], 'vs_baseline')}; "
+            f"worse: {listed(stats['worse_than_baseline'], 'vs_baseline')}; not distinguishable: "
+            f"{', '.join(stats['not_distinguishable_from_baseline']) or 'none'}.")]
     same = stats["not_distinguishable_from_best"]
     out.append(f"Against the best, {best} ({_cell(rows[best]['balanced_accuracy'])} %): "
                + (f"not distinguishable from it: {', '.join(same)}; " if same else
