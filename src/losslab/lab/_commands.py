@@ -65,8 +65,18 @@ fixed counts instead (one vector, not a grid). --config reads the
 same from YAML or TOML (a relative data: path is read from the config's
 folder); flags override it.
 
-Writes results.json (every run and metric, the configuration, the versions),
-report.md and PNG plots to --out, and prints the ranked table.
+Statistics: every mean comes with its 95 % Student-t interval over the seeds.
+Every configuration trains with the same seeds, so each is compared seed by
+seed with the baseline (--baseline, default cross_entropy) and with the best:
+the paired difference of balanced accuracy, its 95 % paired-t interval, and a
+verdict: better or worse where the interval excludes 0, else not
+distinguishable. --vary-split draws the test split and the long-tail
+subsample with each run's seed, so the intervals also cover the choice of
+training examples.
+
+Writes results.json (every run and metric, the intervals and verdicts, the
+configuration, the versions), report.md and PNG plots (first the forest plot of
+the differences from the baseline) to --out, and prints the ranked table.
 """
 
 
