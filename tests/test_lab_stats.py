@@ -260,6 +260,8 @@ class TestAblate:
         assert all(f["metrics"] == v["metrics"] for f, v in pairs if f["seed"] == 0)
         assert all(f["metrics"] != v["metrics"] for f, v in pairs if f["seed"] == 1)
         assert varied.statistics["seeds"] == [0, 1]
+        spread = ablate(**FAST, vary_split=True, jobs=2)  # the per-seed splits reach the workers too
+        assert [r["metrics"] for r in spread.runs] == [r["metrics"] for r in varied.runs]
 
     def test_baseline_and_files(self, tmp_path):
         result = ablate(**FAST, baseline="balanced_cross_entropy", out=tmp_path)
