@@ -18,6 +18,7 @@ from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._models import check_model, resolve_model
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
+from ._stats import compare, find_baseline
 from ._train import MODELS, check_budget, check_loss, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
@@ -138,6 +139,8 @@ def _init_worker(split: Split) -> None:
 def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
     index, config, seed, train_options, groups, bins = job
     split = _WORKER_SPLIT
+    if isinstance(split, Mapping):  # vary_split: one split per seed, the same for every configuration
+        split = split[seed]
     if split is None:  # pragma: no cover - set by _run_all or the worker initialiser
         raise RuntimeError("ablate: a run started without its data")
     options = {k: v for k, v in config.items() if k not in ("name", "label")}
@@ -286,7 +289,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
            epochs: int = 60, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
            shot_thresholds: tuple[int, int] | None = None, bins: int = 15, jobs: int = 1, label_column: str = "label",
            x_key: str = "x", y_key: str = "y", progress: bool = False, out: str | os.PathLike | None = None,
-           plots: bool = True, train_fn: Callable[..., Any] | None = None) -> AblationResult:
+           plots: bool = True, train_fn: Callable[..., Any] | None = None, baseline: str | None = None,
+           vary_split: bool = False) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
     The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
@@ -322,6 +326,18 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     worker processes and must be picklable: top-level functions or classes of
     an importable module, not lambdas or local functions.
 
+    Statistics (:mod:`losslab.lab._stats`): every metric's mean comes with its
+    95 % Student-t interval over seeds; each configuration's balanced
+    accuracy is compared seed by seed with the ``baseline`` (a label or loss
+    name in the grid; default ``cross_entropy``, or the first configuration
+    where the grid has none) and with the best configuration: the paired
+    difference, its 95 % paired-t interval, and a verdict ("better",
+    "worse", "not distinguishable": the interval excludes 0 or not). With
+    ``vary_split`` the test split and the long-tail subsample are drawn
+    with each run's seed instead of ``split_seed`` (runs stay paired: every
+    configuration sees the same split for a seed), so the intervals cover
+    the choice of training examples too.
+
     Example:
         >>> from losslab.lab import ablate
         >>> result = ablate(losses=[{"name": "cross_entropy"}, {"name": "softmax_focal_loss", "gamma": 2.0}],
@@ -339,8 +355,12 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         **chosen, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
         "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
+        "baseline": baseline, "vary_split": vary_split,
     }
     _check_settings(settings)
+    if not isinstance(vary_split, bool):
+        raise ValueError(f"ablate: vary_split must be True or False; got {vary_split!r}")
+    settings["baseline"] = settings["losses"][find_baseline(settings["losses"], baseline)]["label"]
     if out is not None:
         check_out(out, caller="ablate")
     if plots and out is not None:
@@ -369,16 +389,21 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     train_options = {**{k: settings[k] for k in TRAIN_KEYS}, "model": model or "mlp", "train_fn": train_fn}
     job_list = [(i, config, seed, train_options, groups, bins)
                 for i, config in enumerate(settings["losses"]) for seed in seed_list]
-    runs = _run_all(split, job_list, jobs, progress)
+    splits = {seed: split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=seed)
+              for seed in seed_list} if vary_split else split
+    runs = _run_all(splits, job_list, jobs, progress)
     info = {
         "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
         "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
         "train_size": int(len(split.y_train)), "test_size": int(len(split.y_test)), "shot_groups": groups,
         "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
+        "vary_split": vary_split,  # the split drawn with each run's seed, not split_seed
     }
-    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs), _versions(),
-                            time.perf_counter() - start, warnings=small_test_warnings(split))
+    summary = _summarise(settings["losses"], runs)
+    statistics = compare(summary, runs, baseline=settings["baseline"], metrics=SCALAR_METRICS, primary=RANK_BY)
+    result = AblationResult(settings, info, runs, summary, _versions(), time.perf_counter() - start,
+                            warnings=small_test_warnings(split), statistics=statistics)
     if out is not None:
         result.save(out, plots=plots)
     return result
