@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from ._data import DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
+from ._executor import backend_versions, check_backend, run_jobs
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
@@ -56,9 +56,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
         raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
     if settings["model"] not in MODELS:
         raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
-    jobs = settings["jobs"]
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"{caller}: jobs must be a positive integer; got {jobs!r}")
+    check_backend(settings["backend"], settings["scheduler"], settings["jobs"], caller=caller)
     thresholds = settings["shot_thresholds"]
     if thresholds is not None and not (isinstance(thresholds, (list, tuple)) and len(thresholds) == 2
                                        and thresholds[0] >= thresholds[1]):
@@ -120,25 +118,10 @@ def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-# The split lives once per worker process; runs only carry a loss and a seed.
-_WORKER_SPLIT: Split | None = None
-
-
-def _init_worker(split: Split) -> None:
-    global _WORKER_SPLIT
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see _run_in_processes); ignored now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _WORKER_SPLIT = split
-
-
-def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
+def _one_run(split: Split, job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]
+             ) -> dict[str, Any]:
+    """One (configuration, seed) run on ``split``: what :func:`run_jobs` calls, in this process or a worker."""
     index, config, seed, train_options, groups, bins = job
-    split = _WORKER_SPLIT
-    if split is None:  # pragma: no cover - set by _run_all or the worker initialiser
-        raise RuntimeError("ablate: a run started without its data")
     options = {k: v for k, v in config.items() if k not in ("name", "label")}
     out = train(split, config["name"], options, seed=seed, **train_options)
     metrics = evaluate(out["probabilities"], split.y_test, groups=groups, bins=bins)
@@ -147,104 +130,16 @@ def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list
             "seconds": round(out["seconds"], 4)}
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - the lab extra brings it
-        return None
-    return tqdm(total=total, desc="ablate", unit="run", file=sys.stderr, dynamic_ncols=True)
+def _run_label(job: tuple) -> str:
+    return job[1]["label"]
 
 
-def _run_all(split: Split, jobs_list: list[tuple], jobs: int, progress: bool) -> list[dict[str, Any]]:
-    bar = _progress(len(jobs_list), progress)
-    results: list[dict[str, Any]] = []
-    try:
-        if jobs == 1:
-            global _WORKER_SPLIT
-            saved, _WORKER_SPLIT = _WORKER_SPLIT, split
-            try:
-                for job in jobs_list:
-                    results.append(_one_run(job))
-                    if bar is not None:
-                        bar.set_postfix_str(job[1]["label"][:40], refresh=False)
-                        bar.update()
-            finally:
-                _WORKER_SPLIT = saved
-        else:
-            _run_in_processes(split, jobs_list, jobs, results, bar)
-    except BaseException:
-        if bar is not None:
-            bar.leave = False  # an interrupted or failed run leaves no half-drawn bar behind
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    return sorted(results, key=lambda r: (r["index"], r["seed"]))
-
-
-def _run_in_processes(split: Split, jobs_list: list[tuple], jobs: int, results: list[dict[str, Any]], bar) -> None:
-    """The runs over ``jobs`` worker processes; on Ctrl-C or any error every worker is stopped at once.
-
-    Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process
-    group): they are started with SIGINT blocked, which the spawned
-    interpreter inherits, so that not even their start-up (importing torch)
-    prints a traceback, and their initialiser ignores it. The main process,
-    on KeyboardInterrupt, kills them and re-raises without waiting for the
-    runs in flight. A Ctrl-C while the workers are being spawned is noted
-    and acted on once they all exist, so none is left behind.
-    """
-    import multiprocessing
-    import signal
-    import threading
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    # spawn, not fork: a forked torch process that has run OpenMP threads can hang.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(split,))
-    main_thread = threading.current_thread() is threading.main_thread()
-    block = hasattr(signal, "pthread_sigmask") and main_thread
-    interrupted: list[int] = []
-    try:
-        # While spawning, a KeyboardInterrupt would leave a half-started worker that nobody stops: note
-        # Ctrl-C instead (another thread may take the signal), and raise it once every worker is known.
-        handler = signal.signal(signal.SIGINT, lambda number, frame: interrupted.append(number)) if main_thread \
-            else None
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if block else None
-        try:
-            pending = {pool.submit(_one_run, job) for job in jobs_list}  # spawns the workers
-        finally:
-            if block:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            if main_thread:
-                signal.signal(signal.SIGINT, handler)
-        if interrupted:
-            raise KeyboardInterrupt
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in done:
-                results.append(future.result())
-                if bar is not None:
-                    bar.update()
-    except BaseException:
-        _stop_workers(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _stop_workers(pool) -> None:
-    """Kill the pool's processes and drop the pending runs, without waiting for the runs in flight."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    if terminate is not None:
-        terminate()
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-    for process in processes:
-        process.join(timeout=5)
-    pool.shutdown(wait=True, cancel_futures=True)
+def _run_all(split: Split, job_list: list[tuple], *, jobs: int | None = None, backend: str = "local",
+             scheduler: Any = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Every run of ``job_list`` on the backend, in the order (configuration, seed) whatever the order they end."""
+    runs = run_jobs(_one_run, job_list, shared=split, n_jobs=jobs, backend=backend, scheduler=scheduler,
+                    progress=progress, describe=_run_label, caller="ablate")
+    return sorted(runs, key=lambda r: (r["index"], r["seed"]))
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -283,8 +178,9 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
            seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
            split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
            lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
-           bins: int = 15, jobs: int = 1, label_column: str = "label", x_key: str = "x", y_key: str = "y",
-           progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
+           bins: int = 15, jobs: int | None = None, backend: str = "local", scheduler: Any = None,
+           label_column: str = "label", x_key: str = "x", y_key: str = "y", progress: bool = False,
+           out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
     The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
@@ -294,12 +190,19 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     ``losses`` (default :func:`default_grid`; dicts with a ``name`` that
     :func:`losslab.get_loss` knows, its options and an optional ``label``) trains
     the same model on the same data for every seed; seeds change the
-    initialisation and the batch order. Runs are deterministic and
-    independent, and ``jobs`` > 1 spreads them over processes with
-    identical results.
+    initialisation and the batch order. Runs are deterministic, single-threaded
+    and independent, so where they run does not change a number: one after
+    the other in this process (``jobs`` 1, the default), over ``jobs`` local
+    processes (joblib's loky backend), or on a cluster through joblib's
+    backends: ``backend="dask"`` with ``scheduler`` the address of a Dask
+    scheduler (``"tcp://host:8786"``) or a ``distributed.Client`` (``jobs``
+    then caps the runs at a time; default all the workers), or
+    ``backend="ray"`` with a Ray cluster's address (None: a local Ray).
+    Results are kept in the order (configuration, seed) whatever the order
+    the runs end in.
 
-    Metrics per run: accuracy, balanced accuracy (mean recall), macro-F1,
-    per-class recall, many/medium/few-shot accuracy (classes grouped by
+    Metrics per run (scikit-learn's): accuracy, balanced accuracy (mean recall),
+    macro-F1, macro one-vs-rest AUROC and average precision, per-class recall, many/medium/few-shot accuracy (classes grouped by
     training count: ``shot_thresholds=(many, few)``, or thirds of the
     classes by default), and the expected calibration error (``bins``
     equal-width bins). Configurations are ranked by mean balanced accuracy.
@@ -319,9 +222,12 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
         "model": model, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
-        "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
+        "bins": bins, "jobs": jobs, "backend": backend, "scheduler": scheduler,
+        "losses": _labelled(losses if losses is not None else default_grid()),
     }
     _check_settings(settings)
+    if scheduler is not None and not isinstance(scheduler, str):  # a distributed.Client: results.json says which
+        settings["scheduler"] = repr(scheduler)
     if out is not None:
         check_out(out, caller="ablate")
     if plots and out is not None:
@@ -348,7 +254,7 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     train_options = {k: settings[k] for k in TRAIN_KEYS}
     job_list = [(i, config, seed, train_options, groups, bins)
                 for i, config in enumerate(settings["losses"]) for seed in seed_list]
-    runs = _run_all(split, job_list, jobs, progress)
+    runs = _run_all(split, job_list, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
     info = {
         "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
         "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
@@ -356,7 +262,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
     }
-    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs), _versions(),
+    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs),
+                            {**_versions(), **backend_versions(backend)},
                             time.perf_counter() - start, warnings=small_test_warnings(split))
     if out is not None:
         result.save(out, plots=plots)
