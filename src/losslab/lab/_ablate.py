@@ -13,7 +13,7 @@ import numpy as np
 
 from ._data import DataError, Split, load_dataset, split_dataset
 from ._losses import check_training_options, classification_loss
-from ._executor import backend_versions, check_backend, run_jobs
+from ._executor import backend_versions, check_backend, require_engine, run_jobs
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
@@ -232,6 +232,7 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         check_out(out, caller="ablate")
     if plots and out is not None:
         require("matplotlib", caller="ablate", purpose="drawing the plots", alternative=" (or plots=False, --no-plots)")
+    require_engine(backend, caller="ablate")
     if data is None:
         require("sklearn", caller="ablate", purpose="the default data set (Digits-LT)")
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["BACKENDS", "backend_versions", "check_backend", "run_jobs"]
+__all__ = ["BACKENDS", "backend_versions", "check_backend", "require_engine", "run_jobs"]
 
 BACKENDS = ("local", "dask", "ray")
 # How long to wait for a scheduler to answer, and for a cluster to have a worker, before saying so.
@@ -41,6 +41,12 @@ def check_backend(backend: Any, scheduler: Any, jobs: Any, *, caller: str) -> No
             and type(scheduler).__name__ != "Client":
         raise ValueError(f"{caller}: scheduler must be the Dask scheduler's address (e.g. 'tcp://host:8786') or a "
                          f"distributed.Client; got {scheduler!r}")
+
+
+def require_engine(backend: str, *, caller: str) -> None:
+    """An ImportError in one line, naming what to install, when ``backend``'s package is missing."""
+    if backend in _INSTALL:
+        _import(backend, {"dask": "distributed", "ray": "ray"}[backend], caller=caller)
 
 
 def backend_versions(backend: str) -> dict[str, str]:
@@ -207,9 +213,10 @@ def run_jobs(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], *, shared: Any 
     check_backend(backend, scheduler, n_jobs, caller=caller)
     items = list(jobs)
     results: list[Any] = [None] * len(items)
-    bar = _progress(len(items), progress, caller)
+    bar = None
     try:
         with _backend(backend, scheduler, shared, n_jobs, caller=caller) as (config, workers):
+            bar = _progress(len(items), progress, caller)  # once connected: a failed connection draws no bar
             with joblib.parallel_config(**config):
                 parallel = joblib.Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="all",
                                            batch_size=1)
