@@ -235,6 +235,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     require_engine(backend, caller="ablate")
     if data is None:
         require("sklearn", caller="ablate", purpose="the default data set (Digits-LT)")
+    require("sklearn", caller="ablate", purpose="the metrics")
+    require("joblib", caller="ablate", purpose="running the grid")
     start = time.perf_counter()
     dataset = load_dataset(data, label_column=label_column, x_key=x_key, y_key=y_key)
     if dataset.num_classes < 2:
