@@ -26,7 +26,8 @@ RANK_BY = "balanced_accuracy"
 # Below this many test examples per class a class's recall moves in steps of 20 % or more: too coarse to rank.
 MIN_TEST_PER_CLASS = 5
 METRIC_TITLES = {
-    "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "accuracy": "accuracy",
+    "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "macro_auroc": "AUROC", "macro_average_precision": "AP",
+    "accuracy": "accuracy",
     "many_shot_accuracy": "many", "medium_shot_accuracy": "medium", "few_shot_accuracy": "few", "ece": "ECE",
 }
 
