@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from losslab.lab._metrics import SCALAR_METRICS, evaluate, ranking_metrics  # noqa: E402
+from losslab.lab._metrics import SCALAR_METRICS, evaluate, ranking_metrics
 
 
 def _case(seed: int, n: int = 90, num_classes: int = 5, *, absent: tuple[int, ...] = (), sigmoid: bool = False):

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ._data import DataError, Split, load_dataset, split_dataset
-from ._losses import check_training_options, classification_loss
 from ._executor import backend_versions, check_backend, require_engine, run_jobs
+from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
@@ -203,7 +203,8 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     the runs end in.
 
     Metrics per run (scikit-learn's): accuracy, balanced accuracy (mean recall),
-    macro-F1, macro one-vs-rest AUROC and average precision, per-class recall, many/medium/few-shot accuracy (classes grouped by
+    macro-F1, macro one-vs-rest AUROC and average precision, per-class recall,
+    the confusion matrix, many/medium/few-shot accuracy (classes grouped by
     training count: ``shot_thresholds=(many, few)``, or thirds of the
     classes by default), and the expected calibration error (``bins``
     equal-width bins). Configurations are ranked by mean balanced accuracy.

@@ -232,7 +232,7 @@ def run_jobs(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], *, shared: Any 
                                 bar.set_postfix_str(describe(items[position])[:40], refresh=False)
                             bar.update()
                 finally:
-                    with warnings.catch_warnings():  # joblib warns that the runs it drops are lost: they are meant to be
+                    with warnings.catch_warnings():  # joblib warns that the dropped runs are lost: they are meant to be
                         warnings.simplefilter("ignore")
                         outputs.close()  # after an error: joblib stops the workers and drops the pending runs
     except TimeoutError as error:
