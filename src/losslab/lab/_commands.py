@@ -66,6 +66,12 @@ fixed counts instead (one vector, not a grid). --config reads the
 same from YAML or TOML (a relative data: path is read from the config's
 folder); flags override it.
 
+Every run is seeded and single-threaded, so where it runs does not change a
+number: --jobs N runs N at a time in local processes (joblib's loky);
+--backend dask --scheduler tcp://HOST:8786 sends the runs to a Dask cluster
+(pip install 'losslab[cluster]'), --backend ray to a Ray cluster where ray
+is installed. The bar moves as results arrive; Ctrl-C stops them all.
+
 Writes results.json (every run and metric, the configuration, the versions),
 report.md and PNG plots to --out, and prints the ranked table.
 """
