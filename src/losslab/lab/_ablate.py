@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ from ._data import DataError, Split, load_dataset, split_dataset
 from ._executor import backend_versions, check_backend, require_engine, run_jobs
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
+from ._models import check_model, resolve_model
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
+from ._stats import compare, find_baseline
 from ._train import MODELS, check_budget, check_loss, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
@@ -55,7 +57,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
-    if settings["model"] not in MODELS:
+    if settings["model"] not in (*MODELS, "custom", "train_fn"):  # a callable is checked by resolve_model
         raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
     check_backend(settings["backend"], settings["scheduler"], settings["jobs"], caller=caller)
     thresholds = settings["shot_thresholds"]
@@ -119,10 +121,15 @@ def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _one_run(split: Split, job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]
-             ) -> dict[str, Any]:
-    """One (configuration, seed) run on ``split``: what :func:`run_jobs` calls, in this process or a worker."""
+def _one_run(split: Split | Mapping[int, Split],
+             job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
+    """One (configuration, seed) run on ``split`` (or on the seed's split, where one is drawn per seed).
+
+    What :func:`run_jobs` calls, in this process or a worker.
+    """
     index, config, seed, train_options, groups, bins = job
+    if isinstance(split, Mapping):  # vary_split: one split per seed, the same for every configuration
+        split = split[seed]
     options = {k: v for k, v in config.items() if k not in ("name", "label")}
     out = train(split, config["name"], options, seed=seed, **train_options)
     metrics = evaluate(out["probabilities"], split.y_test, groups=groups, bins=bins)
@@ -135,8 +142,8 @@ def _run_label(job: tuple) -> str:
     return job[1]["label"]
 
 
-def _run_all(split: Split, job_list: list[tuple], *, jobs: int | None = None, backend: str = "local",
-             scheduler: Any = None, progress: bool = False) -> list[dict[str, Any]]:
+def _run_all(split: Split | Mapping[int, Split], job_list: list[tuple], *, jobs: int | None = None,
+             backend: str = "local", scheduler: Any = None, progress: bool = False) -> list[dict[str, Any]]:
     """Every run of ``job_list`` on the backend, in the order (configuration, seed) whatever the order they end."""
     runs = run_jobs(_one_run, job_list, shared=split, n_jobs=jobs, backend=backend, scheduler=scheduler,
                     progress=progress, describe=_run_label, caller="ablate")
@@ -177,11 +184,13 @@ def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
 
 def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[str, Any]] | None = None,
            seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
-           split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
-           lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
-           bins: int = 15, jobs: int | None = None, backend: str = "local", scheduler: Any = None,
-           label_column: str = "label", x_key: str = "x", y_key: str = "y", progress: bool = False,
-           out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
+           split_seed: int = 0, model: str | Callable[[int, int], Any] | None = None, hidden: int = 128,
+           epochs: int = 60, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
+           shot_thresholds: tuple[int, int] | None = None, bins: int = 15, jobs: int | None = None,
+           backend: str = "local", scheduler: Any = None, label_column: str = "label", x_key: str = "x",
+           y_key: str = "y", progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True,
+           train_fn: Callable[..., Any] | None = None, baseline: str | None = None,
+           vary_split: bool = False) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
     The data (Digits-LT by default, or ``data``: a .npz or .csv file) is split
@@ -209,6 +218,34 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
     classes by default), and the expected calibration error (``bins``
     equal-width bins). Configurations are ranked by mean balanced accuracy.
 
+    Your own model: ``model`` is "mlp" (default), "logreg", "cnn" (a small CNN
+    for image data: Digits-LT, MNIST-LT, a .npz whose x is N x H x W), or a
+    factory ``model(num_features, num_classes) -> nn.Module`` that the lab trains
+    with its loop (AdamW, cosine schedule, seeded: runs stay reproducible); the
+    module gets float32 rows ``(B, num_features)`` (images flattened row by row)
+    and returns logits ``(B, num_classes)``. ``train_fn`` instead takes over the
+    training: ``train_fn(split, loss_fn, seed, settings)`` trains on
+    ``split.x_train``, ``split.y_train`` with ``loss_fn(logits, targets)`` (the
+    configuration's loss, a scalar tensor) and returns the test logits
+    ``(len(split.y_test), num_classes)`` for ``split.x_test``, which the lab
+    scores like its own; ``settings`` holds epochs, batch_size, lr, weight_decay
+    and hidden, and torch's generator is seeded with ``seed`` on one thread.
+    Give one of ``model`` and ``train_fn``. With ``jobs`` > 1 they are sent to
+    worker processes and must be picklable: top-level functions or classes of
+    an importable module, not lambdas or local functions.
+
+    Statistics (:mod:`losslab.lab._stats`): every metric's mean comes with its
+    95 % Student-t interval over seeds; each configuration's balanced
+    accuracy is compared seed by seed with the ``baseline`` (a label or loss
+    name in the grid; default ``cross_entropy``, or the first configuration
+    where the grid has none) and with the best configuration: the paired
+    difference, its 95 % paired-t interval, and a verdict ("better",
+    "worse", "not distinguishable": the interval excludes 0 or not). With
+    ``vary_split`` the test split and the long-tail subsample are drawn
+    with each run's seed instead of ``split_seed`` (runs stay paired: every
+    configuration sees the same split for a seed), so the intervals cover
+    the choice of training examples too.
+
     Example:
         >>> from losslab.lab import ablate
         >>> result = ablate(losses=[{"name": "cross_entropy"}, {"name": "softmax_focal_loss", "gamma": 2.0}],
@@ -218,18 +255,23 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         >>> 0.0 <= result.summary[0]["balanced_accuracy"]["mean"] <= 1.0
         True
     """
+    chosen = resolve_model(model, train_fn, jobs=jobs, caller="ablate")
     settings: dict[str, Any] = {
         "data": None if data is None else str(data), "label_column": label_column, "x_key": x_key, "y_key": y_key,
         "rho": rho, "test_per_class": test_per_class, "split_seed": split_seed,
         "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
-        "model": model, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        **chosen, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
         "bins": bins, "jobs": jobs, "backend": backend, "scheduler": scheduler,
         "losses": _labelled(losses if losses is not None else default_grid()),
+        "baseline": baseline, "vary_split": vary_split,
     }
     _check_settings(settings)
     if scheduler is not None and not isinstance(scheduler, str):  # a distributed.Client: results.json says which
         settings["scheduler"] = repr(scheduler)
+    if not isinstance(vary_split, bool):
+        raise ValueError(f"ablate: vary_split must be True or False; got {vary_split!r}")
+    settings["baseline"] = settings["losses"][find_baseline(settings["losses"], baseline)]["label"]
     if out is not None:
         check_out(out, caller="ablate")
     if plots and out is not None:
@@ -250,26 +292,32 @@ def ablate(*, data: str | os.PathLike | None = None, losses: Sequence[Mapping[st
         settings["test_per_class"] = 50
     split = split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
+    if train_fn is None:  # a cnn on tabular data or a factory that does not fit fails here, before any run
+        check_model(split, model or "mlp", hidden=hidden, caller="ablate")
     for config in settings["losses"]:  # a bad option fails here, before any run
         check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},
                    caller="ablate", label=config["label"])
     counts = split.train_counts()
     groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    train_options = {k: settings[k] for k in TRAIN_KEYS}
+    train_options = {**{k: settings[k] for k in TRAIN_KEYS}, "model": model or "mlp", "train_fn": train_fn}
     job_list = [(i, config, seed, train_options, groups, bins)
                 for i, config in enumerate(settings["losses"]) for seed in seed_list]
-    runs = _run_all(split, job_list, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
+    splits = {seed: split_dataset(dataset, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=seed)
+              for seed in seed_list} if vary_split else split
+    runs = _run_all(splits, job_list, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
     info = {
         "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
         "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
         "train_size": int(len(split.y_train)), "test_size": int(len(split.y_test)), "shot_groups": groups,
         "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
+        "vary_split": vary_split,  # the split drawn with each run's seed, not split_seed
     }
-    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs),
-                            {**_versions(), **backend_versions(backend)},
-                            time.perf_counter() - start, warnings=small_test_warnings(split))
+    summary = _summarise(settings["losses"], runs)
+    statistics = compare(summary, runs, baseline=settings["baseline"], metrics=SCALAR_METRICS, primary=RANK_BY)
+    result = AblationResult(settings, info, runs, summary, {**_versions(), **backend_versions(backend)},
+                            time.perf_counter() - start, warnings=small_test_warnings(split), statistics=statistics)
     if out is not None:
         result.save(out, plots=plots)
     return result

@@ -72,8 +72,18 @@ number: --jobs N runs N at a time in local processes (joblib's loky);
 (pip install 'losslab[cluster]'), --backend ray to a Ray cluster where ray
 is installed. The bar moves as results arrive; Ctrl-C stops them all.
 
-Writes results.json (every run and metric, the configuration, the versions),
-report.md and PNG plots to --out, and prints the ranked table.
+Statistics: every mean comes with its 95 % Student-t interval over the seeds.
+Every configuration trains with the same seeds, so each is compared seed by
+seed with the baseline (--baseline, default cross_entropy) and with the best:
+the paired difference of balanced accuracy, its 95 % paired-t interval, and a
+verdict: better or worse where the interval excludes 0, else not
+distinguishable. --vary-split draws the test split and the long-tail
+subsample with each run's seed, so the intervals also cover the choice of
+training examples.
+
+Writes results.json (every run and metric, the intervals and verdicts, the
+configuration, the versions), report.md and PNG plots (first the forest plot of
+the differences from the baseline) to --out, and prints the ranked table.
 """
 
 
@@ -88,6 +98,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--test-per-class", type=int, metavar="N",
                       help="test examples held out per class (default: 50; for --data min(50, rarest // 4))")
     data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
+    data.add_argument("--vary-split", action="store_true", default=None,
+                      help="draw the test split and the long-tail subsample with each run's seed instead, so the "
+                           "intervals cover the choice of training examples (runs stay paired by seed)")
     grid = parser.add_argument_group("losses")
     grid.add_argument("--loss", action="append", metavar="SPEC",
                       help="'NAME key=value key=v1,v2 ...': NAME is every word before the first key=value "
@@ -95,8 +108,10 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
     training = parser.add_argument_group("training")
     training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
-    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
-                                                          "regression")
+    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default), logistic "
+                                                          "regression, or a small CNN (image data only: Digits-LT, "
+                                                          "MNIST-LT, a .npz whose x is N x H x W); your own model: "
+                                                          "ablate(model=...) or ablate(train_fn=...) from Python")
     training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
     training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default 60)")
     training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")
@@ -106,6 +121,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--shot-thresholds", type=int, nargs=2, metavar=("MANY", "FEW"),
                         help="many-shot above MANY training examples, few-shot below FEW (default: thirds)")
     report.add_argument("--bins", type=int, metavar="N", help="calibration bins (default 15)")
+    report.add_argument("--baseline", metavar="NAME",
+                        help="the configuration (label or loss name) every other is compared with, seed by seed "
+                             "(default: cross_entropy, else the first of the grid)")
     report.add_argument("--out", metavar="DIR", help="output folder (default: losslab-ablate)")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -143,7 +161,7 @@ def _one_line(error: BaseException, command: str) -> str:
 
 def ablate_command(args: argparse.Namespace) -> int:
     """Run ``losslab ablate``: 0 success, 1 a configuration without a score, 2 an error, 130 Ctrl-C."""
-    from ._report import profile_text, ranked_table
+    from ._report import profile_text, ranked_table, verdict_sentences
 
     try:
         settings = _settings_from_args(args)
@@ -163,10 +181,14 @@ def ablate_command(args: argparse.Namespace) -> int:
           f"({profile_text(data['rho'])}); {data['test_size']} test examples")
     print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
           f"{settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
-          "(mean ± std over seeds, %):\n")
+          "(mean ± half-width of the 95 % Student-t interval over seeds, %; Δ: paired difference from "
+          f"{result.statistics['baseline']}, points):\n")
     for warning in result.warnings:
         print(f"WARNING: {warning}.\n")
     print(ranked_table(result))
+    print()
+    for sentence in verdict_sentences(result):
+        print(sentence)
     print()
     for path in result.files:
         print(f"wrote {path}")

@@ -6,7 +6,7 @@ import csv
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Dataset:
     class_names: tuple[str, ...]
     name: str
     source: str = ""
+    image_shape: tuple[int, int] | None = None  # (H, W) where each row of x is an image, flattened row by row
 
     @property
     def num_classes(self) -> int:
@@ -51,6 +52,7 @@ class Split:
     test_per_class: int
     seed: int
     info: dict = field(default_factory=dict)
+    image_shape: tuple[int, int] | None = None  # (H, W) where each row of x is an image, flattened row by row
 
     @property
     def num_classes(self) -> int:
@@ -160,11 +162,15 @@ def digits_lt() -> Dataset:
         raise ImportError('losslab.lab: the default data set needs scikit-learn: pip install "losslab[lab]"') from error
     digits = load_digits()
     return Dataset(digits.data.astype(np.float64), digits.target.astype(np.int64),
-                   tuple(str(c) for c in range(10)), "Digits-LT", "sklearn.datasets.load_digits")
+                   tuple(str(c) for c in range(10)), "Digits-LT", "sklearn.datasets.load_digits", (8, 8))
 
 
 def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> Dataset:
-    """A data set from a NumPy .npz archive with features ``x`` (N, D...) and labels ``y`` (N,)."""
+    """A data set from a NumPy .npz archive with features ``x`` (N, D...) and labels ``y`` (N,).
+
+    An ``x`` of shape (N, H, W) or (N, 1, H, W) holds grey-scale images: flattened to (N, H * W) like any
+    features, with ``image_shape`` (H, W) kept for the lab's CNN (``model="cnn"``).
+    """
     caller = "load_npz"
     path = Path(path)
     if not path.is_file():
@@ -179,7 +185,11 @@ def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> 
     for key in (x_key, y_key):
         if key not in arrays:
             raise DataError(f"{caller}: {path} has no array {key!r}; it holds {sorted(arrays)}")
-    return _finish(arrays[x_key], arrays[y_key], name=path.stem, source=str(path), caller=caller)
+    data = _finish(arrays[x_key], arrays[y_key], name=path.stem, source=str(path), caller=caller)
+    x = arrays[x_key]
+    # images N x H x W (or N x 1 x H x W): flattened for the MLP as any features, their shape kept for the CNN
+    shape = x.shape[1:] if x.ndim == 3 else x.shape[2:] if x.ndim == 4 and x.shape[1] == 1 else None
+    return replace(data, image_shape=tuple(int(n) for n in shape)) if shape else data
 
 
 def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset:
@@ -287,4 +297,5 @@ def split_dataset(data: Dataset, *, rho: float = 20.0, test_per_class: int | Non
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     return Split(x_train.astype(np.float32), data.y[train_idx], x_test.astype(np.float32), data.y[test_idx],
                  data.class_names, data.name, float(rho), int(test_per_class), int(seed),
-                 {"source": data.source, "examples": int(len(data.y)), "features": int(data.x.shape[1])})
+                 {"source": data.source, "examples": int(len(data.y)), "features": int(data.x.shape[1])},
+                 data.image_shape)
