@@ -19,6 +19,7 @@ from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
 from ._data import DataError
+from ._executor import BACKENDS
 from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
@@ -64,6 +65,12 @@ batch's labels, as mmpretrain does; class_counts=N0,N1,... in a spec gives
 fixed counts instead (one vector, not a grid). --config reads the
 same from YAML or TOML (a relative data: path is read from the config's
 folder); flags override it.
+
+Every run is seeded and single-threaded, so where it runs does not change a
+number: --jobs N runs N at a time in local processes (joblib's loky);
+--backend dask --scheduler tcp://HOST:8786 sends the runs to a Dask cluster
+(pip install 'losslab[cluster]'), --backend ray to a Ray cluster where ray
+is installed. The bar moves as results arrive; Ctrl-C stops them all.
 
 Statistics: every mean comes with its 95 % Student-t interval over the seeds.
 Every configuration trains with the same seeds, so each is compared seed by
@@ -120,7 +127,14 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--out", metavar="DIR", help="output folder (default: losslab-ablate)")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
+    scale = parser.add_argument_group("where the runs go (joblib)")
+    scale.add_argument("--jobs", type=int, metavar="N",
+                       help="runs at a time: local processes (default 1), or a cap on a cluster (default: all workers)")
+    scale.add_argument("--backend", choices=BACKENDS,
+                       help="local (default: this machine), dask (a Dask cluster; pip install 'losslab[cluster]') or "
+                            "ray (a Ray cluster, where ray is installed); the numbers are the same on each")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="the cluster's scheduler, e.g. tcp://host:8786 for Dask (Ray: its address; default local)")
     parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, "
                                                              f"{QUICK['epochs']} epochs")
 

@@ -24,7 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "test_per_class": None,  # 50 for Digits-LT; min(50, rarest class // 4) for --data
     "split_seed": 0, "seeds": 5,
     "model": "mlp", "hidden": 128, "epochs": 60, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
-    "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
+    "shot_thresholds": None, "bins": 15, "jobs": None, "backend": "local", "scheduler": None,
+    "out": "losslab-ablate", "losses": None,
     "baseline": None,  # cross_entropy, or the first configuration where the grid has none
     "vary_split": False,  # True: the split (test set and long-tail subsample) drawn with each run's seed
 }
