@@ -216,7 +216,7 @@ class TestTrain:
     def test_models(self):
         assert sum(p.numel() for p in build_model("logreg", 64, 10).parameters()) == 650
         assert sum(p.numel() for p in build_model("mlp", 64, 10, hidden=8).parameters()) == 64 * 8 + 8 + 8 * 10 + 10
-        with pytest.raises(ValueError, match="build_model: model must be one of 'mlp', 'logreg'; got 'svm'"):
+        with pytest.raises(ValueError, match="build_model: model must be one of 'mlp', 'logreg', 'cnn'; got 'svm'"):
             build_model("svm", 64, 10)
         with pytest.raises(ValueError, match="hidden must be a positive integer"):
             build_model("mlp", 64, 10, hidden=0)
@@ -303,13 +303,14 @@ class TestAblate:
     def test_saves_every_file(self, result, tmp_path):
         files = result.save(tmp_path / "out")
         names = sorted(p.name for p in files)
-        assert names == ["gamma.png", "per_class_recall.png", "report.md", "results.json"]
+        assert names == ["forest.png", "gamma.png", "per_class_recall.png", "report.md", "results.json"]
         for path in files:
             assert path.stat().st_size > 0
-        for name in ("gamma.png", "per_class_recall.png"):
+        for name in ("forest.png", "gamma.png", "per_class_recall.png"):
             assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_MAGIC
         data = json.loads((tmp_path / "out" / "results.json").read_text())
-        assert set(data) == {"settings", "dataset", "warnings", "summary", "runs", "versions", "seconds"}
+        assert set(data) == {"settings", "dataset", "warnings", "statistics", "summary", "runs", "versions",
+                             "seconds"}
         assert data["versions"]["torch"] == torch.__version__
         assert len(data["runs"]) == len(result.runs)
         assert data["settings"]["losses"][2] == {"name": "softmax_focal_loss", "gamma": 2.0, "alpha": "inverse",
@@ -317,6 +318,7 @@ class TestAblate:
         report = (tmp_path / "out" / "report.md").read_text()
         assert report.startswith("# losslab ablate: Digits-LT")
         assert "![per_class_recall](per_class_recall.png)" in report and "![gamma](gamma.png)" in report
+        assert report.index("![forest](forest.png)") < report.index("![per_class_recall]")  # the first figure
         for row in result.summary:
             assert row["label"] in report
 
@@ -391,7 +393,7 @@ class TestCommand:
         assert "9 losses x 2 seeds, mlp, 5 epochs" in out
         rows = [line for line in out.splitlines() if line[:4].strip().isdigit()]
         assert [int(r.split()[0]) for r in rows] == list(range(1, 10))
-        for name in ("results.json", "report.md", "per_class_recall.png", "gamma.png"):
+        for name in ("results.json", "report.md", "forest.png", "per_class_recall.png", "gamma.png"):
             assert f"wrote {tmp_path / name}" in out
             assert (tmp_path / name).stat().st_size > 0
         data = json.loads((tmp_path / "results.json").read_text())

@@ -815,7 +815,8 @@ class TestEvaluate:
             warnings.simplefilter("ignore")  # a class never predicted: precision 0/0 -> 0, as evaluate takes it
             assert metrics["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-12)
         np.testing.assert_allclose(metrics["per_class_recall"], recall_score(y, pred, average=None), atol=1e-12)
-        assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1", "ece", "per_class_recall"}
+        assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "macro_average_precision",
+                                "ece", "per_class_recall", "confusion_matrix"}
         assert all(type(metrics[k]) is float for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece"))
 
     def test_a_class_never_predicted(self):
@@ -898,7 +899,8 @@ class TestEvaluate:
         metrics = evaluate(np.eye(4)[[0, 1, 2, 3, 3]], np.array([0, 1, 2, 3, 3]), groups=shot_groups([9, 5, 3, 1]))
         assert metrics == {"accuracy": 1.0, "balanced_accuracy": 1.0, "macro_f1": 1.0, "many_shot_accuracy": 1.0,
                            "medium_shot_accuracy": 1.0, "few_shot_accuracy": 1.0, "ece": 0.0,
-                           "per_class_recall": [1.0] * 4}
+                           "macro_auroc": 1.0, "macro_average_precision": 1.0, "per_class_recall": [1.0] * 4,
+                           "confusion_matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 2]]}
 
     def test_empty_input(self):
         # Pinned: the accuracies are NaN but the calibration error of no prediction is 0.

@@ -278,6 +278,45 @@ class TestScheduleInTraining:
         assert result.summary[0]["options"]["weight"]["from"] == 0.8
 
 
+SEEN: list[object] = []
+
+
+def epoch_train(split, loss_fn, seed, settings, *, set_epoch=True):
+    """A train_fn: full-batch logistic regression that tells the loss each epoch."""
+    x, y = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+    net = torch.nn.Linear(x.shape[1], split.num_classes)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for epoch in range(settings["epochs"]):
+        if set_epoch:
+            loss_fn.set_epoch(epoch)
+        SEEN.append(loss_fn.criterion)
+        optimizer.zero_grad()
+        loss_fn(net(x), y).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return net(torch.from_numpy(split.x_test))
+
+
+def epochless_train(split, loss_fn, seed, settings):
+    return epoch_train(split, loss_fn, seed, settings, set_epoch=False)
+
+
+class TestScheduleWithTrainFn:
+    def test_set_epoch_switches(self, small):
+        SEEN.clear()
+        out = train(small, "cross_entropy", {"weight": {"method": "inverse", "from": 0.5}}, epochs=4,
+                    train_fn=epoch_train)
+        assert [p["epoch"] for p in out["schedule"]] == [0, 2] and out["logits"].shape == (30, 3)
+        assert SEEN[0] is SEEN[1] and SEEN[2] is SEEN[3] and SEEN[1] is not SEEN[2]
+
+    def test_a_schedule_needs_set_epoch(self, small):
+        with pytest.raises(ValueError, match=r"^train: vs_loss warmup=0.5 changes its loss at epochs \[2\] of 4; "
+                                             r"train_fn must call loss_fn.set_epoch\(epoch\) at the start of every "
+                                             r"epoch$"):
+            train(small, "vs_loss", {"warmup": 0.5}, epochs=4, train_fn=epochless_train)
+        assert train(small, "cross_entropy", {}, epochs=2, train_fn=epochless_train)["schedule"][0]["epoch"] == 0
+
+
 # --------------------------------------------------------------------------------------------- post-hoc adjustment
 
 

@@ -332,3 +332,16 @@ def test_compiled_fullgraph_equals_eager_with_gradients():
 
     x, t = _batch(9, dtype=torch.float32)
     _same(_loss_and_grad(torch.compile(loss, fullgraph=True), x, t), _loss_and_grad(loss, x, t), torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cls", [losslab.LogitAdjustedCrossEntropyLoss, losslab.LDAMLoss, losslab.VSLoss])
+def test_casting_the_module_keeps_the_counts_exact(cls, dtype):
+    """A loss inside a model cast to half precision (Lightning's "16-true"): the counts stay float64."""
+    counts = [100_000, 4_999, 5_000, 10, 1]
+    module = cls(class_counts=counts, weight=[1.0] * C).to(dtype)
+    assert module.class_counts.dtype == F64 and module.class_counts.tolist() == counts
+    assert module.weight.dtype == dtype  # other buffers follow the cast as usual
+    x, t = _batch(ignore=False, dtype=dtype)
+    want = cls.function(x, t, class_counts=torch.tensor(counts, dtype=F64), weight=module.weight)
+    torch.testing.assert_close(module(x, t), want)

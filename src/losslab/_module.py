@@ -73,6 +73,8 @@ class LossModule(nn.Module, metaclass=_TwinType):
     # the name that messages give (a framework adapter's "monai.FocalLoss"); default: the functional's name
     loss_name: ClassVar[str] = ""
     WEIGHTS: ClassVar[tuple[str, ...]] = ("weight", "pos_weight", "alpha")
+    # buffers that keep their dtype under .half() / .to(dtype) (class counts: float16 would round them)
+    KEEP_DTYPE: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
                           validate: Callable[..., Any] | None = None,
@@ -156,8 +158,24 @@ class LossModule(nn.Module, metaclass=_TwinType):
         kwargs.update(overrides)
         return type(self).function(input, target, **kwargs)
 
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> nn.Module:
+        return apply_keeping_dtype(self, self.KEEP_DTYPE, super()._apply, fn, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return hyperparameter_repr(self, self._hyperparameters)
+
+
+def apply_keeping_dtype(module: nn.Module, names: tuple[str, ...], apply: Callable[..., nn.Module],
+                        fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> nn.Module:
+    """``nn.Module._apply`` that moves the buffers ``names`` with the module but keeps their dtype and values
+    (``.half()`` casts floating buffers): each takes only the device of what ``fn`` made of it."""
+    saved = {name: module._buffers.get(name) for name in names}
+    out = apply(fn, *args, **kwargs)
+    for name, original in saved.items():
+        moved = module._buffers.get(name)
+        if moved is not None and original is not None and moved.dtype != original.dtype:
+            module._buffers[name] = original.to(moved.device)
+    return out
 
 
 def hyperparameter_repr(module: nn.Module, names: tuple[str, ...]) -> str:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from ._module import hyperparameter_repr
+from ._module import apply_keeping_dtype, hyperparameter_repr
 
 
 class StatefulLoss(nn.Module):
@@ -26,14 +26,8 @@ class StatefulLoss(nn.Module):
 
     def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> nn.Module:
         """Moves the statistics with the module but keeps their dtype and values (``.half()`` casts floating
-        buffers): each takes only the device of what ``fn`` made of it."""
-        saved = {name: self._buffers[name] for name in self.state}
-        out = super()._apply(fn, *args, **kwargs)
-        for name, original in saved.items():
-            moved = self._buffers[name]
-            if moved is not None and original is not None and moved.dtype != original.dtype:
-                self._buffers[name] = original.to(moved.device)
-        return out
+        buffers)."""
+        return apply_keeping_dtype(self, self.state, super()._apply, fn, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return hyperparameter_repr(self, self._hyperparameters)

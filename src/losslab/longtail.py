@@ -222,7 +222,10 @@ def ldam_loss(
 
     The paper's model feeds normalised features and weights into the last layer
     (cosine logits in [-1, 1]), which is why ``scale`` is large; with ordinary
-    logits use a smaller ``scale``.
+    logits use a smaller ``scale``. The loss is computed in float32 for
+    half-precision inputs and returned in the input's dtype: with ``scale=30``
+    and logits in the thousands it exceeds float16's range (inf), though its
+    gradient stays finite.
     """
     fn = "ldam_loss"
     _check_ldam(fn, class_counts=class_counts, max_margin=max_margin, scale=scale, ignore_index=ignore_index,
@@ -327,12 +330,15 @@ def vs_loss(
 # module twins
 
 
-_BUFFERS = ("weight", "class_counts")  # tensors kept as buffers: .to(device) moves them, the state_dict keeps them
+# tensors kept as buffers: .to(device) moves them, the state_dict keeps them; the counts keep their float64 under
+# .half() or .to(dtype) (a float16 count of 100,000 is inf, a bfloat16 4,999 is 4,992)
+_BUFFERS = ("weight", "class_counts")
 
 
 class LogitAdjustedCrossEntropyLoss(LossModule, function=logit_adjusted_cross_entropy,
                                     validate=_check_logit_adjusted):
     WEIGHTS = _BUFFERS
+    KEEP_DTYPE = ("class_counts",)
 
     def __init__(self, *, class_counts: Counts, tau: float = 1.0, weight: Tensor | Sequence[float] | None = None,
                  ignore_index: int | None = -100, reduction: Reduction = "mean", label_smoothing: float = 0.0,
@@ -343,6 +349,7 @@ class LogitAdjustedCrossEntropyLoss(LossModule, function=logit_adjusted_cross_en
 
 class LDAMLoss(LossModule, function=ldam_loss, validate=_check_ldam):
     WEIGHTS = _BUFFERS
+    KEEP_DTYPE = ("class_counts",)
 
     def __init__(self, *, class_counts: Counts, max_margin: float = 0.5, scale: float = 30.0,
                  weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100,
@@ -354,6 +361,7 @@ class LDAMLoss(LossModule, function=ldam_loss, validate=_check_ldam):
 
 class VSLoss(LossModule, function=vs_loss, validate=_check_vs):
     WEIGHTS = _BUFFERS
+    KEEP_DTYPE = ("class_counts",)
 
     def __init__(self, *, class_counts: Counts, gamma: float = 0.2, tau: float = 1.0,
                  weight: Tensor | Sequence[float] | None = None, ignore_index: int | None = -100,

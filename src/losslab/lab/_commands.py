@@ -19,6 +19,7 @@ from ._ablate import DEFAULTS, QUICK, ablate, load_config, parse_loss_spec
 from ._contributions import FN, Contributions, _pct, _text_table, contributions, demo_batch
 from ._curves import DEFAULT_GAMMAS, DEFAULT_LOSS, plot_curves
 from ._data import DATASETS, DEFAULT_DATASET, DataError, default_epochs
+from ._executor import BACKENDS
 from ._losses import WEIGHT_METHODS, classification_loss, count_losses, is_focal, parse_counts, takes_counts
 from ._train import MODELS
 
@@ -74,9 +75,25 @@ pos_weight too), warmup=0.2 trains the first 20 % of the epochs with plain
 cross-entropy. --config reads the same from YAML or TOML (a relative data:
 path is read from the config's folder); flags override it.
 
+Every run is seeded and single-threaded, so where it runs does not change a
+number: --jobs N runs N at a time in local processes (joblib's loky);
+--backend dask --scheduler tcp://HOST:8786 sends the runs to a Dask cluster
+(pip install 'losslab[cluster]'), --backend ray to a Ray cluster where ray
+is installed. The bar moves as results arrive; Ctrl-C stops them all.
+
+Statistics: every mean comes with its 95 % Student-t interval over the seeds.
+Every configuration trains with the same seeds, so each is compared seed by
+seed with the baseline (--baseline, default cross_entropy) and with the best:
+the paired difference of balanced accuracy, its 95 % paired-t interval, and a
+verdict: better or worse where the interval excludes 0, else not
+distinguishable. --vary-split draws the test split and the long-tail
+subsample with each run's seed, so the intervals also cover the choice of
+training examples.
+
 Writes results.json (every run and metric, with its post-hoc adjusted
-metrics under "posthoc" and its phases under "schedule"; the configuration,
-the versions), report.md and PNG plots to --out, and prints the ranked table.
+metrics under "posthoc" and its phases under "schedule"; the intervals and
+verdicts, the configuration, the versions), report.md and PNG plots (first the forest plot of
+the differences from the baseline) to --out, and prints the ranked table.
 """
 
 
@@ -95,6 +112,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="test examples held out per class (default: 50 for Digits-LT, 100 for MNIST-LT; for "
                            "--data min(50, rarest // 4))")
     data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
+    data.add_argument("--vary-split", action="store_true", default=None,
+                      help="draw the test split and the long-tail subsample with each run's seed instead, so the "
+                           "intervals cover the choice of training examples (runs stay paired by seed)")
     grid = parser.add_argument_group("losses")
     grid.add_argument("--loss", action="append", metavar="SPEC",
                       help="'NAME key=value key=v1,v2 ...': NAME is every word before the first key=value "
@@ -102,8 +122,10 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--config", metavar="FILE", help="settings and losses from a .yaml or .toml file")
     training = parser.add_argument_group("training")
     training.add_argument("--seeds", type=int, metavar="N", help="seeds per configuration (default 5)")
-    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default) or logistic "
-                                                          "regression")
+    training.add_argument("--model", choices=MODELS, help="an MLP with one hidden layer (default), logistic "
+                                                          "regression, or a small CNN (image data only: Digits-LT, "
+                                                          "MNIST-LT, a .npz whose x is N x H x W); your own model: "
+                                                          "ablate(model=...) or ablate(train_fn=...) from Python")
     training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
     training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default: 20 for "
                                                                   "MNIST-LT, 60 for Digits-LT and --data)")
@@ -114,10 +136,20 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--shot-thresholds", type=int, nargs=2, metavar=("MANY", "FEW"),
                         help="many-shot above MANY training examples, few-shot below FEW (default: thirds)")
     report.add_argument("--bins", type=int, metavar="N", help="calibration bins (default 15)")
+    report.add_argument("--baseline", metavar="NAME",
+                        help="the configuration (label or loss name) every other is compared with, seed by seed "
+                             "(default: cross_entropy, else the first of the grid)")
     report.add_argument("--out", metavar="DIR", help="output folder (default: losslab-ablate)")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--jobs", type=int, metavar="N", help="processes to spread the runs over (default 1)")
+    scale = parser.add_argument_group("where the runs go (joblib)")
+    scale.add_argument("--jobs", type=int, metavar="N",
+                       help="runs at a time: local processes (default 1), or a cap on a cluster (default: all workers)")
+    scale.add_argument("--backend", choices=BACKENDS,
+                       help="local (default: this machine), dask (a Dask cluster; pip install 'losslab[cluster]') or "
+                            "ray (a Ray cluster, where ray is installed); the numbers are the same on each")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="the cluster's scheduler, e.g. tcp://host:8786 for Dask (Ray: its address; default local)")
     parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 5 epochs on "
                                                              "MNIST-LT, 20 on Digits-LT and --data")
 
@@ -146,7 +178,7 @@ def _one_line(error: BaseException, command: str) -> str:
 
 def ablate_command(args: argparse.Namespace) -> int:
     """Run ``losslab ablate``: 0 success, 1 a configuration without a score, 2 an error, 130 Ctrl-C."""
-    from ._report import profile_text, ranked_table
+    from ._report import profile_text, ranked_table, verdict_sentences
 
     try:
         settings = _settings_from_args(args)
@@ -166,10 +198,14 @@ def ablate_command(args: argparse.Namespace) -> int:
           f"({profile_text(data['rho'])}); {data['test_size']} test examples")
     print(f"{len(result.summary)} losses x {len(result.summary[0]['seeds'])} seeds, {settings['model']}, "
           f"{result.settings['epochs']} epochs, in {result.seconds:.1f} s; ranked by mean balanced accuracy "
-          "(mean ± std over seeds, %):\n")
+          "(mean ± half-width of the 95 % Student-t interval over seeds, %; Δ: paired difference from "
+          f"{result.statistics['baseline']}, points):\n")
     for warning in result.warnings:
         print(f"WARNING: {warning}.\n")
     print(ranked_table(result))
+    print()
+    for sentence in verdict_sentences(result):
+        print(sentence)
     print()
     for path in result.files:
         print(f"wrote {path}")

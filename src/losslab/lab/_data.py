@@ -9,7 +9,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +40,7 @@ class Dataset:
     class_names: tuple[str, ...]
     name: str
     source: str = ""
-    image_shape: tuple[int, ...] | None = None
+    image_shape: tuple[int, int] | None = None  # (H, W) where each row of x is an image, flattened row by row
     scaling: str = "feature"
 
     @property
@@ -65,7 +65,7 @@ class Split:
     test_per_class: int
     seed: int
     info: dict = field(default_factory=dict)
-    image_shape: tuple[int, ...] | None = None  # one example's (H, W); x_train holds them flattened
+    image_shape: tuple[int, int] | None = None  # (H, W) where each row of x is an image, flattened row by row
 
     @property
     def num_classes(self) -> int:
@@ -115,7 +115,6 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
         raise DataError(f"{caller}: features must have one row per example, shape (N, D); got shape {x.shape}")
     if x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{caller}: the data set is empty (features of shape {x.shape})")
-    image_shape = tuple(int(n) for n in x.shape[1:]) if x.ndim >= 3 else None  # N x H x W images
     x = x.reshape(len(x), -1)
     if labels.ndim != 1 or len(labels) != len(x):
         raise DataError(f"{caller}: labels must have shape ({len(x)},), one per row of the features; "
@@ -152,9 +151,9 @@ def _finish(x: np.ndarray, labels: np.ndarray, *, name: str, source: str, caller
             raise DataError(f"{caller}: class {empty[0]} has no examples (labels run 0..{len(counts) - 1}, and "
                             f"classes {empty.tolist()} never occur); integer labels must be 0..C-1 with every "
                             "class present")
-        return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source, image_shape)
+        return Dataset(x, labels, tuple(str(c) for c in range(len(counts))), name, source)
     names, y = np.unique(labels.astype(str), return_inverse=True)
-    return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source, image_shape)
+    return Dataset(x, y.astype(np.int64), tuple(names.tolist()), name, source)
 
 
 def _as_number(text: str) -> float | None:
@@ -241,7 +240,11 @@ def default_epochs(data: object, dataset: str | None, *, quick: bool = False) ->
 
 
 def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> Dataset:
-    """A data set from a NumPy .npz archive with features ``x`` (N, D...) and labels ``y`` (N,)."""
+    """A data set from a NumPy .npz archive with features ``x`` (N, D...) and labels ``y`` (N,).
+
+    An ``x`` of shape (N, H, W) or (N, 1, H, W) holds grey-scale images: flattened to (N, H * W) like any
+    features, with ``image_shape`` (H, W) kept for the lab's CNN (``model="cnn"``).
+    """
     caller = "load_npz"
     path = Path(path)
     if not path.is_file():
@@ -256,7 +259,11 @@ def load_npz(path: str | os.PathLike, *, x_key: str = "x", y_key: str = "y") -> 
     for key in (x_key, y_key):
         if key not in arrays:
             raise DataError(f"{caller}: {path} has no array {key!r}; it holds {sorted(arrays)}")
-    return _finish(arrays[x_key], arrays[y_key], name=path.stem, source=str(path), caller=caller)
+    data = _finish(arrays[x_key], arrays[y_key], name=path.stem, source=str(path), caller=caller)
+    x = arrays[x_key]
+    # images N x H x W (or N x 1 x H x W): flattened for the MLP as any features, their shape kept for the CNN
+    shape = x.shape[1:] if x.ndim == 3 else x.shape[2:] if x.ndim == 4 and x.shape[1] == 1 else None
+    return replace(data, image_shape=tuple(int(n) for n in shape)) if shape else data
 
 
 def load_csv(path: str | os.PathLike, *, label_column: str = "label") -> Dataset:

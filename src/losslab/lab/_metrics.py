@@ -1,15 +1,19 @@
-"""The lab's metrics: accuracy, balanced accuracy, macro-F1, per-class recall, shot groups, calibration."""
+"""The lab's metrics: accuracy, balanced accuracy, macro-F1, AUROC, AP, per-class recall, shot groups, calibration.
+
+The classification metrics are scikit-learn's; the calibration error and the shot groups are the lab's own.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["evaluate", "expected_calibration_error", "shot_groups"]
+__all__ = ["evaluate", "expected_calibration_error", "ranking_metrics", "shot_groups"]
 
-SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "many_shot_accuracy", "medium_shot_accuracy",
-                  "few_shot_accuracy", "ece")
+SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "macro_average_precision",
+                  "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy", "ece")
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, bins: int = 15) -> float:
@@ -92,6 +96,20 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
     many/medium/few-shot accuracies are the accuracy over the test examples of
     each group's classes (NaN for an empty group).
 
+    The classification metrics are scikit-learn's: ``balanced_accuracy_score``,
+    ``f1_score`` (macro over the classes with a test example; a class never
+    predicted has precision 0), ``recall_score`` per class, ``confusion_matrix``
+    (rows: true class; it gives the shot-group accuracies), and the macro
+    one-vs-rest AUROC and average precision of the scores
+    (:func:`ranking_metrics`). The calibration error is
+    :func:`expected_calibration_error`.
+
+    Returns:
+        A dict of floats (``accuracy``, ``balanced_accuracy``, ``macro_f1``,
+        ``macro_auroc``, ``macro_average_precision``, ``*_shot_accuracy`` for
+        each group, ``ece``), ``per_class_recall`` (C floats) and
+        ``confusion_matrix`` (C lists of C counts).
+
     Raises:
         ValueError: shapes that do not match, y_true that are not class
             indices, probabilities outside [0, 1] or NaN (a NaN would be
@@ -114,27 +132,74 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, *, groups: dict[str,
         raise ValueError(f"evaluate: probabilities must lie in [0, 1]; got {float(probabilities[row, column])!r} "
                          f"at row {row}, class {column}")
     y_true = y_true.astype(np.int64)
-    num_classes = probabilities.shape[1]
+    labels = np.arange(probabilities.shape[1])
     pred = probabilities.argmax(axis=1)
     correct = pred == y_true
-    support = np.bincount(y_true, minlength=num_classes)
-    predicted = np.bincount(pred, minlength=num_classes)
-    hits = np.bincount(y_true[correct], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
-        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
-        f1 = np.where(precision + np.nan_to_num(recall) > 0,
-                      2 * precision * np.nan_to_num(recall) / (precision + np.nan_to_num(recall)), 0.0)
-    present = support > 0
-    metrics = {
-        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "balanced_accuracy": float(np.nanmean(recall)) if present.any() else float("nan"),
-        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-    }
-    for name, members in (groups or {}).items():
-        mask = np.isin(y_true, members)
-        metrics[f"{name}_shot_accuracy"] = float(correct[mask].mean()) if mask.any() else float("nan")
+    present = np.bincount(y_true, minlength=len(labels)) > 0
+    matrix, recall = _counts(y_true, pred, labels)
+    metrics = {"accuracy": float(correct.mean()) if len(correct) else float("nan"),
+               "balanced_accuracy": float("nan"), "macro_f1": float("nan")}
+    if present.any():
+        from sklearn.metrics import balanced_accuracy_score, f1_score
+
+        with warnings.catch_warnings():  # a predicted class without a test example: left out, as documented
+            warnings.simplefilter("ignore")
+            metrics["balanced_accuracy"] = float(balanced_accuracy_score(y_true, pred))
+            metrics["macro_f1"] = float(f1_score(y_true, pred, labels=labels[present], average="macro",
+                                                 zero_division=0.0))
+    metrics.update(ranking_metrics(probabilities, y_true))
+    for name, members in (groups or {}).items():  # the accuracy over the test examples of the group's classes
+        members = np.asarray(members, dtype=np.int64)
+        total = matrix[members].sum()
+        metrics[f"{name}_shot_accuracy"] = float(matrix[members, members].sum() / total) if total else float("nan")
     confidence = probabilities[np.arange(len(pred)), pred]
     metrics["ece"] = expected_calibration_error(confidence, correct, bins=bins)
     metrics["per_class_recall"] = [float(r) for r in recall]
+    metrics["confusion_matrix"] = matrix.tolist()
     return metrics
+
+
+def _counts(y_true: np.ndarray, pred: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's confusion matrix (rows: true class) and per-class recall, NaN for a class without examples."""
+    if not len(y_true):  # scikit-learn refuses empty input
+        return np.zeros((len(labels), len(labels)), dtype=np.int64), np.full(len(labels), np.nan)
+    from sklearn.metrics import confusion_matrix, recall_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recall = recall_score(y_true, pred, labels=labels, average=None, zero_division=np.nan)
+    return confusion_matrix(y_true, pred, labels=labels).astype(np.int64), np.asarray(recall, dtype=np.float64)
+
+
+def ranking_metrics(scores: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
+    """Macro one-vs-rest AUROC and average precision of class scores (N, C), over the classes in ``y_true``.
+
+    Each class's scores rank its test examples against all others; the macro
+    mean weighs every class alike, so the tail counts as much as the head.
+    Softmax probabilities with every class present go through scikit-learn's
+    ``roc_auc_score(y_true, scores, multi_class="ovr", average="macro")``.
+    A class without a test example has no positive to rank, so no AUROC or
+    average precision: the means are over the classes present (scikit-learn's
+    one-vs-rest call would refuse), as balanced accuracy leaves such a class
+    out; per-class sigmoids (which need not sum to 1) are ranked class by
+    class the same way. Fewer than two classes present: NaN.
+
+    Example:
+        >>> ranking_metrics(np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.5, 0.5]]), np.array([0, 1, 1, 0]))
+        {'macro_auroc': 0.75, 'macro_average_precision': 0.8333333333333333}
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    labels = np.arange(scores.shape[1])
+    present = np.bincount(y_true, minlength=len(labels)) > 0
+    if present.sum() < 2:
+        return {"macro_auroc": float("nan"), "macro_average_precision": float("nan")}
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    onehot = (y_true[:, None] == labels[None, :]).astype(np.int64)[:, present]
+    if present.all() and len(labels) > 2 and np.allclose(scores.sum(axis=1), 1.0):
+        auroc = roc_auc_score(y_true, scores, multi_class="ovr", average="macro", labels=labels)
+    else:
+        auroc = roc_auc_score(onehot, scores[:, present], average="macro")
+    precision = average_precision_score(onehot, scores[:, present], average="macro")
+    return {"macro_auroc": float(auroc), "macro_average_precision": float(precision)}

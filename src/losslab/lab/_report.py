@@ -17,6 +17,7 @@ COLUMNS = (("balanced_accuracy", "bal. acc. %"), ("macro_f1", "macro-F1 %"), ("a
            ("many_shot_accuracy", "many %"), ("medium_shot_accuracy", "medium %"), ("few_shot_accuracy", "few %"),
            ("ece", "ECE %"))
 RECALL_PLOT = "per_class_recall.png"
+FOREST_PLOT = "forest.png"
 GAMMA_PLOT = "gamma.png"
 
 
@@ -26,8 +27,13 @@ class AblationResult:
 
     ``runs`` holds one dict per (loss, seed) with every metric;
     ``summary`` one dict per loss configuration, ranked by mean balanced
-    accuracy, with the mean and standard deviation (over seeds, ddof = 1) of
-    each metric. :meth:`save` writes results.json, report.md and the plots.
+    accuracy, with the mean, standard deviation (over seeds, ddof = 1) and
+    95 % interval (``ci_low``, ``ci_high``) of each metric, and the paired
+    difference of balanced accuracy from the baseline (``vs_baseline``) and
+    from the best (``vs_best``) with its interval and verdict;
+    ``statistics`` the method and which configurations are distinguishable
+    (:func:`losslab.lab._stats.compare`). :meth:`save` writes results.json,
+    report.md and the plots.
     """
 
     settings: dict[str, Any]
@@ -39,14 +45,16 @@ class AblationResult:
     files: list[Path] = field(default_factory=list)
     # What makes the ranking unreliable (a test set too small to rank), one sentence each; shown above the table.
     warnings: list[str] = field(default_factory=list)
+    # The comparison with the baseline and the best (losslab.lab._stats.compare); empty if not computed.
+    statistics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "dataset": self.dataset, "warnings": self.warnings,
-                "summary": self.summary, "runs": self.runs, "versions": self.versions,
+                "statistics": self.statistics, "summary": self.summary, "runs": self.runs, "versions": self.versions,
                 "seconds": round(self.seconds, 3)}
 
     def table(self, *, markdown: bool = False) -> str:
-        """The ranked table: mean +- standard deviation over seeds of each metric."""
+        """The ranked table: each metric's mean ± 95 % interval over seeds, the difference from the baseline."""
         return ranked_table(self, markdown=markdown)
 
     def to_markdown(self) -> str:
@@ -68,25 +76,126 @@ def _names(names: list[str], members: list[int]) -> str:
     return ", ".join(names[c] for c in members) if members else "none"
 
 
-def _cell(stats: dict[str, float] | None) -> str:
-    if stats is None or not math.isfinite(stats["mean"]):
+def _half(stats: dict[str, Any]) -> float:
+    """The half-width of a mean's 95 % interval (NaN: one seed); the std where the interval is missing."""
+    if "ci_low" in stats:
+        low, high = stats["ci_low"], stats["ci_high"]
+        return float("nan") if low is None or high is None else (high - low) / 2
+    return stats.get("std", float("nan"))
+
+
+def _cell(stats: dict[str, Any] | None, *, signed: bool = False) -> str:
+    """``mean ± half-width`` in percent (percentage points with ``signed``); the mean alone without an interval."""
+    if stats is None or stats.get("mean") is None or not math.isfinite(stats["mean"]):
         return "n/a"
-    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+    half = _half(stats)
+    value = round(100 * stats["mean"], 1) + 0.0  # + 0.0: no "-0.0"
+    mean = f"{value:+.1f}" if signed else f"{value:.1f}"
+    return mean if half is None or not math.isfinite(half) else f"{mean} ± {100 * half:.1f}"
+
+
+def _interval(stats: dict[str, Any], *, signed: bool = True) -> str:
+    """``+1.3 pp [95 % CI -0.2, +2.8]`` (the mean alone without an interval)."""
+    sign = "+" if signed else ""
+    text = f"{round(100 * stats['mean'], 1) + 0.0:{sign}.1f} pp"
+    low, high = stats.get("ci_low"), stats.get("ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return text
+    return text + f" [95 % CI {100 * low:{sign}.1f}, {100 * high:{sign}.1f}]"
+
+
+def _columns(result: AblationResult) -> list[tuple[str, Any]]:
+    """(title, row -> cell) of the ranked table."""
+    stats = getattr(result, "statistics", None) or {}
+    columns: list[tuple[str, Any]] = [("rank", lambda r: str(r["rank"])), ("loss", lambda r: r["label"]),
+                                      (COLUMNS[0][1], lambda r: _cell(r.get(COLUMNS[0][0])))]
+    if stats:
+        def delta(row: dict[str, Any]) -> str:
+            return "—" if row["vs_baseline"]["reference"] is None else _cell(row["vs_baseline"], signed=True)
+        columns += [(f"Δ vs {stats['baseline']} pp", delta),
+                    (f"vs {stats['baseline']}", lambda r: r["vs_baseline"]["verdict"]),
+                    ("vs best", lambda r: r["vs_best"]["verdict"])]
+        if stats.get("posthoc"):
+            columns.append(("post-hoc LA bal. acc. %",
+                            lambda r: _cell((r.get("posthoc") or {}).get(COLUMNS[0][0]))))
+    columns += [(title, lambda r, key=key: _cell(r.get(key))) for key, title in COLUMNS[1:]]
+    return columns
 
 
 def ranked_table(result: AblationResult, *, markdown: bool = False) -> str:
-    """The configurations ranked by mean balanced accuracy, each metric as mean ± std over seeds, in percent."""
-    header = ["rank", "loss"] + [title for _, title in COLUMNS]
-    rows = [[str(row["rank"]), row["label"]] + [_cell(row.get(key)) for key, _ in COLUMNS] for row in result.summary]
+    """The configurations ranked by mean balanced accuracy: each metric as mean ± the half-width of its 95 %
+    interval over seeds, in percent; the paired difference from the baseline (percentage points) and the
+    verdicts against the baseline and the best."""
+    columns = _columns(result)
+    header = [title for title, _ in columns]
+    rows = [[cell(row) for _, cell in columns] for row in result.summary]
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---:|" + "---|" + "---:|" * len(COLUMNS)]
+        align = ["---:" if title not in ("loss",) and not title.startswith("vs ") else "---" for title in header]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    left = [title == "loss" or title.startswith("vs ") for title in header]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
-                                                                                              strict=True))).rstrip()
+        return "  ".join(c.ljust(w) if is_left else c.rjust(w)
+                         for c, w, is_left in zip(cells, widths, left, strict=True)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def verdict_sentences(result: AblationResult) -> list[str]:
+    """In words: which configurations differ from the baseline and from the best, with their intervals."""
+    stats = getattr(result, "statistics", None) or {}
+    if not stats:
+        return []
+    rows = {row["label"]: row for row in result.summary}
+    baseline, best, seeds = stats["baseline"], stats["best"], len(stats["seeds"])
+    if seeds < 2:
+        return [(f"One seed: no interval, so no configuration can be told apart from {baseline} or from the best "
+                 "(run more seeds, e.g. 5).")]
+
+    def listed(labels: list[str], key: str) -> str:
+        return "; ".join(f"{label} ({_interval(rows[label][key])})" for label in labels) or "none"
+
+    out = [(f"Against the baseline {baseline} ({_cell(rows[baseline]['balanced_accuracy'])} %), balanced accuracy "
+            f"paired over the same {seeds} seeds: better: {listed(stats['better_than_baseline'], 'vs_baseline')}; "
+            f"worse: {listed(stats['worse_than_baseline'], 'vs_baseline')}; not distinguishable: "
+            f"{', '.join(stats['not_distinguishable_from_baseline']) or 'none'}.")]
+    same = stats["not_distinguishable_from_best"]
+    out.append(f"Against the best, {best} ({_cell(rows[best]['balanced_accuracy'])} %): "
+               + (f"not distinguishable from it: {', '.join(same)}; " if same else
+                  "every other configuration is distinguishably worse; " if len(rows) > 1 else "")
+               + (f"distinguishably worse: {', '.join(stats['worse_than_best'])}." if stats["worse_than_best"]
+                  else "none is distinguishably worse." if len(rows) > 1 else "the only configuration."))
+    return out
+
+
+def statistics_markdown(result: AblationResult) -> list[str]:
+    """The report's statistics section: the verdicts in words, then how they were computed."""
+    stats = getattr(result, "statistics", None) or {}
+    if not stats:
+        return []
+    vary = result.dataset.get("vary_split")
+    return ["## Verdict (95 % intervals over seeds)", "", *[f"- {s}" for s in verdict_sentences(result)], "",
+            f"Method: each mean comes with its 95 % Student-t interval over the n = {len(stats['seeds'])} seeds "
+            "(mean ± t(0.975, n-1) · s / sqrt(n), s the standard deviation over seeds). The baseline and the best "
+            "are compared seed by seed (every configuration trains with the same seeds"
+            + (", on the same split per seed" if vary else ", on one split") + "): the paired difference "
+            "d_s = x_s - b_s, its 95 % paired-t interval (as scipy.stats.ttest_rel), and the verdict better or "
+            "worse where that interval excludes 0, else not distinguishable. "
+            + ("With --vary-split the test split and the long-tail subsample change with the seed, so the "
+               "intervals cover the choice of training examples too. " if vary else
+               "The split is fixed (seed " + str(result.dataset.get("split_seed")) + "): the intervals cover the "
+               "initialisation and batch order, not the choice of training examples (--vary-split does). ")
+            + _multiplicity(len(result.summary) - 1), ""]
+
+
+def _multiplicity(comparisons: int) -> str:
+    if comparisons < 2:
+        return "One comparison: the 95 % holds as stated."
+    return (f"No correction for the {comparisons} comparisons with the baseline: where nothing differs, the "
+            f"chance of at least one spurious verdict is up to 1 - 0.95^{comparisons} = "
+            f"{100 * (1 - 0.95 ** comparisons):.0f} %, so read a lone borderline verdict with care.")
 
 
 def _class_order(result: AblationResult) -> list[int]:
@@ -113,6 +222,7 @@ def report_markdown(result: AblationResult, *, plots: list[str] | None = None) -
     groups = data["shot_groups"]
     names = data["classes"]
     best = result.summary[0]
+    split_seed = "drawn with each run's seed" if data.get("vary_split") else f"seed {data['split_seed']}"
     lines = [
         f"# losslab ablate: {data['name']}",
         "",
@@ -124,28 +234,25 @@ def report_markdown(result: AblationResult, *, plots: list[str] | None = None) -
         "",
         f"- Data: {data['name']} ({data.get('source') or 'file'}): {data['examples']} examples, "
         f"{data['features']} features, {len(names)} classes.",
-        f"- Split (seed {data['split_seed']}): a class-balanced test set of {settings['test_per_class']} per class "
+        f"- Split ({split_seed}): a class-balanced test set of {settings['test_per_class']} per class "
         f"({data['test_size']} examples) held out first; "
         + ("the rest is the training set, used as it is" if data["rho"] == 1 else
            "the training set follows the long-tail profile n_c = n_max * rho^(-c/(C-1)) with "
            f"rho = {data['rho']:g}")
         + f": {data['train_size']} examples, per class "
         + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(data["train_counts"])) + ".",
-        f"- Model: {settings['model']}" + (f" ({settings['hidden']} hidden units)" if settings["model"] == "mlp"
-                                             else "") +
-        f", AdamW (lr {settings['lr']:g}, weight decay {settings['weight_decay']:g}, cosine schedule), "
-        f"{settings['epochs']} epochs of batches of {settings['batch_size']}; seeds change the initialisation "
-        "and the batch order, never the data.",
+        _model_line(settings, data.get("vary_split", False)),
         f"- Shot groups ({data['shot_rule']}): many-shot classes {_names(names, groups['many'])}; medium-shot "
         f"{_names(names, groups['medium'])}; few-shot {_names(names, groups['few'])}.",
         f"- Calibration: expected calibration error over {settings['bins']} equal-width bins of the top-1 "
         "probability (softmax; the predicted class's sigmoid for one-vs-rest losses).",
         "",
-        "## Ranking (mean ± standard deviation over seeds, percent)",
+        "## Ranking (mean ± half-width of the 95 % interval over seeds, percent; Δ: paired difference, points)",
         "",
         *[f"> **Warning:** {warning}.\n" for warning in getattr(result, "warnings", [])],
         ranked_table(result, markdown=True),
         "",
+        *statistics_markdown(result),
         "## Per-class recall (mean over seeds, percent; classes from most to least frequent in training)",
         "",
         recall_table(result),
@@ -179,6 +286,33 @@ def _figure(width: float, height: float, **kwargs: Any):
 
     figure = Figure(figsize=(width, height), layout="constrained", **kwargs)
     FigureCanvasAgg(figure)
+    return figure
+
+
+def forest_figure(result: AblationResult):
+    """The paired difference of balanced accuracy from the baseline, with its 95 % interval, one row per
+    configuration (ranked; the baseline left out) and a vertical line at 0; None without other configurations."""
+    stats = getattr(result, "statistics", None) or {}
+    rows = [row for row in result.summary if stats and row["vs_baseline"]["reference"] is not None]
+    if not rows:
+        return None
+    colours = {"better": "tab:green", "worse": "tab:red"}
+    figure = _figure(5.5 + 0.06 * max(len(r["label"]) for r in rows), 1.9 + 0.3 * len(rows))
+    ax = figure.add_subplot()
+    for y, row in enumerate(rows):
+        d = row["vs_baseline"]
+        mean, low, high = (100 * (np.nan if d[k] is None else d[k]) for k in ("mean", "ci_low", "ci_high"))
+        colour = colours.get(d["verdict"], "tab:gray")
+        if math.isfinite(low) and math.isfinite(high):
+            ax.plot([low, high], [y, y], color=colour, linewidth=2, solid_capstyle="butt")
+        ax.plot([mean], [y], "o", color=colour, markersize=5)
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel(f"balanced accuracy − {stats['baseline']}'s, points", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"Paired difference from {stats['baseline']} on {result.dataset['name']}, 95 % interval over "
+                 f"{len(stats['seeds'])} seeds\ngreen: better, red: worse, grey: not distinguishable", fontsize=9)
     return figure
 
 
@@ -281,7 +415,7 @@ def save(result: AblationResult, out: Path, *, plots: bool = True) -> list[Path]
     written: list[Path] = []
     plot_names: list[str] = []
     if plots:
-        for name, build in ((RECALL_PLOT, recall_figure), (GAMMA_PLOT, gamma_figure)):
+        for name, build in ((FOREST_PLOT, forest_figure), (RECALL_PLOT, recall_figure), (GAMMA_PLOT, gamma_figure)):
             figure = build(result)
             if figure is None:
                 continue
@@ -294,3 +428,19 @@ def save(result: AblationResult, out: Path, *, plots: bool = True) -> list[Path]
     report = out / "report.md"
     report.write_text(report_markdown(result, plots=plot_names), encoding="utf-8")
     return [results, report] + written
+
+
+def _model_line(settings: dict[str, Any], vary_split: bool = False) -> str:
+    """The report's line on the model and its training: a built-in model, your factory, or your train_fn."""
+    model = settings["model"]
+    if model == "train_fn":
+        return (f"- Model and training: your train_fn `{settings['train_fn']}`, seeded with each seed (lab settings "
+                f"passed to it: {settings['epochs']} epochs, batches of {settings['batch_size']}, lr "
+                f"{settings['lr']:g}, weight decay {settings['weight_decay']:g}); the lab scores its test logits.")
+    name = {"mlp": f"mlp ({settings['hidden']} hidden units)", "cnn": "cnn (two 3 x 3 convolutions, 16 and 32 "
+            "channels, average pooling to 2 x 2, a linear layer)",
+            "custom": f"your factory `{settings.get('model_factory')}`"}.get(model, model)
+    return (f"- Model: {name}, AdamW (lr {settings['lr']:g}, weight decay {settings['weight_decay']:g}, cosine "
+            f"schedule), {settings['epochs']} epochs of batches of {settings['batch_size']}; seeds change the "
+            + ("initialisation and the batch order, and the split (--vary-split)." if vary_split else
+               "initialisation and the batch order, never the data."))

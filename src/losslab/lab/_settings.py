@@ -26,7 +26,10 @@ DEFAULTS: dict[str, Any] = {
     "split_seed": 0, "seeds": 5,
     "model": "mlp", "hidden": 128, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
     "epochs": None,  # 20 for MNIST-LT, 60 for Digits-LT and --data (lab._data.default_epochs)
-    "shot_thresholds": None, "bins": 15, "jobs": 1, "out": "losslab-ablate", "losses": None,
+    "shot_thresholds": None, "bins": 15, "jobs": None, "backend": "local", "scheduler": None,
+    "out": "losslab-ablate", "losses": None,
+    "baseline": None,  # cross_entropy, or the first configuration where the grid has none
+    "vary_split": False,  # True: the split (test set and long-tail subsample) drawn with each run's seed
 }
 QUICK = {"seeds": 2, "epochs": None}  # None: the data set's quick epochs, 5 for MNIST-LT, 20 for the others
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -13,19 +13,29 @@ from torch import nn
 
 from .._checks import get_checks, set_checks
 from ._data import Split
-from ._losses import build_loss, check_training_options, classification_loss, feed, input_kind, is_sigmoid
+from ._losses import (build_loss, check_training_options, classification_loss, config_label, feed, input_kind,
+                      is_sigmoid)
+from ._models import LossFn, SmallCNN, make_net, run_train_fn
 from ._schedule import at_epochs, phases
 
 __all__ = ["build_model", "check_budget", "check_loss", "posthoc_probabilities", "train"]
 
-MODELS = ("mlp", "logreg")
+MODELS = ("mlp", "logreg", "cnn")
 
 
-def build_model(kind: Literal["mlp", "logreg"], in_features: int, num_classes: int, *, hidden: int = 128) -> nn.Module:
-    """An MLP (one hidden layer of ``hidden`` ReLU units) or a logistic regression (one linear layer).
+def build_model(kind: Literal["mlp", "logreg", "cnn"], in_features: int, num_classes: int, *, hidden: int = 128,
+                image_shape: tuple[int, int] | None = None) -> nn.Module:
+    """An MLP (one hidden layer of ``hidden`` ReLU units), a logistic regression (one linear layer), or a CNN.
 
+    The CNN (:class:`losslab.lab._models.SmallCNN`) takes images flattened to ``in_features = H * W``
+    and needs their ``image_shape`` ``(H, W)``; it ignores ``hidden``.
     Parameters are drawn from torch's global generator: seed it first (:func:`train` does).
     """
+    if kind == "cnn":
+        if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != in_features:
+            raise ValueError(f"build_model: the cnn needs image_shape (H, W) with H * W = in_features "
+                             f"({in_features}); got {image_shape!r}")
+        return SmallCNN(tuple(image_shape), num_classes)
     if kind == "mlp":
         if not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"build_model: hidden must be a positive integer; got {hidden!r}")
@@ -108,8 +118,9 @@ def shape_or_value(value: torch.Tensor) -> str:
 
 
 def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, seed: int = 0,
-          model: Literal["mlp", "logreg"] = "mlp", hidden: int = 128, epochs: int = 60, batch_size: int = 64,
-          lr: float = 3e-3, weight_decay: float = 1e-4) -> dict[str, Any]:
+          model: Literal["mlp", "logreg", "cnn"] | Callable[[int, int], nn.Module] = "mlp", hidden: int = 128,
+          epochs: int = 60, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
+          train_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Train a model on ``split``'s training set with the loss ``loss`` and return its test predictions.
 
     AdamW with a cosine learning-rate schedule for ``epochs`` passes over the
@@ -138,6 +149,14 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     takes probabilities (``"BCELoss"``, ``from_logits=False``), their
     log-softmax for one that takes log-probabilities (``nll_loss``).
 
+    ``model`` is "mlp", "logreg", "cnn" (images only: ``split.image_shape``) or a factory
+    ``model(num_features, num_classes) -> nn.Module`` trained by this loop. ``train_fn``
+    replaces the loop: ``train_fn(split, loss_fn, seed, settings)`` returns the test
+    logits ``(n_test, C)`` for ``split.x_test``, trained with ``loss_fn(logits, targets)``
+    (:class:`losslab.lab._models.LossFn`); ``settings`` holds epochs, batch_size, lr,
+    weight_decay and hidden. It runs with torch's global generator seeded with ``seed``
+    on one thread, like the lab's loop.
+
     Raises:
         ValueError: a bad budget, an option that breaks training (``reduction``,
             ``dist_sync``, ``avg_factor``), and the loss's own errors.
@@ -145,6 +164,9 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
             lower the learning rate).
     """
     options = dict(options or {})
+    if train_fn is not None and not (isinstance(model, str) and model == "mlp"):  # "mlp" is the default
+        raise ValueError(f"train: give model= or train_fn=, not both (train_fn trains its own model); got "
+                         f"model={model!r}")
     check_budget(caller="train", epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  hidden=hidden if model == "mlp" else 128)
     check_training_options(options, caller="train", label=loss)
@@ -157,7 +179,17 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     y = torch.from_numpy(split.y_train)
     start = time.perf_counter()
     with _one_thread_seeded(seed):
-        net = build_model(model, x.shape[1], split.num_classes, hidden=hidden)
+        if train_fn is not None:  # the user's loop: the lab seeds it and scores the test logits it returns
+            budget = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                      "hidden": hidden}
+            loss_fn = LossFn(*criteria[0], sigmoid, loss, [(p["epoch"], *c) for p, c in zip(plan, criteria)])
+            out = run_train_fn(train_fn, split, loss_fn, seed=seed, settings=budget)
+            if len(plan) > 1 and loss_fn.epoch is None:
+                raise ValueError(f"train: {config_label(loss, options)} changes its loss at epochs "
+                                 f"{[p['epoch'] for p in plan[1:]]} of {epochs}; train_fn must call "
+                                 "loss_fn.set_epoch(epoch) at the start of every epoch")
+            return {**out, "schedule": plan}
+        net = make_net(model, split, hidden=hidden, caller="train")
         steps = epochs * -(-len(x) // batch_size)
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
