@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -126,6 +126,31 @@ def _needs_images(split: Split, caller: str) -> tuple[int, int]:
     return split.image_shape
 
 
+MODELS = ("mlp", "logreg", "cnn")
+
+
+def build_model(kind: Literal["mlp", "logreg", "cnn"], in_features: int, num_classes: int, *, hidden: int = 128,
+                image_shape: tuple[int, int] | None = None) -> nn.Module:
+    """An MLP (one hidden layer of ``hidden`` ReLU units), a logistic regression (one linear layer), or a CNN.
+
+    The CNN (:class:`losslab.lab._models.SmallCNN`) takes images flattened to ``in_features = H * W``
+    and needs their ``image_shape`` ``(H, W)``; it ignores ``hidden``.
+    Parameters are drawn from torch's global generator: seed it first (:func:`train` does).
+    """
+    if kind == "cnn":
+        if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != in_features:
+            raise ValueError(f"build_model: the cnn needs image_shape (H, W) with H * W = in_features "
+                             f"({in_features}); got {image_shape!r}")
+        return SmallCNN(tuple(image_shape), num_classes)
+    if kind == "mlp":
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"build_model: hidden must be a positive integer; got {hidden!r}")
+        return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    if kind == "logreg":
+        return nn.Linear(in_features, num_classes)
+    raise ValueError(f"build_model: model must be one of {', '.join(map(repr, MODELS))}; got {kind!r}")
+
+
 def make_net(model: Any, split: Split, *, hidden: int = 128, caller: str = "train") -> nn.Module:
     """The network of one run: a built-in model by name, or ``model(num_features, num_classes)`` checked.
 
@@ -133,8 +158,6 @@ def make_net(model: Any, split: Split, *, hidden: int = 128, caller: str = "trai
     is ``(B, num_classes)``; it is probed once on two training rows in eval mode without gradients (so that
     dropout draws nothing and batch norm keeps its statistics), then put back in training mode.
     """
-    from ._train import build_model  # _train imports this module
-
     num_features, num_classes = split.x_train.shape[1], split.num_classes
     if isinstance(model, str):
         image_shape = _needs_images(split, caller) if model == "cnn" else None

@@ -13,36 +13,12 @@ from torch import nn
 
 from .._checks import get_checks, set_checks
 from ._data import Split
-from ._losses import (build_loss, check_training_options, classification_loss, config_label, feed, input_kind,
-                      is_sigmoid)
-from ._models import LossFn, SmallCNN, make_net, run_train_fn
+from ._losses import build_loss, check_training_options, classification_loss, config_label, feed, input_kind, is_sigmoid
+from ._models import MODELS, LossFn, build_model, make_net, run_train_fn  # noqa: F401  (re-exported)
 from ._schedule import at_epochs, phases
 
 __all__ = ["build_model", "check_budget", "check_loss", "posthoc_probabilities", "train"]
 
-MODELS = ("mlp", "logreg", "cnn")
-
-
-def build_model(kind: Literal["mlp", "logreg", "cnn"], in_features: int, num_classes: int, *, hidden: int = 128,
-                image_shape: tuple[int, int] | None = None) -> nn.Module:
-    """An MLP (one hidden layer of ``hidden`` ReLU units), a logistic regression (one linear layer), or a CNN.
-
-    The CNN (:class:`losslab.lab._models.SmallCNN`) takes images flattened to ``in_features = H * W``
-    and needs their ``image_shape`` ``(H, W)``; it ignores ``hidden``.
-    Parameters are drawn from torch's global generator: seed it first (:func:`train` does).
-    """
-    if kind == "cnn":
-        if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != in_features:
-            raise ValueError(f"build_model: the cnn needs image_shape (H, W) with H * W = in_features "
-                             f"({in_features}); got {image_shape!r}")
-        return SmallCNN(tuple(image_shape), num_classes)
-    if kind == "mlp":
-        if not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"build_model: hidden must be a positive integer; got {hidden!r}")
-        return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
-    if kind == "logreg":
-        return nn.Linear(in_features, num_classes)
-    raise ValueError(f"build_model: model must be one of {', '.join(map(repr, MODELS))}; got {kind!r}")
 
 
 @contextmanager
