@@ -116,7 +116,7 @@ def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
         t = t * (1.0 - smoothing) + 0.5 * smoothing
     alpha, multiplier = o["alpha"], w
     if alpha is not None:
-        alpha_t = t * (2.0 * alpha - 1.0) + (1.0 - alpha)  # alpha t + (1 - alpha)(1 - t)
+        alpha_t = torch.add((1.0 - t) * (1.0 - alpha), t, alpha=alpha)  # exact at t = 0 and 1, even for tiny alpha
         multiplier = alpha_t if w is None else alpha_t * w
     if valid is not None:
         multiplier = valid.to(x.dtype) if multiplier is None else torch.where(valid, multiplier, 0.0)

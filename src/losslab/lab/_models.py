@@ -32,6 +32,12 @@ FACTORY_CONTRACT = "a callable (num_features, num_classes) -> torch.nn.Module"
 TRAIN_FN_CONTRACT = "a callable (split, loss_fn, seed, settings) -> test logits (n_test, C)"
 
 
+def as_tensor(array: np.ndarray) -> Tensor:
+    """``torch.from_numpy`` of a run's data, copied where it is read-only (joblib hands large arrays to worker
+    processes as read-only memory maps, which torch warns about)."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 class SmallCNN(nn.Module):
     """Two 3 x 3 convolutions with ReLU, average pooling to 2 x 2 and a linear layer: a CNN for small images.
 
@@ -171,7 +177,7 @@ def make_net(model: Any, split: Split, *, hidden: int = 128, caller: str = "trai
     if not isinstance(net, nn.Module):
         raise ValueError(f"{caller}: {called} returned {type(net).__name__}, not a torch.nn.Module "
                          f"(model must be {FACTORY_CONTRACT})")
-    probe = torch.from_numpy(split.x_train[:2])
+    probe = as_tensor(split.x_train[:2])
     try:
         net.eval()
         with torch.no_grad():

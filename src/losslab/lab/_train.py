@@ -14,7 +14,7 @@ from torch import nn
 from .._checks import get_checks, set_checks
 from ._data import Split
 from ._losses import build_loss, check_training_options, classification_loss, config_label, feed, input_kind, is_sigmoid
-from ._models import MODELS, LossFn, build_model, make_net, run_train_fn  # noqa: F401  (re-exported)
+from ._models import MODELS, LossFn, as_tensor, build_model, make_net, run_train_fn  # noqa: F401  (re-exported)
 from ._schedule import at_epochs, phases
 
 __all__ = ["build_model", "check_budget", "check_loss", "posthoc_probabilities", "train"]
@@ -62,7 +62,7 @@ def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None
     label = label or loss
     check_training_options(options, caller=caller, label=label)
     sigmoid = is_sigmoid(classification_loss(loss, caller=caller)[0], options)
-    y = torch.from_numpy(split.y_train[:8])
+    y = as_tensor(split.y_train[:8])
     logits = torch.randn(len(y), split.num_classes, generator=torch.Generator().manual_seed(0))
     for _, name, phase_options in phases(loss, options, sigmoid=sigmoid, caller=caller, label=label):
         criterion, _ = build_loss(name, phase_options, split.train_counts().tolist(), caller=caller, running=True)
@@ -151,8 +151,8 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
     plan = at_epochs(phases(loss, options, sigmoid=sigmoid, caller="train"), epochs)
     criteria = [(build_loss(p["loss"], p["options"], counts.tolist(), caller="train", running=True)[0],
                  input_kind(p["loss"], p["options"])) for p in plan]
-    x = torch.from_numpy(split.x_train)
-    y = torch.from_numpy(split.y_train)
+    x = as_tensor(split.x_train)
+    y = as_tensor(split.y_train)
     start = time.perf_counter()
     with _one_thread_seeded(seed):
         if train_fn is not None:  # the user's loop: the lab seeds it and scores the test logits it returns
@@ -194,7 +194,7 @@ def train(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, 
             set_checks(saved)
         net.eval()
         with torch.no_grad():
-            logits = net(torch.from_numpy(split.x_test)).double()
+            logits = net(as_tensor(split.x_test)).double()
     probabilities = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
     if not np.isfinite(last) or not bool(torch.isfinite(probabilities).all()):
         what = f"the loss became {last}" if not np.isfinite(last) else "the model's outputs became NaN or infinite"
