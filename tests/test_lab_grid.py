@@ -366,3 +366,12 @@ class TestPosthoc:
         logits = np.zeros((1, 3))
         scores = posthoc_probabilities(logits, np.array([900, 90, 10]), sigmoid=False)
         assert scores.argmax() == 2 and math.isclose(scores.sum(), 1.0)
+
+
+def test_a_schedule_phase_without_epochs_is_refused():
+    """With 4 epochs, weights from 0.8 would start at epoch 4: the DRW phase would silently vanish."""
+    losses = [{"name": "ldam_loss", "scale": 2.0, "weight": {"method": "effective_number", "beta": 0.9999, "from": 0.8}}]
+    with pytest.raises(ValueError, match=r"^ablate: ldam_loss .*with 4 epochs a phase of its schedule \(starting at "
+                                         r"0\.8 of the epochs\) gets no epoch"):
+        from losslab.lab import ablate
+        ablate(losses=losses, seeds=1, epochs=4, dataset="digits-lt", model="logreg")

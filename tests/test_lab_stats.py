@@ -92,7 +92,9 @@ class TestPairedDifference:
     def test_equal_differences(self):
         same = paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
         assert same["verdict"] == "not distinguishable" and same["ci_low"] == same["ci_high"] == 0.0
-        assert paired_difference([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])["verdict"] == "better"
+        # the same nonzero difference on every seed: no spread to test (a discrete metric's step), no verdict
+        assert paired_difference([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])["verdict"] == "not distinguishable"
+        assert paired_difference([0.6, 0.71, 0.8], [0.5, 0.6, 0.7])["verdict"] == "better"
 
     def test_one_seed_and_nan_pairs(self):
         one = paired_difference([0.8], [0.7])
@@ -305,3 +307,15 @@ class TestAblate:
                      str(tmp_path / "o")]) == 0
         data = json.loads((tmp_path / "o" / "results.json").read_text())
         assert data["settings"]["vary_split"] is True and data["statistics"]["baseline"] == "cross_entropy"
+
+
+def test_the_same_difference_on_every_seed_gives_no_verdict():
+    """A discrete metric can move by the same step on every seed: no spread, no interval width, no verdict."""
+    d = paired_difference([0.81, 0.82], [0.80, 0.81])
+    assert d["verdict"] == "not distinguishable" and math.isnan(d["p_value"])
+
+
+def test_repeated_seeds_are_refused():
+    """A repeated seed is the same run twice: counted as two seeds it made a zero-width interval and a verdict."""
+    with pytest.raises(ValueError, match=r"^ablate: seeds must be distinct .*got \[0, 0\]$"):
+        ablate(losses=[{"name": "cross_entropy"}], seeds=[0, 0], epochs=1, dataset="digits-lt", model="logreg")

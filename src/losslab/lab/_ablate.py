@@ -63,6 +63,9 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
                                        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ValueError(f"{caller}: seeds must be a positive count or a non-empty list of integers; got {seeds!r}")
+    if isinstance(seeds, list) and len(set(seeds)) < len(seeds):  # a repeated seed is one run counted twice
+        raise ValueError(f"{caller}: seeds must be distinct (a repeated seed repeats the same run, which the "
+                         f"intervals would count as independent); got {seeds!r}")
     if settings["model"] not in (*MODELS, "custom", "train_fn"):  # a callable is checked by resolve_model
         raise ValueError(f"{caller}: model must be one of {', '.join(map(repr, MODELS))}; got {settings['model']!r}")
     check_backend(settings["backend"], settings["scheduler"], settings["jobs"], caller=caller)
@@ -315,7 +318,7 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
         check_model(split, model or "mlp", hidden=hidden, caller="ablate")
     for config in settings["losses"]:  # a bad option fails here, before any run
         check_loss(split, config["name"], {k: v for k, v in config.items() if k not in ("name", "label")},
-                   caller="ablate", label=config["label"])
+                   caller="ablate", label=config["label"], epochs=settings["epochs"])
     counts = split.train_counts()
     groups = shot_groups(counts, None if shot_thresholds is None else tuple(shot_thresholds))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

@@ -139,7 +139,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                             "ray (a Ray cluster, where ray is installed); the numbers are the same on each")
     scale.add_argument("--scheduler", metavar="ADDRESS",
                        help="the cluster's scheduler, e.g. tcp://host:8786 for Dask (Ray: its address; default local)")
-    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds, 5 epochs (else 20)")
+    parser.add_argument("--quick", action="store_true", help=f"a fast look: {QUICK['seeds']} seeds and fewer epochs (MNIST-LT 5, Digits-LT and "
+                        "--data 20)")
 
 
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -191,10 +191,10 @@ def paired_difference(values: Sequence[float] | np.ndarray, reference: Sequence[
         p_value = float("nan")
     else:
         sd = float(_finite(d).std(ddof=1))
-        if sd == 0:
-            p_value = 1.0 if out["mean"] == 0 else 0.0
-        else:
-            p_value = 1.0 - _two_sided(abs(out["mean"]) / (sd / math.sqrt(n)), n - 1)
+        scale = max(1.0, float(np.nanmax(np.abs(np.concatenate([x, b])))))
+        if sd <= 1e-12 * scale:  # the same difference on every seed (a step of a discrete metric, up to rounding):
+            return {**out, "p_value": float("nan"), "verdict": SAME}  # no spread to test, so no verdict either way
+        p_value = 1.0 - _two_sided(abs(out["mean"]) / (sd / math.sqrt(n)), n - 1)
     return {**out, "p_value": p_value, "verdict": verdict(out["ci_low"], out["ci_high"])}
 
 

@@ -49,7 +49,7 @@ def check_budget(*, caller: str, epochs: Any, batch_size: Any, lr: Any, weight_d
 
 
 def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None, *, caller: str,
-               label: str | None = None) -> None:
+               label: str | None = None, epochs: int | None = None) -> None:
     """Build the loss and compute it once on a few training examples with random logits, before any run.
 
     Every phase of a schedule (``warmup``, class weights ``from`` an epoch;
@@ -64,7 +64,12 @@ def check_loss(split: Split, loss: str, options: Mapping[str, Any] | None = None
     sigmoid = is_sigmoid(classification_loss(loss, caller=caller)[0], options)
     y = as_tensor(split.y_train[:8])
     logits = torch.randn(len(y), split.num_classes, generator=torch.Generator().manual_seed(0))
-    for _, name, phase_options in phases(loss, options, sigmoid=sigmoid, caller=caller, label=label):
+    plan = phases(loss, options, sigmoid=sigmoid, caller=caller, label=label)
+    if epochs is not None and len(at_epochs(plan, epochs)) < len(plan):  # a phase would silently vanish
+        starts = ", ".join(f"{start:g}" for start, _, _ in plan[1:])
+        raise ValueError(f"{caller}: {label}: with {epochs} epochs a phase of its schedule (starting at "
+                         f"{starts} of the epochs) gets no epoch; give more epochs or move the switch")
+    for _, name, phase_options in plan:
         criterion, _ = build_loss(name, phase_options, split.train_counts().tolist(), caller=caller, running=True)
         value = criterion(feed(logits, input_kind(name, phase_options), sigmoid=sigmoid), y)
         if value.ndim != 0 or not bool(torch.isfinite(value)):
