@@ -330,7 +330,9 @@ def ablate(*, data: str | os.PathLike | None = None, dataset: str | None = None,
     runs = _run_all(splits, job_list, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
     info = {
         "name": split.name, **split.info, "classes": list(split.class_names), "rho": split.rho,
-        "split_seed": split.seed, "train_counts": counts.tolist(), "test_counts": split.test_counts().tolist(),
+        # with vary_split each run's split is drawn with its seed (the counts per class are the same profile)
+        "split_seed": None if vary_split else split.seed, "train_counts": counts.tolist(),
+        "test_counts": split.test_counts().tolist(),
         "train_size": int(len(split.y_train)), "test_size": int(len(split.y_test)), "shot_groups": groups,
         "shot_rule": ("thirds of the classes by training count" if shot_thresholds is None
                       else f"many > {shot_thresholds[0]} >= medium >= {shot_thresholds[1]} > few"),
