@@ -281,9 +281,7 @@ def linear_cross_entropy(
         raise ValueError(f"{fn}: target must be on hidden's device ({hidden.device}); got {target.device}")
     z_loss = check_number(fn, "z_loss", z_loss, low=0.0)
     if softcap is not None:
-        softcap = check_number(fn, "softcap", softcap, low=0.0)
-        if softcap <= 0:
-            raise ValueError(f"{fn}: softcap must be > 0 or None; got {softcap!r}")
+        softcap = check_number(fn, "softcap", softcap, low=0.0, low_open=True)
     if not isinstance(shift, bool):
         raise TypeError(f"{fn}: shift must be a bool; got {type(shift).__name__}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
