@@ -242,9 +242,9 @@ def linear_cross_entropy(
         (softcapping).
 
     Example:
-        >>> import torch, losslab.linear as L
+        >>> import torch, losslab
         >>> h = torch.randn(6, 4, requires_grad=True); w = torch.randn(10, 4, requires_grad=True)
-        >>> loss = L.linear_cross_entropy(h, w, torch.tensor([1, 2, 3, 4, 5, 6]), chunk_size=4)
+        >>> loss = losslab.linear_cross_entropy(h, w, torch.tensor([1, 2, 3, 4, 5, 6]), chunk_size=4)
         >>> loss.backward()
 
     Numerics: logits, log-sum-exp, losses and gradients are computed in float32 for float16/bfloat16 inputs
