@@ -120,7 +120,7 @@ def test_gradcheck():
     h, w, b, y = make(torch.float64, n=6)
     cw = torch.rand(V, dtype=torch.float64) + 0.1
     for red in ("mean", "none"):
-        torch.autograd.gradcheck(lambda h, w, b: linear_cross_entropy(
+        torch.autograd.gradcheck(lambda h, w, b, red=red: linear_cross_entropy(
             h, w, y, bias=b, reduction=red, class_weight=cw, label_smoothing=0.1, z_loss=0.01, softcap=3.0,
             chunk_size=4), (h, w, b))
 
