@@ -162,11 +162,15 @@ def verdict_sentences(result: AblationResult) -> list[str]:
             f"worse: {listed(stats['worse_than_baseline'], 'vs_baseline')}; not distinguishable: "
             f"{', '.join(stats['not_distinguishable_from_baseline']) or 'none'}.")]
     same = stats["not_distinguishable_from_best"]
-    out.append(f"Against the best, {best} ({_cell(rows[best]['balanced_accuracy'])} %): "
-               + (f"not distinguishable from it: {', '.join(same)}; " if same else
-                  "every other configuration is distinguishably worse; " if len(rows) > 1 else "")
-               + (f"distinguishably worse: {', '.join(stats['worse_than_best'])}." if stats["worse_than_best"]
-                  else "none is distinguishably worse." if len(rows) > 1 else "the only configuration."))
+    worse = stats["worse_than_best"]
+    if len(rows) == 1:
+        versus = "the only configuration."
+    elif not same and len(worse) == len(rows) - 1:
+        versus = f"every other configuration is distinguishably worse: {', '.join(worse)}."
+    else:
+        versus = (f"not distinguishable from it: {', '.join(same)}; " if same else "") + \
+            (f"distinguishably worse: {', '.join(worse)}." if worse else "none is distinguishably worse.")
+    out.append(f"Against the best, {best} ({_cell(rows[best]['balanced_accuracy'])} %): {versus}")
     return out
 
 
