@@ -1,7 +1,7 @@
 """The long-tail losses of the softmax family: logit adjustment (Balanced Softmax at tau = 1), LDAM, VS.
 
 Each is cross-entropy of adjusted logits z_c = a_c x_c + b_c - m_y [c = y], with per-class vectors a, b, m
-computed from the class counts (:func:`_prior_terms`). They go through :func:`losslab._forms.softmax_loss`,
+computed from the class counts (:func:`losslab.weights.log_prior`). They go through :func:`losslab._forms.softmax_loss`,
 so every backend of cross_entropy computes them: torch's ``F.cross_entropy`` of z on small inputs, the
 compiled sweep on CPU and the Triton kernel on CUDA (both adjusting inside, without storing z) on large
 ones. The post-hoc correction :func:`losslab.logit_adjust` and the DRW schedule
