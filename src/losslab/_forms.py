@@ -9,6 +9,7 @@ one of the backends registered here and finishes it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +153,8 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
                  ignore_index: int | None, class_weight: object = None, gamma: float = 0.0,
                  label_smoothing: float = 0.0, weighted_mean: bool = False, dist_sync: bool = False,
                  logit_scale: Tensor | None = None, logit_offset: Tensor | None = None,
-                 target_margin: Tensor | None = None) -> Tensor:
+                 target_margin: Tensor | None = None, kind: str = "softmax",
+                 options: dict[str, Any] | None = None) -> Tensor:
     """A softmax-form loss over dim 1 of an (N, C, d1, ...) input.
 
     "mean" divides by the number of kept positions, or, with ``weighted_mean``
@@ -164,6 +166,9 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     ``target_margin`` m are (C,) vectors in the compute dtype (None: 1, 0, 0); the
     margin needs class-index targets. Every backend applies the same adjustment
     (:func:`adjusted`); the sweeps and the Triton kernel inside, without storing z.
+
+    ``kind`` names another row of the dispatcher's table computed from the same prepared call (Poly-1:
+    "poly_softmax"), whose hyperparameters come in ``options``.
     """
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
     if input.shape[1] < 1:
@@ -188,11 +193,11 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     if target_margin is not None and tgt.indices is None:
         raise ValueError(f"{fn}: the target margin needs class-index targets; got probabilities of shape "
                          f"{shape_str(target.shape)}")
-    call = Call(fn, "softmax", input, reduction, denominator, processes,
+    call = Call(fn, kind, input, reduction, denominator, processes,
                 {"target": target, "indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w,
                  "a": logit_scale, "b": logit_offset, "m": target_margin},
                 {"input_kind": input_kind, "gamma": gamma, "smoothing": label_smoothing,
-                 "ignore_index": ignore_index, "torch_mean": torch_mean},
+                 "ignore_index": ignore_index, "torch_mean": torch_mean, **(options or {})},
                 fusable=input_kind == "logits", per_position=True)
     return _dispatch.run(call)
 

@@ -18,19 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _dispatch, _dist
+from . import _dispatch
 from ._checks import (
     check_alpha,
     check_common,
-    check_input,
     check_number,
-    class_vector,
-    compute_dtype,
     numpy_arguments,
-    shape_str,
 )
-from ._core import count, focal_weight, index_weight_sum, softmax_target, upcast
+from ._core import focal_weight, upcast
 from ._dispatch import Backends, Call
+from ._forms import softmax_loss
 from ._module import LossModule
 from .asymmetric import finish_elements, prepare_sigmoid
 from .registry import Alias, LossSpec, register
@@ -61,26 +58,14 @@ def _poly_term(one_minus_p: Tensor, minus_log_p: Tensor, gamma: float, epsilon: 
 
 
 def _softmax(fn: str, input: Tensor, target: Tensor, *, epsilon: float, gamma: float, class_weight: Any,
-             weight_name: str, ignore_index: int | None, label_smoothing: float, reduction: str,
-             weighted_mean: bool, dist_sync: bool) -> Tensor:
-    """Prepare a softmax-form Poly-1 call over dim 1; "mean" as :func:`losslab._forms.softmax_loss` divides."""
-    check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
-    if input.shape[1] < 1:
-        raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
-    processes = _dist.world(fn, dist_sync)
-    dtype = compute_dtype(input)
-    tgt = softmax_target(fn, input, target, ignore_index, dtype)
-    w = None if class_weight is None else class_vector(fn, weight_name, class_weight, input.shape[1], input, dtype)
-    denominator = None
-    if tgt.indices is not None:
-        like = input.new_empty(0, dtype=dtype)
-        denominator = index_weight_sum(tgt, w, like) if weighted_mean else count(tgt.valid, like)
-    if denominator is None:
-        denominator = float(input.numel() // input.shape[1])
-    return _dispatch.run(Call(fn, "poly_softmax", input, reduction, denominator, processes,
-                              {"indices": tgt.indices, "valid": tgt.valid, "probs": tgt.probs, "w": w},
-                              {"epsilon": epsilon, "gamma": gamma, "smoothing": label_smoothing},
-                              fusable=False, per_position=True))
+             ignore_index: int | None, label_smoothing: float, reduction: str, weighted_mean: bool,
+             dist_sync: bool) -> Tensor:
+    """A softmax-form Poly-1 call over dim 1, prepared as :func:`losslab._forms.softmax_loss` prepares
+    cross-entropy (target, weights named "weight" with ``weighted_mean``, else "alpha"; "mean"'s denominator)
+    and computed by the "poly_softmax" row."""
+    return softmax_loss(fn, input, target, reduction=reduction, input_kind="logits", ignore_index=ignore_index,
+                        class_weight=class_weight, label_smoothing=label_smoothing, weighted_mean=weighted_mean,
+                        dist_sync=dist_sync, kind="poly_softmax", options={"epsilon": epsilon, "gamma": gamma})
 
 
 def _softmax_composite(call: Call) -> tuple[Tensor, str]:
@@ -195,7 +180,7 @@ def poly_cross_entropy(
     fn = "poly_cross_entropy"
     epsilon = _check_poly_ce(fn, epsilon=epsilon, ignore_index=ignore_index, reduction=reduction,
                              label_smoothing=label_smoothing)
-    return _softmax(fn, input, target, epsilon=epsilon, gamma=0.0, class_weight=weight, weight_name="weight",
+    return _softmax(fn, input, target, epsilon=epsilon, gamma=0.0, class_weight=weight,
                     ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                     weighted_mean=True, dist_sync=dist_sync)
 
@@ -274,7 +259,7 @@ def poly_softmax_focal_loss(
                                          label_smoothing=label_smoothing, reduction=reduction)
     if isinstance(alpha, float) and isinstance(input, Tensor) and input.ndim >= 2:
         alpha = torch.full((input.shape[1],), alpha, dtype=torch.float64, device=input.device)
-    return _softmax(fn, input, target, epsilon=epsilon, gamma=float(gamma), class_weight=alpha, weight_name="alpha",
+    return _softmax(fn, input, target, epsilon=epsilon, gamma=float(gamma), class_weight=alpha,
                     ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                     weighted_mean=False, dist_sync=dist_sync)
 

@@ -16,6 +16,7 @@ from ._core import SoftmaxTarget, softmax_target, upcast
 from ._forms import softmax_loss
 from ._stateful import StatefulLoss
 from .registry import Alias, LossSpec, register
+from .weights import class_counts_vector
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -103,7 +104,7 @@ def seesaw_loss(
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
     dtype = compute_dtype(input)
     tgt = _class_indices(fn, input, target, ignore_index, dtype)
-    counts = class_vector(fn, "class_counts", class_counts, input.shape[1], input, dtype)
+    counts = class_counts_vector(fn, class_counts, input).to(dtype)  # the long-tail losses' one conversion
     x = upcast(input, dtype)
     shifted = x + seesaw_shift(x.detach(), tgt.indices, counts, p=p, q=q, eps=eps)
     loss = softmax_loss(fn, shifted, target, reduction=reduction, input_kind="logits", ignore_index=ignore_index,
