@@ -694,3 +694,65 @@ def test_without_a_gradient_the_native_node_computes_the_loss_only(name, monkeyp
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the native node ran without a gradient to compute")
+
+
+def _spy_sweeps(monkeypatch) -> list[Any]:
+    """Record the backend of each sweep "auto" runs (without running it: a zero loss comes back)."""
+    seen: list[Any] = []
+
+    def spy(fn, input, sweep, batched, shared, reduction, denominator, *, per_position, compiled):
+        seen.append(compiled)
+        return torch.zeros((), dtype=input.dtype)
+
+    monkeypatch.setattr(_fused, "fused", spy)
+    return seen
+
+
+@pytest.mark.parametrize("compiler", [True, False], ids=["compiler", "no compiler"])
+def test_the_sigmoid_form_compiles_from_fewer_elements(compiler, monkeypatch):
+    """"auto" compiles the sigmoid focal sweep from COMPILE_MIN_NUMEL / 16 elements and the BCE sweep from
+    COMPILE_MIN_NUMEL / 8 (the native sigmoid node is many small kernels); the softmax family from
+    COMPILE_MIN_NUMEL. Without a compiler nothing changes below COMPILE_MIN_NUMEL."""
+    monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
+    monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 1024)
+    seen = _spy_sweeps(monkeypatch)
+    calls = {
+        "sigmoid_focal_loss": lambda x: losslab.sigmoid_focal_loss(x, soft_labels(x.shape, 1)),
+        "sigmoid_focal_loss, class indices": lambda x: losslab.sigmoid_focal_loss(x, class_indices(x.shape[:1], C)),
+        "binary_cross_entropy": lambda x: losslab.binary_cross_entropy(x, soft_labels(x.shape, 2)),
+        "cross_entropy": lambda x: losslab.cross_entropy(x, class_indices(x.shape[:1], C)),
+        "softmax_focal_loss": lambda x: losslab.softmax_focal_loss(x, class_indices(x.shape[:1], C)),
+    }
+    first = {"sigmoid_focal_loss": 64, "sigmoid_focal_loss, class indices": 64, "binary_cross_entropy": 128,
+             "cross_entropy": 1024, "softmax_focal_loss": 1024}
+    with contextlib.ExitStack() as stack:
+        if not compiler:
+            stack.enter_context(_dispatch.without_compiler())
+        for name, call in calls.items():
+            for rows in (first[name] // C - 1, first[name] // C):
+                seen.clear()
+                call(logits(rows, C, seed=rows).requires_grad_(True))
+                runs_compiled = rows * C >= first[name] and compiler
+                assert seen == ([True] if runs_compiled else []), (name, rows * C)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.7])
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["float gamma (eager)", "tensor gamma (compiled)"])
+def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_tensor):
+    """The class-index sweep knows its targets are 0 or 1 (its focal factor takes log(1 - p_t) from the BCE
+    terms and needs no division); on the one-hot targets the general dense sweep agrees, value and gradient,
+    saturated logits included."""
+    g = gen(990)
+    x = torch.cat([torch.randn(40, C, generator=g, dtype=F64) * 3,
+                   torch.tensor([[-200.0, -40.0, 40.0, 200.0], [0.0, 1e-3, -17.0, 17.0]], dtype=F64)])
+    index = torch.randint(0, C + 1, (x.shape[0],), generator=g)
+    dense = torch.nn.functional.one_hot(index, C + 1)[:, :C].to(F64)
+    scale = torch.tensor(1.0 / x.numel(), dtype=F64)
+    hyper = _fused._hyperparameter if as_tensor else (lambda v: v)
+    for alpha in (None, 0.25):
+        shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, False)
+        got = _fused.sigmoid_index_sweep(x, index, None, None, None, scale, *shared)
+        want = _fused.sigmoid_dense_sweep(x, dense, None, None, None, scale, *shared)
+        for a, b in zip(got, want):
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)

@@ -36,7 +36,7 @@ from torch import Tensor
 from . import _dist, _fused
 from ._switches import get_fused
 
-COMPILE_MIN_NUMEL = 1 << 18  # "auto" compiles the sweep for inputs of at least 262,144 elements
+COMPILE_MIN_NUMEL = 1 << 18  # "auto" runs a sweep for inputs of at least 262,144 elements (a row may start lower)
 
 
 @dataclass(eq=False)
@@ -70,6 +70,9 @@ class Backends:
     sweep: Callable[[Call], tuple[Callable, tuple, tuple] | None] | None = None
     eager: bool = True  # has an eager sweep worth running (the softmax sweeps run compiled or on Triton only)
     eager_pays: Callable[[Call], bool] = lambda call: False  # the eager sweep beats native/composite when large
+    # "auto" compiles the sweep from this many elements (at most COMPILE_MIN_NUMEL): where native is many kernels,
+    # one compiled loop pays from a smaller size
+    compile_from: Callable[[Call], int] = lambda call: COMPILE_MIN_NUMEL
 
 
 TABLE: dict[str, Backends] = {}
@@ -161,8 +164,12 @@ def compiler_available() -> bool:
     return True
 
 
-def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
-    """"triton", "compiled", "eager" or None (no sweep) for this call; see :func:`losslab.set_fused`."""
+def route(input: Tensor, *others: Any, eager_pays: bool, compile_from: int | None = None) -> str | None:
+    """"triton", "compiled", "eager" or None (no sweep) for this call; see :func:`losslab.set_fused`.
+
+    "auto" compiles from ``compile_from`` elements (default :data:`COMPILE_MIN_NUMEL`); without a compiler it
+    runs the eager sweep, where that pays, from :data:`COMPILE_MIN_NUMEL`.
+    """
     if not applies(input, *others):
         return None
     if on_triton(input):
@@ -170,10 +177,11 @@ def route(input: Tensor, *others: Any, eager_pays: bool) -> str | None:
     mode = get_fused()
     if mode == "eager":
         return "eager"
-    wanted = mode == "compiled" or input.numel() >= COMPILE_MIN_NUMEL
-    if wanted and compiler_available():
+    numel = input.numel()
+    if (mode == "compiled" or numel >= (COMPILE_MIN_NUMEL if compile_from is None else compile_from)) \
+            and compiler_available():
         return "compiled"
-    return "eager" if eager_pays and wanted else None
+    return "eager" if eager_pays and (mode == "compiled" or numel >= COMPILE_MIN_NUMEL) else None
 
 
 def choose(call: Call) -> str:
@@ -183,10 +191,12 @@ def choose(call: Call) -> str:
     forced_backend = getattr(_forced, "backend", None)
     if forced_backend in ("native", "composite"):
         return forced_backend if forced_backend == "composite" or backends.native else "composite"
-    small = call.input.numel() < COMPILE_MIN_NUMEL and call.input.device.type == "cpu" and get_fused() == "auto" \
+    compile_from = min(backends.compile_from(call), COMPILE_MIN_NUMEL)
+    small = call.input.numel() < compile_from and call.input.device.type == "cpu" and get_fused() == "auto" \
         and not _triton_on_cpu
     if call.fusable and backends.sweep is not None and not small:  # "auto" runs no sweep on small CPU inputs
-        path = route(call.input, *call.tensors.values(), eager_pays=backends.eager_pays(call))
+        path = route(call.input, *call.tensors.values(), eager_pays=backends.eager_pays(call),
+                     compile_from=compile_from)
         if path is not None and (path != "eager" or backends.eager):
             return path
     if backends.native is None or traced() or any(
