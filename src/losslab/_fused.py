@@ -45,7 +45,7 @@ from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: 
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
 RECOMPILE_LIMIT = 64  # graphs per sweep: dtypes, ranks and which options are on (hyperparameters are inputs)
 
-_compiled: dict[Callable, Callable] = {}
+_compiled: dict[Any, Callable] = {}  # sweep (or (sweep, "whole") for a staged sweep on half inputs) -> compiled
 _failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
@@ -82,18 +82,23 @@ def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
     key = _signature(sweep, args)
     if key in _failed_signatures:
         return None
+    stage, finish = STAGED.get(sweep, (sweep, None))
+    entry: Any = sweep
+    if finish is not None and args[0].dtype in (torch.float16, torch.bfloat16):
+        stage, finish, entry = sweep, None, (sweep, "whole")
     try:
-        compiled = _compiled.get(sweep)
+        compiled = _compiled.get(entry)
         if compiled is None:
-            compiled = _compiled[sweep] = torch.compile(sweep, dynamic=True, fullgraph=True)
+            compiled = _compiled[entry] = torch.compile(stage, dynamic=True, fullgraph=True)
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return compiled(*args)
+            out = compiled(*args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
         _failed_signatures[key] = f"{type(error).__name__}: {error}"
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
                       f"this sweep ({sweep.__name__}) runs eagerly for these argument types from now on",
                       RuntimeWarning, stacklevel=5)
         return None
+    return out if finish is None else finish(out, args)
 
 
 def _rows(x: Tensor) -> int:
@@ -380,16 +385,20 @@ def _adjust(xc: Tensor, onehot: Tensor | None, a: Tensor | None, b: Tensor | Non
     return xc
 
 
-def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, margin: Tensor | None, scale: Tensor,
+def softmax_index_stage(x: Tensor, index: Tensor, kept: Tensor | None, margin: Tensor | None, scale: Tensor,
                         class_weight: Tensor | None, gamma: float, a: Tensor | None, b: Tensor | None,
-                        reduce: bool) -> tuple[Tensor, Tensor]:
-    """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y) (``margin``: m_y
-    per position); d/dx_c = a_c (p_c - [c = y]) w_y G(p_y)."""
+                        reduce: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The loss and what the gradient is made of: (loss, e, s, c) with e = exp(z - max z) (logits-sized: it
+    becomes the gradient in place), s = sum_c e_c and c = w_y G(p_y) times the reduction's scale per position
+    (0 where not kept), p = e / s, z = a x + b - m_y onehot(y) (``margin``: m_y per position)."""
     xc = _compute(x)
     classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
     onehot = index.unsqueeze(1) == classes
-    log_p = torch.log_softmax(_adjust(xc, onehot, a, b, margin), dim=1)
-    lp = log_p.gather(1, index.unsqueeze(1)).squeeze(1)
+    z = _adjust(xc, onehot, a, b, margin)
+    top = z.amax(1, keepdim=True)
+    e = torch.exp(z - top)
+    total = e.sum(1, keepdim=True)
+    lp = (z.gather(1, index.unsqueeze(1)) - top - torch.log(total)).squeeze(1)  # log p_y
     if on(gamma):
         factor, coef = focal_factor(lp, gamma)
         loss = -factor * lp
@@ -401,10 +410,45 @@ def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, margin: T
     if kept is not None:
         loss = torch.where(kept, loss, torch.zeros_like(loss))
         coef = torch.where(kept, coef, torch.zeros_like(coef))
-    grad = (torch.exp(log_p) - onehot.to(xc.dtype)) * coef.unsqueeze(1)
+    scale = scale.to(xc.dtype)
+    return (loss.sum() * scale if reduce else loss), e, total, coef * scale
+
+
+def softmax_index_finish(staged: tuple[Tensor, Tensor, Tensor, Tensor], index: Tensor, a: Tensor | None,
+                         out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(loss, gradient) from :func:`softmax_index_stage`: d/dx_c = a_c (p_c - [c = y]) c_n, in e's storage."""
+    loss, e, total, coef = staged
+    grad = e.mul_(coef.unsqueeze(1) / total)
+    grad.scatter_add_(1, index.unsqueeze(1), -coef.unsqueeze(1))
     if a is not None:
-        grad = grad * _class_view(a, xc)
-    return _finish(loss, grad, None, scale, reduce, x.dtype)
+        grad.mul_(_class_view(a, grad))
+    return loss, grad.to(out_dtype)
+
+
+def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, margin: Tensor | None, scale: Tensor,
+                        class_weight: Tensor | None, gamma: float, a: Tensor | None, b: Tensor | None,
+                        reduce: bool) -> tuple[Tensor, Tensor]:
+    """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y) (``margin``: m_y
+    per position); d/dx_c = a_c (p_c - [c = y]) w_y G(p_y).
+
+    Compiled, only :func:`softmax_index_stage` is one graph (each exponential computed once, stored in the
+    gradient's buffer); the gradient is finished in place (:data:`STAGED`).
+    """
+    staged = softmax_index_stage(x, index, kept, margin, scale, class_weight, gamma, a, b, reduce)
+    return softmax_index_finish(staged, index, a, x.dtype)
+
+
+def _finish_softmax_index(staged: tuple[Tensor, ...], args: tuple) -> tuple[Tensor, Tensor]:
+    x, index, a = args[0], args[1], args[7]
+    return softmax_index_finish(staged, index, a, x.dtype)
+
+
+# sweep -> (the part compiled as one graph, what finishes its result eagerly from (result, arguments)): where
+# inductor would compute an exponential twice (the softmax's sum, then the gradient), the compiled stage stores
+# it once in the gradient's buffer; half-precision inputs compile the whole sweep (the float32 buffer would
+# double their gradient's memory)
+STAGED: dict[Callable, tuple[Callable, Callable]] = {softmax_index_sweep: (softmax_index_stage,
+                                                                           _finish_softmax_index)}
 
 
 def softmax_dense_sweep(x: Tensor, q: Tensor, scale: Tensor, class_weight: Tensor | None, gamma: float,
