@@ -22,6 +22,7 @@ nothing; nothing reads a tensor's values on the host.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -127,8 +128,9 @@ def lovasz_softmax_terms(fn: str, input: Tensor, target: Tensor, *, classes: Cla
     check_class_indices(fn, target, num_classes, ignore_index)
     dtype = compute_dtype(input)
     n = input.shape[0]
-    x = upcast(input, dtype).reshape(n, num_classes, -1)
-    labels = target.reshape(n, 1, -1)
+    pixels = math.prod(input.shape[2:])
+    x = upcast(input, dtype).reshape(n, num_classes, pixels)
+    labels = target.reshape(n, 1, pixels)
     kept = None if ignore_index is None else labels != ignore_index  # (N, 1, P)
     if from_logits:
         p = torch.softmax(x, dim=1)
@@ -145,7 +147,7 @@ def lovasz_softmax_terms(fn: str, input: Tensor, target: Tensor, *, classes: Cla
         fg = fg & kept  # an ignore_index in [0, C) is no foreground
     fg = fg.to(dtype)
     errors = (fg - p).abs()  # (N, C', P)
-    c, pixels = errors.shape[1], errors.shape[2]
+    c = errors.shape[1]
     if per_image:
         rows = (errors.reshape(n * c, pixels), fg.reshape(n * c, pixels),
                 None if kept is None else kept.expand(n, c, pixels).reshape(n * c, pixels))
@@ -288,8 +290,9 @@ def lovasz_hinge_terms(fn: str, input: Tensor, target: Tensor, *, per_image: boo
                          f"got {shape_str(target.shape)}")
     dtype = compute_dtype(input)
     n = input.shape[0]
-    x = upcast(input, dtype).reshape(n, -1)
-    labels = target.reshape(n, -1)
+    pixels = math.prod(input.shape[1:])
+    x = upcast(input, dtype).reshape(n, pixels)
+    labels = target.reshape(n, pixels)
     kept = None if ignore_index is None else labels != ignore_index
     t = labels.to(dtype)
     if kept is not None:
@@ -299,7 +302,6 @@ def lovasz_hinge_terms(fn: str, input: Tensor, target: Tensor, *, per_image: boo
         raise ValueError(f"{fn}: target must hold 0 and 1 (binary masks)"
                          f"{'' if ignore_index is None else f' or ignore_index={ignore_index}'}; got {example!r}")
     errors = 1.0 - x * (2.0 * t - 1.0)
-    pixels = x.shape[1]
     if per_image:
         losses = lovasz_rows(errors, t, kept, hinge=True)
         counted = torch.full((n,), pixels > 0, device=input.device) if kept is None else kept.any(-1)
