@@ -286,8 +286,11 @@ def lovasz_hinge_terms(fn: str, input: Tensor, target: Tensor, *, per_image: boo
     check_input(fn, input, min_ndim=1, what="(N, d1, ..., dk)")
     check_target_tensor(fn, input, target)
     if target.shape != input.shape:
-        raise ValueError(f"{fn}: target must have the input's shape {shape_str(input.shape)}; "
-                         f"got {shape_str(target.shape)}")
+        squeezed = input.shape[:1] + input.shape[2:] if input.ndim >= 2 and input.shape[1] == 1 else None
+        if target.shape != squeezed:
+            also = f" or {shape_str(squeezed)}" if squeezed is not None else ""
+            raise ValueError(f"{fn}: target must have the input's shape {shape_str(input.shape)}{also}; "
+                             f"got {shape_str(target.shape)}")
     dtype = compute_dtype(input)
     n = input.shape[0]
     pixels = math.prod(input.shape[1:])
@@ -338,7 +341,8 @@ def lovasz_hinge_loss(
 
     Args:
         input: logits (N, d1, ..., dk), e.g. (N, 1, H, W).
-        target: binary masks of the input's shape, 0 and 1 (or ``ignore_index``).
+        target: binary masks of the input's shape, 0 and 1 (or ``ignore_index``);
+            (N, d2, ..., dk) for an input (N, 1, d2, ..., dk) too (kornia's layout).
         per_image: True (default): one loss per image, "mean" over the
             images; False: one loss of the whole batch.
         ignore_index: target value whose elements leave the sort and the
@@ -413,7 +417,7 @@ register(LossSpec(
     name="lovasz_softmax_loss", function=lovasz_softmax_loss, module=LovaszSoftmaxLoss, family="segmentation",
     formula="mean over classes of sum_k sorted |onehot - softmax|_k (J_k - J_{k-1}), J_k the Jaccard loss",
     aliases=(Alias("Lovasz-Softmax", "paper"), Alias("Lovász-Softmax", "paper"),
-             Alias("Lovasz-Softmax Loss", "paper")),
+             Alias("Lovasz-Softmax Loss", "paper"), Alias("Lovasz Loss", "paper")),
     # smp.LovaszLoss and kornia's names are registered in losslab.frameworks.lovasz
 ))
 

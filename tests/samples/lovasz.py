@@ -86,7 +86,8 @@ def hinge_errors(fn: str) -> list[ErrorCase]:
     x = S.logits(g, 2, 1, 4)
     masks = (torch.rand(2, 1, 4, generator=g) < 0.5).double()
     return [
-        ErrorCase(x, masks[:, 0], {}, ValueError, rf"{fn}: target must have the input's shape \(2, 1, 4\)"),
+        ErrorCase(x, masks[:, :, :3], {}, ValueError,
+                  rf"{fn}: target must have the input's shape \(2, 1, 4\) or \(2, 4\); got \(2, 1, 3\)"),
         ErrorCase(x, masks * 0.5, {}, ValueError, rf"{fn}: target must hold 0 and 1 \(binary masks\); got 0.5"),
         ErrorCase(x, masks + 2, {"ignore_index": 2}, ValueError,
                   rf"{fn}: target must hold 0 and 1 \(binary masks\) or ignore_index=2; got 3.0"),
