@@ -189,6 +189,15 @@ CASES: list[Case] = [
          {"mode": "multiclass", "ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 0.75}),
     Case("dice_ce multiclass", "dice_ce_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(26)),
          {"mode": "multiclass", "ignore_index": 255}),
+    # Lovász: per image, each process sorts its own images and the mean over images is global (exact)
+    Case("lovasz_softmax per_image ignore", "lovasz_softmax_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(28)),
+         {"per_image": True, "ignore_index": 255}),
+    Case("lovasz_softmax per_image all classes sum", "lovasz_softmax_loss",
+         lambda: (_logits(N, 3, 5, 6), _seg_target(29)), {"per_image": True, "classes": "all", "ignore_index": 255,
+                                                         "reduction": "sum"}),
+    Case("lovasz_hinge per_image ignore", "lovasz_hinge_loss",
+         lambda: (_logits(N, 1, 5, 6), torch.where(_seg_target(30) == 255, 255, _seg_target(30) % 2)[:, None]),
+         {"ignore_index": 255}),
     Case("dice_focal binary", "dice_focal_loss",
          lambda: (_logits(N, 1, 5, 6), (torch.rand(N, 1, 5, 6, generator=_gen(27)) > 0.7).double()),
          {"mode": "binary"}),
@@ -271,6 +280,11 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             torch.distributed.all_reduce(out["theta_grad"])  # what DDP does with the parameters' gradients
             out["theta_grad"] /= world
             results[case.name] = out
+        for case in LOVASZ_SHARDED:
+            out = run_case(case, start, stop, world, dist_sync=True)
+            torch.distributed.all_reduce(out["theta_grad"])
+            out["theta_grad"] /= world
+            results[case.name] = out
         for name in STATEFUL:
             results[f"stateful {name}"] = run_stateful(name, start, stop, world, dist_sync=True)
         target = _ignore_first_shard(_indices(N))[start:stop]
@@ -279,6 +293,16 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         torch.save(results, os.path.join(out_dir, f"{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
+
+
+# Lovász over the batch (per_image=False): each process sorts its own shard; "mean" over every process's
+# counted classes (tests/test_dist.py compares with the shards' losses computed on one process)
+LOVASZ_SHARDED = [
+    Case("lovasz_softmax batch ignore", "lovasz_softmax_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(31)),
+         {"ignore_index": 255}),
+    Case("lovasz_hinge batch", "lovasz_hinge_loss",
+         lambda: (_logits(N, 1, 5, 6), (_seg_target(32, ignore=False) == 1).double()[:, None]), {"per_image": False}),
+]
 
 
 COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore"]

@@ -50,6 +50,34 @@ def test_averaged_gradient_is_the_global_gradient(world, case):
         assert torch.isfinite(got["value"]).all() and torch.isfinite(got["theta_grad"]).all()
 
 
+@pytest.mark.parametrize("case", W.LOVASZ_SHARDED, ids=lambda c: c.name)
+def test_lovasz_over_the_batch_is_the_mean_of_the_shards_terms(world, case):
+    """per_image=False: each process sorts its own shard; the value is every shard's summed terms over the global
+    count of counted terms, the gradient (averaged by DDP) that of this value."""
+    size, ranks = world
+    x, target = case.build()
+    fn = getattr(losslab, case.loss)
+    theta = torch.zeros(x.shape[1:], dtype=x.dtype, requires_grad=True)
+    leaf = x.clone().requires_grad_(True)
+    sums, count = [], 0
+    for start, stop in W.slices(size):
+        local = W.shard(target, start, stop)
+        sums.append(fn(leaf[start:stop] + theta, local, **{**case.kwargs, "reduction": "sum"}))
+        if case.loss == "lovasz_softmax_loss":
+            kept = local[local != 255]
+            count += len(set(kept.tolist()))
+        else:
+            count += int(local.numel() > 0)
+    value = sum(sums) / count
+    value.backward()
+    for rank, results in enumerate(ranks):
+        got = results[case.name]
+        torch.testing.assert_close(got["value"], value.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got["theta_grad"], theta.grad, rtol=1e-10, atol=1e-12)
+        start, stop = W.slices(size)[rank]
+        torch.testing.assert_close(got["x_grad"], leaf.grad[start:stop], rtol=1e-10, atol=1e-12)
+
+
 def test_without_dist_sync_the_gradients_differ(world):
     """The control: local normalisation with an all-ignored shard is not the global gradient."""
     _, ranks = world

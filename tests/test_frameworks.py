@@ -415,7 +415,7 @@ def test_other_formulas_raise_and_name_the_closest_loss(name, closest):
 # prefixes
 
 
-@pytest.mark.parametrize("name", ["monai.FocalLoss2", "smp.CrossEntropyLoss", "kornia.lovasz_softmax_loss",
+@pytest.mark.parametrize("name", ["monai.FocalLoss2", "smp.CrossEntropyLoss", "kornia.ssim_loss",
                                   "torch.sigmoid_focal_loss", "keras.SomeLoss", "timm.FocalLoss"])
 def test_known_prefix_never_falls_back_to_losslab(name):
     with pytest.raises(ValueError, match=r"get_loss: losslab has no .* loss named"):

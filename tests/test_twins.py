@@ -166,6 +166,13 @@ BAD = [
     ("timm.AsymmetricLossMultiLabel", {}, {"reduction": "avg"}),
     ("mmpretrain.AsymmetricLoss", {}, {"eps": 0.0}),
     ("timm.PolyBinaryCrossEntropy", {}, {"smoothing": 1.0}),
+    ("lovasz_softmax_loss", {}, {"classes": "some"}),
+    ("lovasz_softmax_loss", {}, {"classes": [1, 1]}),
+    ("lovasz_softmax_loss", {}, {"per_image": 1}),
+    ("lovasz_hinge_loss", {}, {"per_image": "yes"}),
+    ("smp.LovaszLoss", {"mode": "binary"}, {"mode": "multi"}),
+    ("smp.LovaszLoss", {"mode": "binary"}, {"per_image": 1}),
+    ("kornia.LovaszSoftmaxLoss", {}, {"weight": [1.0, 2.0]}),
 ]
 
 

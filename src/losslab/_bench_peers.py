@@ -114,6 +114,26 @@ def pre_shifted(name: str) -> Callable:
     return call
 
 
+def smp_lovasz_softmax(x: Tensor, t: Tensor) -> Tensor:
+    """segmentation_models_pytorch's LovaszLoss("multiclass") formula (Berman et al.'s code): softmax, pixels
+    flattened, then per class present a sort of |fg - p| and the Jaccard gradient from two cumulative sums."""
+    c = x.shape[1]
+    probas = torch.movedim(x.softmax(dim=1), 1, -1).reshape(-1, c)
+    labels = t.reshape(-1)
+    losses = []
+    for k in range(c):
+        fg = (labels == k).to(probas.dtype)
+        if fg.sum() == 0:
+            continue
+        errors_sorted, perm = torch.sort((fg - probas[:, k]).abs(), 0, descending=True)
+        fg_sorted = fg[perm]
+        total = fg_sorted.sum()
+        jaccard = 1.0 - (total - fg_sorted.cumsum(0)) / (total + (1.0 - fg_sorted).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1]
+        losses.append(torch.dot(errors_sorted, jaccard))
+    return sum(losses) / len(losses)
+
+
 def library_peers(loss: str, target: str) -> dict[str, Callable]:
     """kornia's and MONAI's focal losses, where installed, for a case of ``loss`` with ``target`` targets."""
     peers: dict[str, Callable] = {}
@@ -126,6 +146,8 @@ def library_peers(loss: str, target: str) -> dict[str, Callable]:
                                                                        reduction="mean")
     if K is not None and loss == "softmax_focal_loss":
         peers["kornia"] = lambda x, t: K.focal_loss(x, t, alpha=1.0, gamma=GAMMA, reduction="mean")
+    if K is not None and loss == "lovasz_softmax_loss":  # per image and every class: another loss, for scale
+        peers["kornia (per image, all classes)"] = lambda x, t: K.lovasz_softmax_loss(x, t)
     try:
         from monai.losses import FocalLoss
     except ImportError:

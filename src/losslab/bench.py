@@ -43,6 +43,7 @@ from ._bench_peers import (
     mmdet_vfl,
     one_hot_bg,
     pre_shifted,
+    smp_lovasz_softmax,
     tv_sigmoid_focal,
 )
 
@@ -52,6 +53,8 @@ from ._bench_peers import (
 LOSSLAB_PATHS = (("compiled", "compiled"), ("eager sweep", "eager"), ("without compiler", "fallback"),
                  ("native", "native"), ("composite", "composite"))
 SMALL_PATHS = (("auto", "auto"), ("composite", "composite"))
+# losses without fused paths: one losslab row (the Lovász loss: one batched sort over every class)
+UNFUSED = ("lovasz_softmax_loss",)
 _MODES = {"fallback": "auto", "native": "off", "composite": "off"}  # set_fused's mode for each path
 
 
@@ -74,6 +77,7 @@ CASES = [
     Case("cross_entropy", "detection", (100_000, 80), "index"),
     Case("softmax_focal_loss", "segmentation", (8, 19, 128, 128), "index"),
     Case("cross_entropy", "segmentation", (8, 19, 128, 128), "index"),
+    Case("lovasz_softmax_loss", "segmentation", (8, 19, 128, 128), "index"),
     Case("softmax_focal_loss", "classification", (4096, 1000), "index"),
     Case("cross_entropy", "classification", (4096, 1000), "index"),
 ] + [  # the long-tail losses (cross-entropy of adjusted logits), class counts from LONGTAIL_RHO's profile
@@ -134,8 +138,14 @@ def _losslab(name: str, mode: str) -> Callable:
 
 
 def implementations(case: Case) -> dict[str, Callable]:
+    if case.loss in UNFUSED:
+        impls: dict[str, Callable] = {"losslab": _losslab(case.loss, "")}
+        impls["torch native (cross_entropy, for scale)"] = lambda x, t: F.cross_entropy(x, t)
+        impls["smp formula"] = smp_lovasz_softmax
+        impls.update(library_peers(case.loss, case.target))
+        return impls
     paths = SMALL_PATHS if case.workload == "small" else LOSSLAB_PATHS
-    impls: dict[str, Callable] = {f"losslab {label}": _losslab(case.loss, mode) for label, mode in paths}
+    impls = {f"losslab {label}": _losslab(case.loss, mode) for label, mode in paths}
     sigmoid = case.loss in ("sigmoid_focal_loss", "binary_cross_entropy", "quality_focal_loss", "varifocal_loss")
     if sigmoid and case.target in ("dense", "quality"):
         impls["torch native (BCE with logits)"] = lambda x, t: F.binary_cross_entropy_with_logits(x, t)

@@ -19,6 +19,7 @@ from . import (
     longtail,
     longtail_detection,
     longtail_multilabel,
+    lovasz,
     regression,
     segmentation,
 )
@@ -27,7 +28,7 @@ from .cases import Case, ErrorCase
 __all__ = ["ERRORS", "SAMPLES", "Case", "ErrorCase"]
 
 _FAMILIES = (classification, longtail, longtail_multilabel, longtail_detection, detection, regression, boxes,
-             segmentation)
+             segmentation, lovasz)
 
 SAMPLES: dict[str, Callable[[], list[Case]]] = {}
 ERRORS: dict[str, Callable[[], list[ErrorCase]]] = {}
