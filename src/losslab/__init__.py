@@ -51,6 +51,7 @@ from .boxes import (
     siou_loss,
 )
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
+from .generalized_dice import GeneralizedDiceLoss, generalized_dice_loss
 from .combined import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
 from .config import CombinedLoss, combine, get_loss
@@ -75,6 +76,7 @@ __all__ = [
     "iou_loss", "giou_loss", "diou_loss", "ciou_loss", "eiou_loss", "siou_loss",
     "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss",
     "dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss",
+    "generalized_dice_loss", "GeneralizedDiceLoss",
     "dice_ce_loss", "dice_focal_loss", "DiceCELoss", "DiceFocalLoss", "combine", "CombinedLoss",
     "class_weights", "class_counts", "linear_cross_entropy", "LinearCrossEntropyLoss",
     "get_loss", "set_checks", "get_checks", "set_fused", "get_fused",
