@@ -151,7 +151,7 @@ def generalized_dice_loss(
         dist_sync=dist_sync)
     smooth = float(smooth)
     processes = _dist.world(fn, dist_sync)
-    dtype = compute_dtype(input)
+    dtype = compute_dtype(input) if isinstance(input, Tensor) else torch.float32  # (a non-tensor raises below)
     p, t = probabilities_and_targets(fn, input, target, mode=mode, from_logits=from_logits,
                                      ignore_index=ignore_index, dtype=dtype)
     if not include_background and mode != "binary":
