@@ -306,7 +306,7 @@ add_aliases(
     Alias("GeneralizedDiceLoss", "MONAI", input="probabilities", qualified=True, build=MonaiGeneralizedDiceLoss,
           note="probabilities in (sigmoid/softmax=True for logits); per image; raw weights 1 / T^2 with "
                "smooth_nr = smooth_dr = 1e-5 on the raw weighted sums; no class present: loss 0"),
-    Alias("multiclass_generalized_dice_loss", "optax", qualified=True, build=OptaxMulticlassGeneralizedDiceLoss,
+    Alias("multiclass_generalized_dice_loss", "optax", build=OptaxMulticlassGeneralizedDiceLoss,
           note="not one ratio: the mean of w_c x per-image Dice losses, w_c = 1 / (T_c^2 + 1e-7) scaled to "
                "average 1 (an absent class takes nearly all the weight); smooth 1 (Dice's 2)"),
 )
