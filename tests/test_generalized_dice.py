@@ -122,7 +122,7 @@ def ref_optax_gdl(x, t, *, smooth=1.0, apply_softmax=True, ignore_background=Fal
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize("smooth", [0.0, 1e-5, 0.7])
 def test_binary_is_dice_loss(per_image, smooth):
-    x, labels = data(1, c=1)
+    x, _ = data(1, c=1)
     t = (torch.rand(x.shape, generator=torch.Generator().manual_seed(3), dtype=F64) < 0.3).double()
     t[0] = 0.0  # an image without foreground
     for weight_type in ("square", "simple", "uniform"):

@@ -12,6 +12,7 @@ soft targets), and its sums from their :func:`losslab._overlap.sums`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -34,8 +35,15 @@ __all__ = ["generalized_dice_loss", "GeneralizedDiceLoss", "volume_weights"]
 
 WEIGHT_TYPES = {"square": 2, "simple": 1, "uniform": 0}  # the power of 1 / volume
 
-# dice_loss's argument descriptions, less ``weight`` (the weights here come from the target).
-_SHARED_ARGS = _ARGS[:_ARGS.index("        weight:")] + _ARGS[_ARGS.index("        ignore_index:"):]
+
+def _shared_args(*names: str) -> str:
+    """dice_loss's descriptions of the arguments ``names`` (spliced in where "OVERLAP_ARGS" stands)."""
+    entries = re.split(r"\n(?=        \w+: )", "        " + _ARGS)
+    kept = [e for e in entries if e.strip().split(":", 1)[0] in names]
+    return "\n".join(kept).lstrip()
+
+
+_SHARED_ARGS = _shared_args("mode", "from_logits", "smooth", "ignore_index", "include_background")
 
 
 def _doc(f: Callable) -> Callable:
@@ -99,6 +107,11 @@ def generalized_dice_loss(
         OVERLAP_ARGS
         weight_type: "square" (1 / T_c^2, Sudre et al.'s and MONAI's default),
             "simple" (1 / T_c) or "uniform" (1).
+        eps: > 0, the smallest denominator (no division by zero when smooth
+            is 0).
+        per_image: False sums every class over the whole batch (one set of
+            weights, one ratio); True sums over each image's positions (the
+            weights and the ratio of each image), then reduces over images.
         reduction: "none" | "mean" | "sum". per_image=False gives one loss,
             shape () for every reduction; per_image=True one per image, (N,),
             averaged ("mean") or summed ("sum").
