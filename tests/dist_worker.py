@@ -297,7 +297,8 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore"]
+COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore",
+            "gdice multiclass ignore"]
 
 
 def compile_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

@@ -241,6 +241,17 @@ def test_combined_with_cross_entropy_from_a_config():
     assert_same(value_and_grad(module, x, labels), expected)
 
 
+def test_compiled_equals_eager_with_gradients():
+    x, labels = data(13)
+    labels[1, :2] = 255
+
+    def loss(z):
+        return losslab.generalized_dice_loss(z, labels, mode="multiclass", ignore_index=255, per_image=True)
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    assert_same(value_and_grad(compiled, x), value_and_grad(loss, x))
+
+
 # ----------------------------------------------------------------------------
 # Hypothesis
 
