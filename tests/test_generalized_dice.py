@@ -441,6 +441,8 @@ def test_optax_quirks_and_errors():
     with pytest.raises(ValueError, match=r"optax.multiclass_generalized_dice_loss: target must have the input's "
                                          r"shape \(2, 4, 5, 6\)"):
         loss_fn(x, labels)
+    with pytest.raises(ValueError, match=r"optax.multiclass_generalized_dice_loss: target must lie in \[0, 1\]"):
+        loss_fn(x, 2 * t)
     # one channel: a sigmoid
     torch.testing.assert_close(loss_fn(x[:, :1], t[:, :1]),
                                torch.tensor(float(ref_optax_gdl(x[:, :1].numpy(), t[:, :1].numpy())), dtype=F64))

@@ -245,6 +245,7 @@ def optax_multiclass_generalized_dice_loss(
                          f"first); got {shape_str(target.shape)}")
     dtype = compute_dtype(input)
     x, t = input.to(dtype), target.to(dtype)
+    check_unit_interval(fn, "target", t)
     num_classes = x.shape[1]
     if apply_softmax:
         p = torch.sigmoid(x) if num_classes == 1 else torch.softmax(x, dim=1)
