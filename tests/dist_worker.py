@@ -112,6 +112,13 @@ def _seg_target(seed: int, ignore: bool = True) -> torch.Tensor:
     return t
 
 
+def _rare_class_target(seed: int) -> torch.Tensor:
+    """Class indices of 3 classes with class 2 only in the last three images, the first four images ignored."""
+    t = _seg_target(seed)
+    t[:8][t[:8] == 2] = 1
+    return t
+
+
 CASES: list[Case] = [
     # the softmax family: "mean" over kept positions, or over the kept targets' weights
     Case("cross_entropy ignore", "cross_entropy",
@@ -187,6 +194,15 @@ CASES: list[Case] = [
          {"mode": "multilabel", "log_loss": True}),
     Case("tversky focal", "tversky_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(25)),
          {"mode": "multiclass", "ignore_index": 255, "alpha": 0.3, "beta": 0.7, "gamma": 0.75}),
+    # generalised Dice: the class volumes, hence the weights, of the global batch (class 2 only in the last shard)
+    Case("gdice multiclass ignore", "generalized_dice_loss", lambda: (_logits(N, 3, 5, 6), _rare_class_target(28)),
+         {"mode": "multiclass", "ignore_index": 255}),
+    Case("gdice multilabel simple none", "generalized_dice_loss",
+         lambda: (_logits(N, 3, 5, 6), (torch.rand(N, 3, 5, 6, generator=_gen(29)) > 0.8).double()),
+         {"mode": "multilabel", "weight_type": "simple", "reduction": "none", "smooth": 0.0}),
+    Case("gdice binary per_image", "generalized_dice_loss",
+         lambda: (_logits(N, 1, 5, 6), (torch.rand(N, 1, 5, 6, generator=_gen(30)) > 0.9).double()),
+         {"mode": "binary", "per_image": True}),
     Case("dice_ce multiclass", "dice_ce_loss", lambda: (_logits(N, 3, 5, 6), _seg_target(26)),
          {"mode": "multiclass", "ignore_index": 255}),
     # Lovász: per image, each process sorts its own images and the mean over images is global (exact)
@@ -305,7 +321,8 @@ LOVASZ_SHARDED = [
 ]
 
 
-COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore"]
+COMPILED = ["cross_entropy ignore", "sigmoid_focal_loss avg_factor no positives", "dice multiclass ignore",
+            "gdice multiclass ignore"]
 
 
 def compile_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

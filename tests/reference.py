@@ -825,8 +825,9 @@ def ref_class_weights(counts, method: str = "inverse", beta: float = 0.999, norm
 
 from . import reference_longtail as _longtail  # noqa: E402  (logit adjustment, LDAM, VS)
 from .reference_multilabel import REFERENCES as _MULTILABEL  # noqa: E402  (asymmetric and Poly-1)
+from .reference_gdice import REFERENCES as _GDICE  # noqa: E402  (generalized_dice_loss)
 from .reference_seesaw import REFERENCES as _SEESAW  # noqa: E402  (seesaw_loss, eqlv2_loss)
 from .reference_lovasz import REFERENCES as _LOVASZ  # noqa: E402  (lovasz_softmax_loss, lovasz_hinge_loss)
 
-for _references in (_longtail.REFERENCES, _MULTILABEL, _SEESAW, _LOVASZ):
+for _references in (_longtail.REFERENCES, _MULTILABEL, _SEESAW, _LOVASZ, _GDICE):
     REFERENCES.update(_references)

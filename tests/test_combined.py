@@ -631,6 +631,21 @@ class TestGetLossConfig:
                     + 0.25 * losslab.softmax_focal_loss(x, t, gamma=1.5, ignore_index=255))
         torch.testing.assert_close(a(x, t), expected)
 
+    def test_generalized_dice_with_cross_entropy(self):
+        """The usual recipe for tiny structures: Sudre et al.'s generalised Dice plus cross-entropy, from data."""
+        config = {"combine": [{"name": "generalized_dice_loss", "mode": "multiclass", "ignore_index": 255,
+                               "per_image": True, "label": "gdl"},
+                              {"name": "cross_entropy", "ignore_index": 255, "loss_weight": 0.5, "label": "ce"}]}
+        loss_fn = losslab.get_loss(json.loads(json.dumps(config)))
+        assert type(loss_fn.terms["gdl"]) is losslab.GeneralizedDiceLoss
+        assert loss_fn.weights == {"gdl": 1.0, "ce": 0.5}
+        x, t = sample("multiclass", seed=46, ignore_index=255)
+        assert_same(value_and_grad(loss_fn, x, t),
+                    value_and_grad(lambda z: losslab.generalized_dice_loss(z, t, mode="multiclass", ignore_index=255,
+                                                                           per_image=True)
+                                   + 0.5 * losslab.cross_entropy(z, t, ignore_index=255), x))
+        assert set(loss_fn.last_components) == {"gdl", "ce"}
+
     def test_toml_document(self):
         tomllib = pytest.importorskip("tomllib")
         document = """

@@ -195,6 +195,10 @@ def _valid_calls():
         "jaccard_loss": lambda: losslab.jaccard_loss(probs, labels, mode="multilabel", from_logits=False,
                                                      per_image=True),
         "tversky_loss": lambda: losslab.tversky_loss(x[:, :1], labels[:, :1], mode="binary", gamma=0.75),
+        "generalized_dice_loss": lambda: losslab.generalized_dice_loss(x, index, mode="multiclass",
+                                                                       ignore_index=-100),
+        "generalized_dice_loss-probabilities": lambda: losslab.generalized_dice_loss(
+            probs, labels, mode="multilabel", from_logits=False, per_image=True, weight_type="simple"),
         "dice_ce_loss": lambda: losslab.dice_ce_loss(x, index, mode="multiclass", ignore_index=-100,
                                                      weight=per_class),
         "dice_focal_loss": lambda: losslab.dice_focal_loss(x, labels, mode="multilabel", alpha=0.25),

@@ -51,6 +51,7 @@ from .boxes import (
     siou_loss,
 )
 from .segmentation import DiceLoss, JaccardLoss, TverskyLoss, dice_loss, jaccard_loss, tversky_loss
+from .generalized_dice import GeneralizedDiceLoss, generalized_dice_loss
 from .lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_hinge_loss, lovasz_softmax_loss
 from .combined import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
@@ -77,6 +78,7 @@ __all__ = [
     "IoULoss", "GIoULoss", "DIoULoss", "CIoULoss", "EIoULoss", "SIoULoss",
     "dice_loss", "jaccard_loss", "tversky_loss", "DiceLoss", "JaccardLoss", "TverskyLoss",
     "lovasz_softmax_loss", "lovasz_hinge_loss", "LovaszSoftmaxLoss", "LovaszHingeLoss",
+    "generalized_dice_loss", "GeneralizedDiceLoss",
     "dice_ce_loss", "dice_focal_loss", "DiceCELoss", "DiceFocalLoss", "combine", "CombinedLoss",
     "class_weights", "class_counts", "linear_cross_entropy", "LinearCrossEntropyLoss",
     "get_loss", "set_checks", "get_checks", "set_fused", "get_fused",

@@ -93,6 +93,43 @@ _VARIANTS = [{}, {"smooth": 0.0, "per_image": True}, {"weight": S.per_class([0.5
 _PAIR_VARIANTS = [{}, {"lambda_dice": 0.3, "per_image": True, "weight": S.per_class([1.0, 2.0, 0.5, 1.5])},
                   {"smooth": 0.0, "include_background": False}]
 
+def _absent_class_cases() -> list[Case]:
+    """Generalised Dice's absent-class rule: a class absent from the batch, from one image, or no class at all."""
+    g = S.generator(116)
+    x3, x1 = S.logits(g, 2, 3, 4, 4), S.logits(g, 2, 1, 3, 3)
+    labels = S.indices(g, (2, 4, 4), 2)  # class 2 absent from the batch
+    labels[0][labels[0] == 1] = 0  # class 1 absent from image 0
+    masks = (torch.rand(2, 1, 3, 3, generator=g, dtype=S.F64) < 0.4).double()
+    masks[1] = 0.0  # image 1 without foreground
+    return [
+        Case(x3, labels, {"mode": "multiclass"}, "absent-class", "logits"),
+        Case(x3, labels, {"mode": "multiclass", "per_image": True, "weight_type": "simple"},
+             "absent-class-per-image", "logits"),
+        Case(x3, labels, {"mode": "multiclass", "include_background": False, "per_image": True},
+             "absent-class-no-background", "logits"),
+        Case(x1, masks, {"mode": "binary", "per_image": True}, "empty-mask-per-image", "logits"),
+        Case(x1, torch.zeros_like(masks), {"mode": "binary"}, "empty-masks", "logits"),
+        Case(x1, torch.zeros_like(masks), {"mode": "binary", "smooth": 0.0, "per_image": True},
+             "empty-masks-unsmoothed", "logits"),
+    ]
+
+
+def _generalized_dice_errors() -> list[ErrorCase]:
+    fn = "generalized_dice_loss"
+    g = S.generator(9)
+    x, labels = S.logits(g, 2, 3, 4), S.indices(g, (2, 4), 3)
+    return [e for e in segmentation_errors(fn) if "weight" not in e.kwargs] + [
+        ErrorCase(x, labels, {"mode": "multiclass", "weight_type": "squared"}, ValueError,
+                  rf"{fn}: weight_type must be one of 'square', 'simple', 'uniform'; got 'squared'"),
+        ErrorCase(x, labels, {"mode": "multiclass", "weight": [1.0, 2.0, 3.0]}, TypeError,
+                  rf"{fn}\(\) got an unexpected keyword argument 'weight'"),
+    ]
+
+
+_GDICE_VARIANTS = [{}, {"per_image": True}, {"weight_type": "simple", "include_background": False},
+                   {"weight_type": "uniform", "smooth": 0.0},
+                   {"smooth": 0.5, "eps": 1e-3, "per_image": True, "weight_type": "simple"}]
+
 SAMPLES = {
     "dice_loss": lambda: (
         segmentation_cases(_VARIANTS + [{"squared": True}, {"log_loss": True, "smooth": 0.0}], seed=110)
@@ -104,6 +141,10 @@ SAMPLES = {
         segmentation_cases(_VARIANTS + [{"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75, "beta": 1.0},
                                         {"alpha": 1.0, "beta": 1.0, "gamma": 2.0}], seed=114)
         + segmentation_cases([{"from_logits": False, "alpha": 0.7}], seed=115, domain="probabilities")),
+    "generalized_dice_loss": lambda: (
+        segmentation_cases(_GDICE_VARIANTS, seed=116)
+        + segmentation_cases([{"from_logits": False, "per_image": True}], seed=117, domain="probabilities")
+        + _absent_class_cases()),
     "dice_ce_loss": lambda: segmentation_cases(_PAIR_VARIANTS + [{"label_smoothing": 0.1, "lambda_ce": 2.0}],
                                                seed=120),
     "dice_focal_loss": lambda: segmentation_cases(
@@ -117,6 +158,7 @@ ERRORS = {
         ErrorCase(S.logits(S.generator(1), 2, 3), torch.tensor([0, 2]), {"mode": "multiclass", "gamma": 0.0},
                   ValueError, r"tversky_loss: gamma must be a finite number in \(0, inf\)"),
     ],
+    "generalized_dice_loss": _generalized_dice_errors,
     "dice_ce_loss": lambda: _pair_errors("dice_ce_loss", "lambda_ce"),
     "dice_focal_loss": lambda: _pair_errors("dice_focal_loss", "lambda_focal") + [
         ErrorCase(S.logits(S.generator(1), 2, 3), torch.tensor([0, 2]), {"mode": "multiclass", "alpha": 1.5},

@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (registration on import)
     classification,
     detection,
     focal,
+    generalized_dice,
     lovasz,
     multilabel,
     segmentation,

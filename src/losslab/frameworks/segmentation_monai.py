@@ -404,9 +404,6 @@ _MONAI_DICE = ("probabilities in (sigmoid/softmax=True for logits); per image; s
 add_aliases(
     "dice_loss",
     Alias("DiceLoss", "MONAI", input="probabilities", qualified=True, build=MonaiDiceLoss, note=_MONAI_DICE),
-    Alias("GeneralizedDiceLoss", "MONAI", qualified=True,
-          unsupported="MONAI's generalised Dice loss (Sudre et al.: class-weighted sums in one ratio), which "
-                      "losslab does not implement; the closest losslab loss is dice_loss with weight"),
     Alias("GeneralizedWassersteinDiceLoss", "MONAI", qualified=True,
           unsupported="MONAI's Wasserstein Dice loss (a class-distance matrix), which losslab does not implement; "
                       "the closest losslab loss is dice_loss"),
@@ -421,7 +418,8 @@ add_aliases(
     "dice_focal_loss",
     Alias("GeneralizedDiceFocalLoss", "MONAI", qualified=True,
           unsupported="MONAI's generalised Dice plus focal loss, which losslab does not implement; the closest "
-                      "losslab loss is dice_focal_loss"),
+                      "losslab loss is dice_focal_loss (or a combine() of generalized_dice_loss and "
+                      "sigmoid_focal_loss)"),
     Alias("DiceFocalLoss", "MONAI", qualified=True, build=MonaiDiceFocalLoss,
           note="MONAI's Dice + MONAI's sigmoid (one-vs-rest) focal loss of the raw logits, even with softmax=True"),
 )
