@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ._native import focal_factor
 
-BUDGET_BYTES = 32 << 20  # chunk_size=None: the step's chunk-sized buffers take at most about this much (32 MiB)
+BUDGET_BYTES = 64 << 20  # chunk_size=None: the step's chunk-sized buffers take at most about this much (64 MiB)
 MIN_ROWS = 16  # fewer rows per chunk than this: cut the vocabulary into blocks instead
 
 
@@ -115,7 +115,10 @@ def _apply_gradient(z: Tensor, coef_p: Tensor, target: Tensor | None, coef_b: Te
     if target is not None:
         z.scatter_add_(1, target.unsqueeze(1), (-coef_b).unsqueeze(1))
     if coef_c is not None:
-        z.sub_(coef_c.unsqueeze(1) if cw is None else coef_c.unsqueeze(1) * cw.unsqueeze(0))
+        if cw is None:
+            z.sub_(coef_c.unsqueeze(1))
+        else:
+            z.addr_(coef_c, cw, alpha=-1)  # minus the outer product, without a chunk-sized temporary
     return z
 
 

@@ -154,7 +154,7 @@ def linear_cross_entropy(
             of each sequence and the first target are dropped. ``hidden`` is not copied (the last positions
             are masked out inside the loop).
         chunk_size: tokens per chunk (the whole vocabulary at once); None picks the chunk from a memory budget
-            (:data:`losslab._linear_chunk.BUDGET_BYTES`, 32 MiB of chunk-sized buffers: 128 rows of a 65,536
+            (:data:`losslab._linear_chunk.BUDGET_BYTES`, 64 MiB of chunk-sized buffers: 256 rows of a 65,536
             vocabulary in float32), and cuts the vocabulary into blocks (two passes: an online log-sum-exp,
             then the gradient) where 16 rows of the whole vocabulary do not fit.
         dist_sync: all-reduce the denominators of "mean" (and the sums of "mean" and "sum") under
