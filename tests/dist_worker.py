@@ -284,6 +284,43 @@ def run_case(case: Case, start: int, stop: int, world: int, *, dist_sync: bool,
     return {"value": loss.detach().clone(), "theta_grad": theta.grad.clone(), "x_grad": x.grad / world}
 
 
+# ----------------------------------------------------------------------------
+# linear_cross_entropy: hidden rows sharded, the head's weight and bias shared (DDP averages their gradients)
+
+LINEAR_D, LINEAR_V = 3, 7
+_LINEAR_W = [0.5, 2.0, 1.0, 3.0, 0.2, 1.0, 1.5]
+LINEAR_CASES: dict[str, dict[str, Any]] = {
+    "mean, first shard ignored": {"ignore": True, "chunk_size": 3},
+    "mean class_weight label_smoothing": {"ignore": True, "class_weight": _LINEAR_W, "label_smoothing": 0.1},
+    "mean focal class_weight z_loss": {"ignore": True, "gamma": 2.0, "class_weight": _LINEAR_W, "z_loss": 0.01,
+                                       "chunk_size": 2},
+    "sum softcap z_loss": {"reduction": "sum", "softcap": 2.0, "z_loss": 0.01, "chunk_size": 4},
+}
+
+
+def run_linear(name: str, start: int, stop: int, world: int, *, dist_sync: bool) -> dict[str, Any]:
+    """linear_cross_entropy on rows start:stop with return_components: the loss and its components, the head's
+    gradients (summed here, averaged by the caller) and the hidden rows' gradient divided by the world size."""
+    kwargs = dict(LINEAR_CASES[name])
+    ignore = kwargs.pop("ignore", False)
+    hidden = _logits(N, LINEAR_D, seed=50)
+    weight = _logits(LINEAR_V, LINEAR_D, seed=51)
+    bias = _logits(LINEAR_V, seed=52)
+    target = _indices(N, high=LINEAR_V, seed=53)
+    if ignore:
+        target = _ignore_first_shard(target)
+        target[7] = IGNORE
+    if "class_weight" in kwargs:
+        kwargs["class_weight"] = torch.tensor(kwargs["class_weight"], dtype=torch.float64)
+    h = hidden[start:stop].clone().requires_grad_(True)
+    w, b = weight.requires_grad_(True), bias.requires_grad_(True)
+    out = losslab.linear_cross_entropy(h, w, target[start:stop], bias=b, dist_sync=dist_sync,
+                                       return_components=True, **kwargs)
+    out.loss.backward()
+    return {"value": out.loss.detach().clone(), "z_loss": out.z_loss, "accuracy": out.accuracy, "count": out.count,
+            "w_grad": w.grad.clone(), "b_grad": b.grad.clone(), "x_grad": h.grad / world}
+
+
 def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     """One process: every case's result on this rank's shard, and class_counts, saved to out_dir/rank.pt."""
     torch.set_num_threads(1)
@@ -303,6 +340,12 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             results[case.name] = out
         for name in STATEFUL:
             results[f"stateful {name}"] = run_stateful(name, start, stop, world, dist_sync=True)
+        for name in LINEAR_CASES:
+            out = run_linear(name, start, stop, world, dist_sync=True)
+            for key in ("w_grad", "b_grad"):
+                torch.distributed.all_reduce(out[key])
+                out[key] /= world
+            results[f"linear {name}"] = out
         target = _ignore_first_shard(_indices(N))[start:stop]
         results["class_counts"] = losslab.class_counts(target, C, ignore_index=IGNORE, dist_sync=True)
         results["class_counts local"] = losslab.class_counts(target, C, ignore_index=IGNORE)

@@ -117,6 +117,26 @@ def test_stateful_modules_hold_the_global_statistics_on_every_rank(world, name):
             torch.testing.assert_close(g, e[start:stop], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", list(W.LINEAR_CASES))
+def test_linear_cross_entropy_is_the_global_loss(world, name):
+    """linear_cross_entropy with dist_sync on unequal shards of hidden rows (with 3 processes one is empty; some
+    cases ignore the whole first shard): every rank gets the single-process loss of the concatenated batch and its
+    components; DDP's average of the head's gradients is the global one; each rank's hidden gradient is world
+    size x the global gradient of its rows."""
+    size, ranks = world
+    expected = W.run_linear(name, 0, W.N, 1, dist_sync=False)
+    for rank, results in enumerate(ranks):
+        got = results[f"linear {name}"]
+        for key in ("value", "z_loss", "accuracy"):
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-12, atol=1e-12)
+        assert got["count"].item() == expected["count"].item()
+        for key in ("w_grad", "b_grad"):
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-10, atol=1e-12)
+        start, stop = W.slices(size)[rank]
+        torch.testing.assert_close(got["x_grad"], expected["x_grad"][start:stop], rtol=1e-10, atol=1e-12)
+        assert got["x_grad"].shape == (stop - start, W.LINEAR_D)
+
+
 def test_class_counts(world):
     size, ranks = world
     expected = losslab.class_counts(W._ignore_first_shard(W._indices(W.N)), W.C, ignore_index=W.IGNORE)

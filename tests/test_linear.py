@@ -245,9 +245,15 @@ def test_never_allocates_the_full_logits():
 
 
 def test_default_chunk():
-    from losslab.linear import CHUNK_BYTES, default_chunk
+    from losslab._linear_chunk import BUDGET_BYTES, MIN_ROWS, Options, plan
+    from losslab.linear import default_chunk
     assert default_chunk(10, 100) == 10
-    assert default_chunk(1 << 20, 1 << 16) * (1 << 16) * 4 <= CHUNK_BYTES
+    assert default_chunk(1 << 20, 1 << 16) * (1 << 16) * 4 <= BUDGET_BYTES
+    plain = Options(None, 0.0, 0.0, None, 0.0)
+    assert plan(1 << 20, 1 << 16, plain._replace(softcap=3.0), None)[0] == default_chunk(1 << 20, 1 << 16) // 2
+    rows, block = plan(1000, 1 << 24, plain, None)  # 16 rows of 2^24 classes do not fit: vocabulary blocks
+    assert rows == MIN_ROWS and block * rows * 4 <= BUDGET_BYTES and block < 1 << 24
+    assert plan(1000, 1 << 24, plain, 7) == (7, 1 << 24)  # an explicit chunk_size keeps the whole vocabulary
 
 
 @pytest.mark.parametrize("kwargs, error", [
