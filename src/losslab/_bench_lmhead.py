@@ -50,10 +50,12 @@ class LMCase:
     batch: int | None = None  # (B, T) inputs with B = batch, T = n // batch
     shift: bool = False
     chunk_size: int | None = None  # losslab's chunk_size (None: its default)
+    dtype: torch.dtype = torch.float32  # of hidden and weight (the losses compute in float32)
 
     def shape(self) -> str:
         tokens = f"{self.n}" if self.batch is None else f"{self.batch}x{self.n // self.batch}"
-        return f"{tokens}x{self.d}, V {self.vocab}"
+        dtype = "" if self.dtype == torch.float32 else f", {str(self.dtype).replace('torch.', '')}"
+        return f"{tokens}x{self.d}, V {self.vocab}{dtype}"
 
 
 LM_CASES = [
@@ -61,6 +63,11 @@ LM_CASES = [
     LMCase("N 8192, d 1024, V 32768", 8192, 1024, 32768),
     LMCase("N 4096, d 1024, V 65536", 4096, 1024, 65536),
     LMCase("(B, T) = (4, 2048), shift, V 65536", 8192, 1024, 65536, batch=4, shift=True),
+]
+# --device cuda: the same, and a bfloat16 head of a 128k vocabulary (hidden and weight in bfloat16)
+LM_GPU_CASES = LM_CASES + [
+    LMCase("(B, T) = (4, 2048), shift, d 2048, V 131072, bfloat16", 8192, 2048, 131072, batch=4, shift=True,
+           dtype=torch.bfloat16),
 ]
 
 
@@ -72,7 +79,7 @@ def selected(only: str | None) -> bool:
 def quick_cases(cases: list[LMCase]) -> list[LMCase]:
     """--quick: tokens and vocabulary / 32, width / 8 (a smoke run)."""
     return [LMCase(c.workload, max(8, c.n // 32), max(8, c.d // 8), max(64, c.vocab // 32), c.batch, c.shift,
-                   c.chunk_size) for c in cases]
+                   c.chunk_size, c.dtype) for c in cases]
 
 
 def make_inputs(case: LMCase, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,7 +92,7 @@ def make_inputs(case: LMCase, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     target = torch.randint(0, case.vocab, lead, generator=g)
     target = torch.where(torch.rand(lead, generator=g) < IGNORED_SHARE, torch.full_like(target, IGNORE_INDEX),
                          target)
-    return hidden, weight, target
+    return hidden.to(case.dtype), weight.to(case.dtype), target
 
 
 def implementations(case: LMCase, device: str = "cpu") -> tuple[dict[str, Callable], list[str]]:

@@ -389,7 +389,8 @@ def command(args: argparse.Namespace) -> int:
     lm_rows: list[dict] = []
     lm_notes: list[str] = []
     if _bench_lmhead.selected(args.only):
-        lm_cases = _bench_lmhead.quick_cases(_bench_lmhead.LM_CASES) if args.quick else _bench_lmhead.LM_CASES
+        lm_cases = _bench_lmhead.LM_GPU_CASES if device == "cuda" else _bench_lmhead.LM_CASES
+        lm_cases = _bench_lmhead.quick_cases(lm_cases) if args.quick else lm_cases
         lm_rows, lm_notes = _bench_lmhead.run(lm_cases, min_time=args.min_time, threads=args.threads, device=device,
                                               progress=progress)
     elif not args.only:
