@@ -388,8 +388,9 @@ def command(args: argparse.Namespace) -> int:
                threads=args.threads, only=args.only, progress=progress, device=device)
     lm_rows: list[dict] = []
     lm_notes: list[str] = []
-    if _bench_lmhead.selected(args.only):
-        lm_cases = _bench_lmhead.LM_GPU_CASES if device == "cuda" else _bench_lmhead.LM_CASES
+    lm_cases = _bench_lmhead.selected(args.only, _bench_lmhead.LM_GPU_CASES if device == "cuda" else
+                                      _bench_lmhead.LM_CASES)
+    if lm_cases:
         lm_cases = _bench_lmhead.quick_cases(lm_cases) if args.quick else lm_cases
         lm_rows, lm_notes = _bench_lmhead.run(lm_cases, min_time=args.min_time, threads=args.threads, device=device,
                                               progress=progress)
