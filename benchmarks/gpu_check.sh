@@ -181,7 +181,7 @@ sys.exit(1 if missing else 0)
 EOF
 
 # the lm-head group: its own table (other columns), not merged with the loss-only groups above
-run_step lm-head 120 "$VPY" -m losslab bench --device cuda --only lm-head --out "$RESULTS/lm-head" || bench_ok=0
+run_step lm-head 150 "$VPY" -m losslab bench --device cuda --only lm-head --out "$RESULTS/lm-head" || bench_ok=0
 
 # 5. the summary
 if ((tests_ok == 0)); then verdict="FAIL (tests)"; rc=1
