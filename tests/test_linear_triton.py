@@ -182,8 +182,9 @@ def test_row_scale_multiplies_each_rows_gradient(name, monkeypatch):
     check(torch_chunk(z.clone(), target, kept, **o, want_grad=True), want)
 
 
-@pytest.mark.parametrize("name", ["plain", "all"])
+@pytest.mark.parametrize("name", ["plain", "all", "all but focal"])
 def test_without_grad_the_logits_are_left_alone(name):
+    """Also the smoothed cross-entropy's own pass 2 (with the gradient it is merged into the gradient's pass)."""
     z, target, kept = inputs(seed=7, vocab=100)
     o = options(name, z.shape[1])
     before = z.clone()

@@ -30,7 +30,8 @@ Passes over the row's V logits in blocks of ``BLOCK_V`` (any V, 256k included):
 1. online max and sum of exponentials (the log-sum-exp), the sum without the target class (1 - p_y without
    cancellation), and the first index of the maximum (the token accuracy);
 2. the smoothing terms of the loss and, for the focal loss with smoothing, :math:`\sum_j h_j`; without
-   smoothing :math:`\sum_j h_j = h_y` is known after pass 1 and this pass is skipped (or merged into 3);
+   smoothing :math:`\sum_j h_j = h_y` is known after pass 1 and this pass is skipped; for the smoothed
+   cross-entropy with the gradient wanted it is merged into pass 3 (:math:`\sum_j w_j` from pass 1);
 3. the gradient, written in place (skipped without ``want_grad``).
 
 Only ``tl.exp`` / ``tl.log`` / ``tl.exp2`` / ``tl.log2`` are used (tanh is built from exp, with a series
@@ -90,7 +91,9 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
                  V, eps, z_loss, softcap, gamma,
                  HAS_W: tl.constexpr, SMOOTH: tl.constexpr, FOCAL: tl.constexpr, ZLOSS: tl.constexpr,
                  SOFTCAP: tl.constexpr, HAS_ROW_SCALE: tl.constexpr, WANT_GRAD: tl.constexpr,
-                 BLOCK_V: tl.constexpr):
+                 FOLD: tl.constexpr, BLOCK_V: tl.constexpr):
+    """FOLD (smoothed cross-entropy with the gradient wanted): the smoothing terms of the loss accumulate in
+    the gradient's pass and sum_j w_j in pass 1, so the row is read twice instead of three times."""
     row = tl.program_id(0).to(tl.int64)
     base = z_ptr + row * V
     kept = tl.load(kept_ptr + row) != 0
@@ -101,9 +104,14 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
     run_sum = tl.zeros((), tl.float32)
     run_other = tl.zeros((), tl.float32)
     best = tl.zeros((), tl.int64)
+    w_sum = tl.zeros((), tl.float32) + V
+    if FOLD and HAS_W:
+        w_sum = tl.zeros((), tl.float32)
     for start in range(0, V, BLOCK_V):
         c = start + cols
         inside = c < V
+        if FOLD and HAS_W:
+            w_sum += tl.sum(tl.load(w_ptr + c, mask=inside, other=0.0).to(tl.float32), axis=0)
         x, _ = _capped(tl.load(base + c, mask=inside, other=0.0).to(tl.float32), softcap, SOFTCAP)
         x = tl.where(inside, x, -float("inf"))
         block_max = tl.max(x, axis=0)
@@ -132,7 +140,9 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
         h_sum = (1.0 - eps) * w_y
     # pass 2: the smoothing terms eps / V sum_j w_j g(p_j) (and their h); for plain CE, sum_j h_j = sum_j w_j
     smooth_loss = tl.zeros((), tl.float32)
-    if SMOOTH:
+    if FOLD:
+        h_sum += w_sum * (eps / V)
+    if SMOOTH and not FOLD:
         smooth_h = tl.zeros((), tl.float32)
         for start in range(0, V, BLOCK_V):
             c = start + cols
@@ -154,10 +164,6 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
         h_sum += smooth_h * (eps / V)
     ce_scale = tl.load(ce_scale_ptr).to(tl.float32)
     z_scale = tl.load(z_scale_ptr).to(tl.float32)
-    loss = ce_scale * (target_loss + smooth_loss)
-    if ZLOSS:
-        loss += z_scale * z_loss * lse * lse
-    tl.store(loss_ptr + row, tl.where(kept, loss, 0.0))
     tl.store(correct_ptr + row, (kept & (best == label)).to(tl.int8))
     if WANT_GRAD:
         # pass 3: d loss / d z_k = [ce_scale (p_k sum_j h_j - h_k) + 2 z_scale z_loss lse p_k] (1 - t_k^2)
@@ -176,9 +182,12 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
             q = tl.where(c == label, 1.0 - eps, 0.0)
             if SMOOTH:
                 q += eps / V
-            hk = q
+            wk = 1.0
             if HAS_W:
-                hk = hk * tl.load(w_ptr + c, mask=inside, other=0.0).to(tl.float32)
+                wk = tl.load(w_ptr + c, mask=inside, other=0.0).to(tl.float32)
+            hk = q * wk
+            if FOLD:
+                smooth_loss += tl.sum(tl.where(inside, wk * (lse - x), 0.0), axis=0)
             if FOCAL:
                 one_minus = tl.where(c == label, one_minus_y, 1.0 - p)
                 hf, _ = _focal_h(lp, one_minus, gamma)
@@ -187,6 +196,12 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
             if SOFTCAP:
                 g = g * (1.0 - t * t)
             tl.store(base + c, tl.where(kept, g, 0.0), mask=inside)
+        if FOLD:
+            smooth_loss = smooth_loss * (eps / V)
+    loss = ce_scale * (target_loss + smooth_loss)
+    if ZLOSS:
+        loss += z_scale * z_loss * lse * lse
+    tl.store(loss_ptr + row, tl.where(kept, loss, 0.0))
 
 
 def chunk_loss_grad_(z: Tensor, target: Tensor, kept: Tensor, *, class_weight: Tensor | None,
@@ -235,5 +250,5 @@ def chunk_loss_grad_(z: Tensor, target: Tensor, kept: Tensor, *, class_weight: T
         vocab, float(label_smoothing), float(z_loss), 1.0 if softcap is None else float(softcap), float(gamma),
         HAS_W=class_weight is not None, SMOOTH=bool(label_smoothing), FOCAL=bool(gamma), ZLOSS=bool(z_loss),
         SOFTCAP=softcap is not None, HAS_ROW_SCALE=row_scale is not None, WANT_GRAD=bool(want_grad),
-        BLOCK_V=block_v)
+        FOLD=bool(label_smoothing) and not gamma and bool(want_grad), BLOCK_V=block_v)
     return loss, (z if want_grad else None), correct.bool()
