@@ -13,11 +13,12 @@ It reports the median time with its interquartile range, the time against torch'
 peak memory allocated during forward + backward beyond what existed before (the inputs are not counted; the
 gradients of hidden and weight are): in MiB, in units of the float32 logits' size, and against torch's.
 
-How the memory is measured: on CPU with torch's profiler (``losslab.bench.peak_memory``'s method: every
-allocation and free of torch's CPU allocator in time order). It costs one extra forward + backward and its
+How the memory is measured: on CPU with torch's profiler (``losslab.bench.peak_allocated``, which the other
+groups' ``peak_memory`` uses too: every allocation and free of torch's CPU allocator in time order). Its
 event count grows with the number of operators (a few per chunk), not with the logits' size, so it fits these
-sizes; it does not see memory that BLAS or glibc keep outside torch's allocator, and is exact for everything
-torch allocates (a subprocess's peak RSS would add the allocator's caching and the interpreter, and be noisier).
+sizes, and the profiled call doubles as the first call. It does not see memory that BLAS or glibc keep outside
+torch's allocator and is exact for everything torch allocates (a subprocess's peak RSS would add the
+allocator's caching and the interpreter, and be noisier).
 On CUDA: ``torch.cuda.max_memory_allocated`` over one step.
 """
 
@@ -121,25 +122,9 @@ def _step(fn: Callable, hidden: Tensor, weight: Tensor, target: Tensor, shift: b
 
 def _peak_bytes(fn: Callable, args: tuple) -> int:
     """Peak bytes torch's CPU allocator held during one forward + backward beyond what it held before."""
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
+    from .bench import peak_allocated
 
-    from .bench import quiet_stderr
-
-    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(fn, *args)
-    changes = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.tag == _EventType.Allocation:
-            changes.append((event.start_time_ns, event.extra_fields.alloc_size))
-    current = peak = 0
-    for _, change in sorted(changes):
-        current += change
-        peak = max(peak, current)
-    return peak
+    return peak_allocated(lambda: _step(fn, *args))
 
 
 def _spread(times: list[float]) -> tuple[float, float]:

@@ -201,12 +201,18 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     start: a scope such as an autograd Function would then book its temporaries' frees before their
     allocations, and the peak of the native and fused paths would read too low).
     """
+    leaf = x.detach().requires_grad_(True)
+    return peak_allocated(lambda: fn(leaf, t).backward()) / (x.numel() * x.element_size())
+
+
+def peak_allocated(call: Callable[[], None]) -> int:
+    """The most bytes torch's CPU allocator held at once during ``call()`` beyond what it held before, from
+    every allocation and free the profiler recorded, in time order."""
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    leaf = x.detach().requires_grad_(True)
     with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn(leaf, t).backward()
+        call()
     changes = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -218,7 +224,7 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     for _, change in sorted(changes):
         current += change
         peak = max(peak, current)
-    return peak / (x.numel() * x.element_size())
+    return peak
 
 
 def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
