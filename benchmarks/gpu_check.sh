@@ -9,10 +9,13 @@
 #   1. a throw-away venv (python3 -m venv --system-site-packages, plus the interpreter's own site
 #      directories) in which only this project is installed (pip install -e ".[test]" --no-deps;
 #      pytest and hypothesis only if missing); PYTHONPATH=src if pip cannot install it;
-#   2. tests/test_triton.py with LOSSLAB_TEST_DEVICE=cuda: every kernel on CUDA tensors, bfloat16 included;
-#   3. tests/test_fused.py: the CPU fused path (sweeps, torch.compile) under this machine's torch;
+#   2. tests/test_triton.py and tests/test_linear_triton.py (the fused linear cross-entropy's chunk kernel,
+#      a bfloat16 head included) with LOSSLAB_TEST_DEVICE=cuda: every kernel on CUDA tensors;
+#   3. tests/test_fused.py and tests/test_linear.py: the CPU fused path (sweeps, torch.compile) and the fused
+#      linear cross-entropy under this machine's torch (its CUDA cases where the tests have them);
 #   4. `python -m losslab bench --device cuda` on the default GPU cases, one process per workload group
-#      (a group that runs out of time loses only itself), merged into bench/results.{md,json};
+#      (a group that runs out of time loses only itself), merged into bench/results.{md,json}; then the
+#      lm-head group (losslab, torch, and CCE's kernel and Liger where importable) into lm-head/;
 #   5. summary.txt: the verdict, GPU, versions, per-step status, wall time and test counts.
 # Exit status: 0 the tests passed and every bench group finished; 1 a test step failed or timed out;
 # 2 no CUDA device or the setup failed; 3 the tests passed but the bench is incomplete.
@@ -141,7 +144,11 @@ log "$GPU; $VERSIONS"
 tests_ok=1
 LOSSLAB_TEST_DEVICE=cuda run_step test_triton 180 "$VPY" -m pytest -q -rfEs tests/test_triton.py \
     --junitxml "$RESULTS/test_triton.xml" || tests_ok=0
+LOSSLAB_TEST_DEVICE=cuda run_step test_linear_triton 60 "$VPY" -m pytest -q -rfEs tests/test_linear_triton.py \
+    --junitxml "$RESULTS/test_linear_triton.xml" || tests_ok=0
 run_step test_fused 120 "$VPY" -m pytest -q -rfEs tests/test_fused.py --junitxml "$RESULTS/test_fused.xml" ||
+    tests_ok=0
+run_step test_linear 90 "$VPY" -m pytest -q -rfEs tests/test_linear.py --junitxml "$RESULTS/test_linear.xml" ||
     tests_ok=0
 
 # 4. the bench, one workload group per process (every GPU case's workload contains one of these)
@@ -172,6 +179,9 @@ note = "".join(f"\nnot measured: {m}" for m in missing)
 print(f"{len(rows)} rows, {len(missing)} of {len(bench.GPU_CASES)} cases not measured")
 sys.exit(1 if missing else 0)
 EOF
+
+# the lm-head group: its own table (other columns), not merged with the loss-only groups above
+run_step lm-head 150 "$VPY" -m losslab bench --device cuda --only lm-head --out "$RESULTS/lm-head" || bench_ok=0
 
 # 5. the summary
 if ((tests_ok == 0)); then verdict="FAIL (tests)"; rc=1

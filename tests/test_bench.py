@@ -129,3 +129,61 @@ def test_a_row_whose_iqr_exceeds_its_median_is_flagged_unreliable():
     steady, noisy = (line for line in table.splitlines() if line.startswith("| cross_entropy"))
     assert "unreliable" not in steady and "1.00 (1.50) unreliable" in noisy
     assert "unreliable: the interquartile range exceeds the median" in table
+
+
+# ----------------------------------------------------------------------------
+# the lm-head group
+
+TINY_LM = [bench._bench_lmhead.LMCase("tiny", 96, 16, 300, chunk_size=32),
+           bench._bench_lmhead.LMCase("tiny (B, T), shift", 96, 16, 300, batch=4, shift=True, chunk_size=32)]
+
+
+def test_lm_head_implementations_compute_the_same_loss_and_gradients():
+    lm = bench._bench_lmhead
+    for case in TINY_LM:
+        hidden, weight, target = lm.make_inputs(case)
+        assert (target == lm.IGNORE_INDEX).any() or case.n < 50
+        impls, _ = lm.implementations(case)
+        assert {lm.TORCH, lm.LOSSLAB} <= set(impls)
+        results = {}
+        for name, fn in impls.items():
+            h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+            loss = fn(h, w, target, case.shift)
+            loss.backward()
+            results[name] = (loss.detach(), h.grad, w.grad)
+        for name, got in results.items():
+            for a, b in zip(got, results[lm.TORCH], strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_lm_head_group_runs_on_tiny_sizes_and_the_chunked_loss_keeps_less_memory(tmp_path):
+    lm = bench._bench_lmhead
+    rows, notes = lm.run(TINY_LM, min_time=0.0, threads=1, progress=lambda line: None)
+    assert {(r["workload"], r["implementation"]) for r in rows} >= {(c.workload, name) for c in TINY_LM
+                                                                     for name in (lm.TORCH, lm.LOSSLAB)}
+    for r in rows:
+        assert r["median_s"] > 0 and r["iqr_s"] >= 0 and r["runs"] >= 1 and r["peak_bytes"] > 0
+        assert r["time_vs_torch"] > 0 and r["memory_vs_torch"] > 0
+    assert {r["tokens"] for r in rows} == {96, 92}  # shift drops the last position of each of 4 sequences
+    for case in TINY_LM:
+        torch_row = next(r for r in rows if r["workload"] == case.workload and r["implementation"] == lm.TORCH)
+        ours = next(r for r in rows if r["workload"] == case.workload and r["implementation"] == lm.LOSSLAB)
+        assert torch_row["memory_vs_torch"] == 1.0 and torch_row["peak_x_logits"] >= 2.0  # logits and gradient
+        assert ours["memory_vs_torch"] < 0.8  # chunks of 32 of 96 tokens (memory is deterministic)
+    table = lm.markdown(rows, notes)
+    assert ("\n" + table).count("\n| ") == len(rows) + 1  # the header and one line per row
+    assert all(f"- {note}" in table for note in notes)
+
+
+def test_lm_head_group_is_opt_in(tmp_path, monkeypatch):
+    lm = bench._bench_lmhead
+    assert lm.selected("lm-head") == lm.selected("linear_cross_entropy") == lm.LM_CASES
+    assert lm.selected("shift") == [c for c in lm.LM_CASES if c.shift] != []  # one case, by its workload
+    assert lm.selected(None) == lm.selected("small") == lm.selected("cross_entropy ") == []
+    monkeypatch.setattr(lm, "LM_CASES", TINY_LM[:1])
+    assert bench.main(["--quick", "--only", "lm-head", "--min-time", "0.01", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["rows"] == [] and {r["implementation"] for r in data["lm_head"]["rows"]} >= {lm.TORCH, lm.LOSSLAB}
+    assert "### lm-head" in (tmp_path / "results.md").read_text()
+    assert bench.main(["--quick", "--only", "small", "--min-time", "0.01", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["lm_head"]["rows"] == []

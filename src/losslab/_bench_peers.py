@@ -2,7 +2,8 @@
 
 torchvision's sigmoid focal loss, the usual softmax focal formula (fvcore, kornia), mmdetection's QFL and VFL,
 the long-tail losses as their authors' code writes them (with the class counts of an exponential profile),
-and kornia and MONAI called where installed.
+and kornia and MONAI called where installed. For the lm-head group (:mod:`losslab._bench_lmhead`): torch's
+``F.linear`` + ``F.cross_entropy``, and Cut Cross-Entropy's and Liger-Kernel's fused heads where installed.
 """
 
 from __future__ import annotations
@@ -159,3 +160,64 @@ def library_peers(loss: str, target: str) -> dict[str, Callable]:
         monai_softmax = FocalLoss(gamma=GAMMA, use_softmax=True, to_onehot_y=True, reduction="mean")
         peers["MONAI"] = lambda x, t: monai_softmax(x, t.unsqueeze(1))
     return peers
+
+
+# ----------------------------------------------------------------------------
+# the lm-head group: (hidden (N, d) or (B, T, d), weight (V, d), target (N,) or (B, T), shift) -> mean loss
+
+IGNORE_INDEX = -100
+
+
+def shifted(hidden: Tensor, target: Tensor, shift: bool) -> tuple[Tensor, Tensor]:
+    """Flattened (tokens, d) hidden states and (tokens,) targets; with ``shift`` position t predicts t + 1
+    (within each sequence of a (B, T) batch), by slicing as training loops write it."""
+    if shift:
+        hidden = hidden[:, :-1] if hidden.ndim == 3 else hidden[:-1]
+        target = target[:, 1:] if target.ndim == 2 else target[1:]
+    return hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
+
+
+def torch_linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor, shift: bool) -> Tensor:
+    """The baseline: the (tokens, V) logits from ``F.linear``, then ``F.cross_entropy`` in float32."""
+    h, t = shifted(hidden, target, shift)
+    return F.cross_entropy(F.linear(h, weight).float(), t, ignore_index=IGNORE_INDEX)
+
+
+def lm_head_peers(device: str) -> tuple[dict[str, Callable], list[str]]:
+    """Cut Cross-Entropy's and Liger-Kernel's fused heads where installed, and a note for each one missing.
+
+    On CPU: CCE's ``torch_compile`` implementation (its fallback: the logits' matmul and cross-entropy under
+    ``torch.compile``; CCE's own kernel is Triton-only and needs a GPU). On CUDA: CCE's kernel
+    (``impl="cce"``) and ``liger_kernel``'s ``LigerFusedLinearCrossEntropyLoss`` (which takes the weight
+    first and has no shift: the slicing is done before the call and timed).
+    """
+    peers: dict[str, Callable] = {}
+    notes: list[str] = []
+    try:
+        from cut_cross_entropy import linear_cross_entropy as cce
+    except Exception as error:  # ImportError, or a broken triton underneath
+        cce = None
+        notes.append(f"cut-cross-entropy not measured: it does not import ({type(error).__name__}: {error}); "
+                     "pip install cut-cross-entropy")
+    if cce is not None:
+        def cce_compiled(h: Tensor, w: Tensor, t: Tensor, shift: bool) -> Tensor:
+            return cce(h, w, t, ignore_index=IGNORE_INDEX, shift=shift, impl="torch_compile")
+
+        cce_compiled.compiled = True  # type: ignore[attr-defined]  # its first call compiles
+        peers["cut-cross-entropy torch_compile"] = cce_compiled
+        if device == "cuda":
+            peers["cut-cross-entropy cce"] = lambda h, w, t, shift: cce(h, w, t, ignore_index=IGNORE_INDEX,
+                                                                        shift=shift, impl="cce")
+        else:
+            notes.append("cut-cross-entropy's own kernel (impl='cce') is Triton code for GPUs: measured with "
+                         "--device cuda only")
+    if device == "cuda":
+        try:
+            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        except Exception as error:
+            notes.append(f"Liger-Kernel not measured: it does not import ({type(error).__name__}); "
+                         "pip install liger-kernel")
+        else:
+            liger = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX)
+            peers["Liger-Kernel fused linear CE"] = lambda h, w, t, shift: liger(w, *shifted(h, t, shift))
+    return peers, notes

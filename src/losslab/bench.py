@@ -11,6 +11,10 @@ profiler, allocations only, the gradient included), and the one-time cost of
 the first call of the compiled path (a compile, or a load from inductor's
 on-disk cache). kornia and MONAI join where installed (``pip install
 losslab[bench]``).
+
+The ``lm-head`` group (``--only lm-head``, opt-in: minutes on a small CPU) times a language-model head,
+hidden states to loss, against torch's ``F.linear`` + ``F.cross_entropy`` and the fused heads of Cut
+Cross-Entropy and Liger-Kernel (:mod:`losslab._bench_lmhead`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import losslab
-from losslab import _dispatch
+from losslab import _bench_lmhead, _dispatch
 
 from ._bench_peers import (
     LONGTAIL,
@@ -207,12 +211,18 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     start: a scope such as an autograd Function would then book its temporaries' frees before their
     allocations, and the peak of the native and fused paths would read too low).
     """
+    leaf = x.detach().requires_grad_(True)
+    return peak_allocated(lambda: fn(leaf, t).backward()) / (x.numel() * x.element_size())
+
+
+def peak_allocated(call: Callable[[], None]) -> int:
+    """The most bytes torch's CPU allocator held at once during ``call()`` beyond what it held before, from
+    every allocation and free the profiler recorded, in time order."""
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    leaf = x.detach().requires_grad_(True)
     with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn(leaf, t).backward()
+        call()
     changes = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -224,7 +234,7 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     for _, change in sorted(changes):
         current += change
         peak = max(peak, current)
-    return peak / (x.numel() * x.element_size())
+    return peak
 
 
 def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
@@ -378,7 +388,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="batch sizes / 50, no compiled path (a smoke run)")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--only", help="only losses or workloads containing this text")
+    parser.add_argument("--only", help="only losses or workloads containing this text (\"lm-head\": the opt-in "
+                        "lm-head group)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the Triton kernels, timed with triton.testing.do_bench")
 
@@ -388,14 +399,29 @@ def command(args: argparse.Namespace) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("losslab bench: --device cuda needs a CUDA device; none is available", file=sys.stderr)
         return 2
+    progress = lambda line: print(line, flush=True)  # noqa: E731
     rows = run(GPU_CASES if device == "cuda" else CASES, quick=args.quick, min_time=args.min_time,
-               threads=args.threads, only=args.only, progress=lambda line: print(line, flush=True), device=device)
+               threads=args.threads, only=args.only, progress=progress, device=device)
+    lm_rows: list[dict] = []
+    lm_notes: list[str] = []
+    lm_cases = _bench_lmhead.selected(args.only, _bench_lmhead.LM_GPU_CASES if device == "cuda" else
+                                      _bench_lmhead.LM_CASES)
+    if lm_cases:
+        lm_cases = _bench_lmhead.quick_cases(lm_cases) if args.quick else lm_cases
+        lm_rows, lm_notes = _bench_lmhead.run(lm_cases, min_time=args.min_time, threads=args.threads, device=device,
+                                              progress=progress)
+    elif not args.only:
+        lm_notes = ["the lm-head group is opt-in: losslab bench --only lm-head"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows)
+    table = markdown(rows) if rows else ""
+    if lm_rows or lm_notes:
+        lm_table = _bench_lmhead.markdown(lm_rows, lm_notes) if lm_rows else "\n".join(f"- {n}" for n in lm_notes)
+        table = f"{table}\n\n### {_bench_lmhead.GROUP}\n\n{lm_table}".strip()
     (out / "results.md").write_text(f"Machine: {machine(device)}\n\n{table}\n")
     (out / "results.json").write_text(json.dumps({"machine": machine(device), "losslab": losslab.__version__,
-                                                  "rows": rows}, indent=2, default=str))
+                                                  "rows": rows, "lm_head": {"rows": lm_rows, "notes": lm_notes}},
+                                                 indent=2, default=str))
     print(table)
     print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
     return 0
