@@ -256,3 +256,48 @@ def test_bfloat16_head_through_the_kernel_matches_the_float64_reference(name):
     grad_h = (grad @ w.float()).to(torch.bfloat16)
     want_h = want[1] @ w.double()
     torch.testing.assert_close(grad_h.double(), want_h, **TOLERANCES[torch.bfloat16])
+
+
+@pytest.mark.parametrize("name", ["plain", "z_loss", "all"])
+def test_the_log_sum_exp_comes_out_on_request(name):
+    """``lse_out`` (the z-loss component of return_components): each row's log-sum-exp of the softcapped
+    logits, as the CPU step writes it."""
+    from losslab._linear_chunk import chunk_loss_grad_torch
+
+    z, target, kept = inputs(seed=21)
+    o = options(name, z.shape[1])
+    got, want = torch.empty(z.shape[0], device=DEVICE), torch.empty(z.shape[0], device=DEVICE)
+    _linear_triton.chunk_loss_grad_(z.clone(), target, kept, **o, want_grad=True, lse_out=got)
+    safe = torch.where(kept, target, torch.zeros_like(target))  # the CPU step reads every row's target
+    chunk_loss_grad_torch(z.clone(), safe, kept, **o, want_grad=True, lse_out=want)
+    torch.testing.assert_close(got, want, **TOLERANCES[F32])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("name", ["plain", "all", "all but focal"])
+def test_linear_cross_entropy_through_the_kernel_equals_the_cpu_step(name, reduction, monkeypatch):
+    """The whole loss with the kernel as its chunk step (what CUDA runs), chunks of 3 rows: the values,
+    components and gradients of the torch step."""
+    from losslab import _linear_chunk
+
+    g = gen(50)
+    hidden = torch.randn(7, 16, generator=g).to(DEVICE)
+    weight = (torch.randn(200, 16, generator=g) * 0.5).to(DEVICE)
+    bias = (torch.randn(200, generator=g) * 0.1).to(DEVICE)
+    target = torch.randint(0, 200, (7,), generator=g).to(DEVICE)
+    target[2] = IGNORE
+    o = {k: v for k, v in options(name, 200).items() if k not in ("ce_scale", "z_scale", "row_scale")}
+    results = []
+    for step in (_linear_chunk.chunk_loss_grad_torch, _linear_triton.chunk_loss_grad_):
+        monkeypatch.setattr(_linear_chunk, "step_for", lambda device, step=step: step)
+        h, w, b = (t.clone().requires_grad_(True) for t in (hidden, weight, bias))
+        out = losslab.linear_cross_entropy(h, w, target, bias=b, reduction=reduction, chunk_size=3,
+                                          return_components=True, **o)
+        out.loss.backward(torch.linspace(0.5, 1.5, out.loss.numel(), device=DEVICE).reshape(out.loss.shape))
+        results.append((out, h.grad, w.grad, b.grad))
+    (a, *grads_a), (b_, *grads_b) = results
+    tol = TOLERANCES[F32]
+    for x, y in zip(a, b_):
+        torch.testing.assert_close(x.detach().double(), y.detach().double(), **tol)
+    for x, y in zip(grads_a, grads_b):
+        torch.testing.assert_close(x, y, **tol)

@@ -13,7 +13,7 @@ It reports the median time with its interquartile range, the time against torch'
 peak memory allocated during forward + backward beyond what existed before (the inputs are not counted; the
 gradients of hidden and weight are): in MiB, in units of the float32 logits' size, and against torch's.
 
-How the memory is measured: on CPU with torch's profiler (``losslab.bench.peak_allocated``, which the other
+How the memory is measured: on CPU with torch's profiler (``losslab._bench_memory.peak_allocated``, which the other
 groups' ``peak_memory`` uses too: every allocation and free of torch's CPU allocator in time order). Its
 event count grows with the number of operators (a few per chunk), not with the logits' size, so it fits these
 sizes, and the profiled call doubles as the first call. It does not see memory that BLAS or glibc keep outside
@@ -34,6 +34,7 @@ from torch import Tensor
 
 import losslab
 
+from ._bench_memory import peak_allocated
 from ._bench_peers import IGNORE_INDEX, lm_head_peers, torch_linear_cross_entropy
 
 GROUP = "lm-head"
@@ -122,8 +123,6 @@ def _step(fn: Callable, hidden: Tensor, weight: Tensor, target: Tensor, shift: b
 
 def _peak_bytes(fn: Callable, args: tuple) -> int:
     """Peak bytes torch's CPU allocator held during one forward + backward beyond what it held before."""
-    from .bench import peak_allocated
-
     return peak_allocated(lambda: _step(fn, *args))
 
 

@@ -88,10 +88,10 @@ def _focal_h(lp, one_minus, gamma):
 
 @triton.jit
 def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_scale_ptr, loss_ptr, correct_ptr,
-                 V, eps, z_loss, softcap, gamma,
+                 lse_ptr, V, eps, z_loss, softcap, gamma,
                  HAS_W: tl.constexpr, SMOOTH: tl.constexpr, FOCAL: tl.constexpr, ZLOSS: tl.constexpr,
                  SOFTCAP: tl.constexpr, HAS_ROW_SCALE: tl.constexpr, WANT_GRAD: tl.constexpr,
-                 FOLD: tl.constexpr, BLOCK_V: tl.constexpr):
+                 FOLD: tl.constexpr, HAS_LSE: tl.constexpr, BLOCK_V: tl.constexpr):
     """FOLD (smoothed cross-entropy with the gradient wanted): the smoothing terms of the loss accumulate in
     the gradient's pass and sum_j w_j in pass 1, so the row is read twice instead of three times."""
     row = tl.program_id(0).to(tl.int64)
@@ -124,6 +124,8 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
         run_other = run_other * rescale + tl.sum(tl.where(c == label, 0.0, e), axis=0)
         run_max = new_max
     lse = run_max + tl.log(run_sum)
+    if HAS_LSE:
+        tl.store(lse_ptr + row, lse)
     x_y, _ = _capped(tl.load(base + label).to(tl.float32), softcap, SOFTCAP)
     lp_y = x_y - lse
     one_minus_y = run_other / run_sum
@@ -206,8 +208,8 @@ def chunk_kernel(z_ptr, y_ptr, kept_ptr, w_ptr, ce_scale_ptr, z_scale_ptr, row_s
 
 def chunk_loss_grad_(z: Tensor, target: Tensor, kept: Tensor, *, class_weight: Tensor | None,
                      label_smoothing: float, z_loss: float, softcap: float | None, gamma: float, ce_scale: Tensor,
-                     z_scale: Tensor, row_scale: Tensor | None,
-                     want_grad: bool) -> tuple[Tensor, Tensor | None, Tensor]:
+                     z_scale: Tensor, row_scale: Tensor | None, want_grad: bool,
+                     lse_out: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
     """One token chunk's per-row loss, its gradient in the raw logits (in place) and the token accuracy.
 
     Args:
@@ -222,6 +224,8 @@ def chunk_loss_grad_(z: Tensor, target: Tensor, kept: Tensor, *, class_weight: T
             (the reduction's 1 / denominator).
         row_scale: (n,) float32 or None, multiplies each row's gradient (the backward of reduction "none").
         want_grad: write the gradient into ``z``.
+        lse_out: optional (n,) float32 buffer, filled with each row's log-sum-exp of the softcapped logits
+            (the z-loss component of ``return_components``).
 
     Returns:
         ``(row_loss, grad_z, correct)``: (n,) float32 losses (0 where not kept), ``z`` itself holding
@@ -240,15 +244,23 @@ def chunk_loss_grad_(z: Tensor, target: Tensor, kept: Tensor, *, class_weight: T
     correct = torch.empty(n, dtype=torch.int8, device=z.device)
     if n == 0 or vocab == 0:
         loss.zero_()
+        if lse_out is not None:
+            lse_out.fill_(float("-inf") if vocab == 0 else 0.0)
         return loss, (z if want_grad else None), correct.bool()
+    if lse_out is not None and (lse_out.dtype != torch.float32 or lse_out.shape != (n,)
+                                or not lse_out.is_contiguous()):
+        raise ValueError(f"{fn}: lse_out must be a contiguous ({n},) float32 tensor; got {tuple(lse_out.shape)} "
+                         f"{lse_out.dtype}")
     block_v = min(triton.next_power_of_2(vocab), MAX_BLOCK_V)
     placeholder = z
     chunk_kernel[(n,)](
         z, target.contiguous(), kept.contiguous().view(torch.uint8),
         placeholder if class_weight is None else class_weight.contiguous(),
         ce_scale, z_scale, placeholder if row_scale is None else row_scale.contiguous(), loss, correct,
-        vocab, float(label_smoothing), float(z_loss), 1.0 if softcap is None else float(softcap), float(gamma),
+        loss if lse_out is None else lse_out, vocab, float(label_smoothing), float(z_loss),
+        1.0 if softcap is None else float(softcap), float(gamma),
         HAS_W=class_weight is not None, SMOOTH=bool(label_smoothing), FOCAL=bool(gamma), ZLOSS=bool(z_loss),
         SOFTCAP=softcap is not None, HAS_ROW_SCALE=row_scale is not None, WANT_GRAD=bool(want_grad),
-        FOLD=bool(label_smoothing) and not gamma and bool(want_grad), BLOCK_V=block_v)
+        FOLD=bool(label_smoothing) and not gamma and bool(want_grad), HAS_LSE=lse_out is not None,
+        BLOCK_V=block_v)
     return loss, (z if want_grad else None), correct.bool()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import platform
 import sys
 import time
@@ -37,6 +36,7 @@ from torch import Tensor
 import losslab
 from losslab import _bench_lmhead, _dispatch
 
+from ._bench_memory import peak_allocated, quiet_stderr  # noqa: F401  (bench.quiet_stderr, as before)
 from ._bench_peers import (
     LONGTAIL,
     authors_formula,
@@ -184,26 +184,6 @@ def _forward_backward(fn: Callable, x: Tensor, t: object) -> None:
     fn(leaf, t).backward()
 
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """Send what C++ code writes to file descriptor 2 (the profiler's start / stop lines) to devnull meanwhile."""
-    fd = 2  # C++ writes there, whatever sys.stderr is
-    try:
-        sys.stderr.flush()
-        saved = os.dup(fd)
-    except OSError:  # no file descriptor 2: nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
-
-
 def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     """Peak bytes allocated during one forward + backward (gradient included), over the logits' bytes.
 
@@ -213,28 +193,6 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     """
     leaf = x.detach().requires_grad_(True)
     return peak_allocated(lambda: fn(leaf, t).backward()) / (x.numel() * x.element_size())
-
-
-def peak_allocated(call: Callable[[], None]) -> int:
-    """The most bytes torch's CPU allocator held at once during ``call()`` beyond what it held before, from
-    every allocation and free the profiler recorded, in time order."""
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        call()
-    changes = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.tag == _EventType.Allocation:
-            changes.append((event.start_time_ns, event.extra_fields.alloc_size))
-    current = peak = 0
-    for _, change in sorted(changes):
-        current += change
-        peak = max(peak, current)
-    return peak
 
 
 def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
