@@ -124,7 +124,8 @@ def lovasz_softmax_terms(fn: str, input: Tensor, target: Tensor, *, classes: Cla
     if not isinstance(classes, str):
         bad = [c for c in classes if not 0 <= c < num_classes]
         if bad:
-            raise ValueError(f"{fn}: classes must hold class indices in [0, {num_classes}); got {bad[0]}")
+            raise ValueError(f"{fn}: the input has {num_classes} classes along dim 1 (indices 0 to "
+                             f"{num_classes - 1}), but classes names {bad[0]}")
     check_class_indices(fn, target, num_classes, ignore_index)
     dtype = compute_dtype(input)
     n = input.shape[0]
