@@ -289,7 +289,7 @@ def test_linear_cross_entropy_through_the_kernel_equals_the_cpu_step(name, reduc
     o = {k: v for k, v in options(name, 200).items() if k not in ("ce_scale", "z_scale", "row_scale")}
     results = []
     for step in (_linear_chunk.chunk_loss_grad_torch, _linear_triton.chunk_loss_grad_):
-        monkeypatch.setattr(_linear_chunk, "step_for", lambda device, step=step: step)
+        monkeypatch.setattr(_linear_chunk, "step_for", lambda device, dtype, step=step: step)
         h, w, b = (t.clone().requires_grad_(True) for t in (hidden, weight, bias))
         out = losslab.linear_cross_entropy(h, w, target, bias=b, reduction=reduction, chunk_size=3,
                                           return_components=True, **o)
@@ -301,3 +301,13 @@ def test_linear_cross_entropy_through_the_kernel_equals_the_cpu_step(name, reduc
         torch.testing.assert_close(x.detach().double(), y.detach().double(), **tol)
     for x, y in zip(grads_a, grads_b):
         torch.testing.assert_close(x, y, **tol)
+
+
+def test_the_kernel_is_the_step_of_float32_on_cuda_only():
+    """The kernel computes in float32: float64 on CUDA, and every CPU dtype, take the torch step."""
+    from losslab import _linear_chunk
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _linear_chunk.step_for(cuda, F32) is _linear_triton.chunk_loss_grad_
+    assert _linear_chunk.step_for(cuda, F64) is _linear_chunk.chunk_loss_grad_torch
+    assert _linear_chunk.step_for(cpu, F32) is _linear_chunk.chunk_loss_grad_torch

@@ -243,9 +243,10 @@ def _focal_smoothed(z: Tensor, target: Tensor, kept: Tensor, x_y: Tensor, w_y: T
 Step = Callable[..., tuple[Tensor, Tensor | None, Tensor]]
 
 
-def step_for(device: torch.device) -> Step:
-    """The step of a device: the Triton kernel on CUDA where ``losslab._linear_triton`` provides it, else torch."""
-    if device.type == "cuda":
+def step_for(device: torch.device, dtype: torch.dtype = torch.float32) -> Step:
+    """The step of a device and compute dtype: the Triton kernel on CUDA for float32 (half inputs compute in
+    float32) where ``losslab._linear_triton`` imports, else torch (CPU, and float64 on CUDA)."""
+    if device.type == "cuda" and dtype == torch.float32:
         try:
             from ._linear_triton import chunk_loss_grad_  # type: ignore[attr-defined]
         except ImportError:
@@ -290,7 +291,7 @@ def sweep(h2: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, kept:
     rows, block = plan(n, vocab, opts, chunk_size, torch.finfo(cdt).bits // 8)
     if n == 0 or vocab == 0:
         return Result(losses, (gh.zero_() if gh is not None else None, gw, gb), correct, z_terms)
-    step = step or step_for(dev)
+    step = step or step_for(dev, cdt)
     buf = torch.empty((rows, block), dtype=cdt, device=dev)
     lse = torch.empty((rows,), dtype=cdt, device=dev) if components else None
     for s in range(0, n, rows):
