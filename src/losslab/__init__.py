@@ -56,7 +56,7 @@ from .lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_hinge_loss, lovas
 from .combined import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 from . import frameworks  # noqa: F401  (registers the frameworks' names: "kornia.FocalLoss")
 from .config import CombinedLoss, combine, get_loss
-from .linear import LinearCrossEntropyLoss, linear_cross_entropy  # not registered yet (issue 17)
+from .linear import LinearCrossEntropyLoss, linear_cross_entropy  # not registered: three tensors in (README)
 from .weights import class_counts, class_weights, deferred_class_weights, logit_adjust
 
 __version__ = "0.1.0"
