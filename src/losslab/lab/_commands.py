@@ -167,6 +167,16 @@ def _one_line(error: BaseException, command: str) -> str:
     return message if message.startswith(f"losslab {command}:") else f"losslab {command}: {message}"
 
 
+def _ignore_further_interrupts() -> None:
+    """After a Ctrl-C the command is exiting: a second SIGINT during the cleanup (one that reached the process
+    twice, or a stopping worker's) must not turn exit status 130 and its one line into a death by signal."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def ablate_command(args: argparse.Namespace) -> int:
     """Run ``losslab ablate``: 0 success, 1 a configuration without a score, 2 an error, 130 Ctrl-C."""
     from ._report import profile_text, ranked_table, verdict_sentences
@@ -179,6 +189,7 @@ def ablate_command(args: argparse.Namespace) -> int:
         result = ablate(**settings, losses=losses, shot_thresholds=None if thresholds is None else tuple(thresholds),
                         progress=not args.no_progress, out=out, plots=not args.no_plots)
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
         print("losslab ablate: interrupted; every run stopped, nothing written", file=sys.stderr)
         return 130
     except (ValueError, TypeError, DataError, FloatingPointError, ImportError, OSError) as error:

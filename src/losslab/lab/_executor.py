@@ -235,8 +235,13 @@ def run_jobs(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], *, shared: Any 
                     with warnings.catch_warnings():  # joblib warns that the dropped runs are lost: they are meant to be
                         warnings.simplefilter("ignore")
                         outputs.close()  # after an error: joblib stops the workers and drops the pending runs
-    except TimeoutError as error:
-        if "no worker" in str(error):
+    except Exception as error:
+        if bar is not None:
+            bar.leave = False  # an interrupted or failed grid leaves no half-drawn bar behind
+        if type(error).__name__ == "TerminatedWorkerError" and "SIGINT" in str(error):
+            # a Ctrl-C that reached a worker before its initialiser ignored it: that is an interruption
+            raise KeyboardInterrupt from None
+        if isinstance(error, TimeoutError) and "no worker" in str(error):
             raise ConnectionError(f"{caller}: the {backend} cluster has no worker (waited {CONNECT_TIMEOUT:g} s); "
                                   "start workers for its scheduler") from None
         raise
