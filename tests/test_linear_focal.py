@@ -274,6 +274,30 @@ def test_vocabulary_blocks_break_argmax_ties_like_the_whole_row(monkeypatch):
     assert out.accuracy.item() == 0.5
 
 
+def test_whole_rows_break_argmax_ties_at_the_first_maximum():
+    """The step's accuracy without an arg-reduction: a target tied with an earlier maximum is wrong, with a later
+    one right, alone at the maximum right; transposed (the CPU loop's layout) and contiguous chunks agree."""
+    h = torch.ones(5, 1)
+    w = torch.tensor([[1.0], [0.5], [1.0], [1.0], [0.25], [0.0]])  # maxima at classes 0, 2 and 3
+    target = torch.tensor([0, 2, 3, 1, 0])
+    out = linear_cross_entropy(h, w, target, return_components=True)  # one chunk, transposed on CPU
+    assert out.accuracy.item() == pytest.approx(0.4)
+    w2 = torch.tensor([[0.0], [2.0], [1.0], [2.0]])  # a unique maximum, then a tie led by class 1
+    out = linear_cross_entropy(torch.ones(3, 1), w2, torch.tensor([1, 3, 2]), return_components=True)
+    assert out.accuracy.item() == pytest.approx(1 / 3)
+    z = torch.tensor([[3.0, 1.0, 3.0], [0.0, 2.0, 1.0], [1.0, 1.0, 1.0], [5.0, 4.0, 4.5]])
+    y = torch.tensor([2, 1, 0, 1])
+    kept = torch.tensor([True, True, True, False])
+    one = torch.tensor(1.0)
+    kw = {"class_weight": None, "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None, "gamma": 0.0,
+          "ce_scale": one, "z_scale": one, "row_scale": None, "want_grad": True}
+    expected = kept & (z.argmax(1) == y)
+    for chunk in (z.clone(), z.T.contiguous().T):
+        loss, grad, correct = chunk_loss_grad_torch(chunk, y, kept, **kw)
+        assert torch.equal(correct, expected)
+        torch.testing.assert_close(loss, torch.where(kept, F.cross_entropy(z, y, reduction="none"), 0.0))
+
+
 # ----------------------------------------------------------------------------
 # backward twice, and torch.compile around a model
 
