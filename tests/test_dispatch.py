@@ -756,3 +756,87 @@ def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_t
         for a, b in zip(got, want):
             assert torch.isfinite(a).all()
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+
+
+# ----------------------------------------------------------------------------
+# the plain cross-entropy call's shortcut
+
+
+def _spy_run(monkeypatch) -> list:
+    calls: list = []
+    real = _dispatch.run
+
+    def spy(call):
+        calls.append(call.fn)
+        return real(call)
+
+    monkeypatch.setattr(_dispatch, "run", spy)
+    return calls
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 2, 3)])
+def test_plain_cross_entropy_skips_the_prepared_call_with_its_values(reduction, dtype, shape, monkeypatch):
+    """The plain call (in-range int64 indices, none ignored, no option, small CPU input) skips building a Call,
+    with the prepared native path's values and gradients (read with the shortcut off: a forced backend)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(*shape, generator=g, dtype=dtype)
+    y = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
+    up = torch.rand(shape[:1] + shape[2:], generator=g, dtype=dtype) if reduction == "none" else None
+    calls = _spy_run(monkeypatch)
+    results = []
+    for shortcut in (True, False):
+        xx = x.clone().requires_grad_(True)
+        with contextlib.nullcontext() if shortcut else _dispatch.forced("native"):
+            loss = losslab.cross_entropy(xx, y, reduction=reduction)
+        loss.backward(up)
+        results.append((loss.detach(), xx.grad))
+    assert calls == ["cross_entropy"]  # only the forced call was prepared
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert results[0][0].dtype == dtype
+
+
+@pytest.mark.parametrize("variant", ["ignored present", "ignore_index inside the range", "int32 target",
+                                     "float16 input", "checks off", "weight", "smoothing", "large", "mode eager"])
+def test_the_rest_takes_the_prepared_call(variant, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 5, generator=g)
+    y = torch.randint(0, 5, (6,), generator=g)
+    y[0], y[1] = 0, 4
+    kwargs: dict[str, Any] = {}
+    context: Any = contextlib.nullcontext()
+    if variant == "ignored present":
+        y[2] = -100
+    elif variant == "ignore_index inside the range":
+        kwargs["ignore_index"] = 4
+    elif variant == "int32 target":
+        y = y.int()
+    elif variant == "float16 input":
+        x = x.half()
+    elif variant == "checks off":
+        context = losslab.set_checks(False)
+    elif variant == "weight":
+        kwargs["weight"] = [1.0, 2.0, 1.0, 1.0, 0.5]
+    elif variant == "smoothing":
+        kwargs["label_smoothing"] = 0.1
+    elif variant == "large":
+        monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 16)  # 30 elements are large now
+        monkeypatch.setattr(_dispatch, "_compiler_disabled", True)  # no compile in a unit test
+    elif variant == "mode eager":
+        context = losslab.set_fused("eager")
+    calls = _spy_run(monkeypatch)
+    with context:
+        losslab.cross_entropy(x, y, **kwargs)
+    assert calls == ["cross_entropy"]
+
+
+def test_a_bad_index_gets_the_general_message():
+    x = torch.randn(4, 3)
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=r"cross_entropy: target class indices must be in \[0, 3\).*got " +
+                           str(bad)):
+            losslab.cross_entropy(x, torch.tensor([0, 1, bad, 2]))
+    # all ignored: 0, not torch's NaN
+    assert losslab.cross_entropy(x, torch.full((4,), -100)).item() == 0.0

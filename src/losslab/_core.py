@@ -96,7 +96,9 @@ class _Upcast(torch.autograd.Function):
 
 def upcast(x: Tensor, dtype: torch.dtype) -> Tensor:
     """``x`` in the compute dtype; a half-precision input's gradient saturates instead of overflowing."""
-    if x.dtype == dtype or not x.dtype.is_floating_point or torch.finfo(x.dtype).max >= torch.finfo(dtype).max:
+    if x.dtype == dtype:
+        return x
+    if not x.dtype.is_floating_point or torch.finfo(x.dtype).max >= torch.finfo(dtype).max:
         return x.to(dtype)
     return _Upcast.apply(x, dtype)
 
@@ -239,7 +241,8 @@ def softmax_target(fn: str, input: Tensor, target: Tensor, ignore_index: int | N
     integer = not target.dtype.is_floating_point and target.dtype != torch.bool
     if target.shape == index_shape and integer:
         none_ignored = check_class_indices(fn, target, input.shape[1], ignore_index)
-        target = target.long()
+        if target.dtype != torch.int64:
+            target = target.long()
         if ignore_index is None or none_ignored:
             return SoftmaxTarget(indices=target)
         valid = target != ignore_index

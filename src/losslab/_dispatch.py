@@ -184,6 +184,14 @@ def route(input: Tensor, *others: Any, eager_pays: bool, compile_from: int | Non
     return "eager" if eager_pays and (mode == "compiled" or numel >= COMPILE_MIN_NUMEL) else None
 
 
+def small_native(input: Tensor) -> bool:
+    """What :func:`choose` decides for a small CPU input before it looks at the rest of the call: mode "auto",
+    no forced backend, not traced, below :data:`COMPILE_MIN_NUMEL` on CPU. Such a call of a kind whose sweep
+    compiles from that size runs native (where its other tensors need no gradient)."""
+    return (input.device.type == "cpu" and input.numel() < COMPILE_MIN_NUMEL and not _triton_on_cpu
+            and getattr(_forced, "backend", None) is None and get_fused() == "auto" and not traced())
+
+
 def choose(call: Call) -> str:
     """The backend of ``call``: a sweep where :func:`route` takes one, else native where it applies, else
     the composite."""
@@ -252,16 +260,18 @@ def finish(call: Call, value: Tensor, form: str) -> Tensor:
     "mean" (torch's own mean, over the same nonzero denominator, on one process).
     """
     dtype = call.input.dtype
-    if call.reduction == "none":
-        return value.to(dtype)
-    if form == "mean":  # torch's own mean over the same denominator (one process, a nonzero count)
-        return value.to(dtype)
+    if call.reduction == "none" or form == "mean":  # "mean": torch's own, over the same nonzero denominator
+        return _cast(value, dtype)
     if form == "scaled":
         if call.processes > 1:
             value = _dist.reduce_global(value, call.processes)
-        return value.to(dtype)
+        return _cast(value, dtype)
     total = value.sum() if form == "elements" else value
-    return reduce_total(total, call.reduction, call.denominator, call.processes).to(dtype)
+    return _cast(reduce_total(total, call.reduction, call.denominator, call.processes), dtype)
+
+
+def _cast(value: Tensor, dtype: torch.dtype) -> Tensor:
+    return value if value.dtype == dtype else value.to(dtype)
 
 
 def reduce_total(total: Tensor, reduction: str, denominator: Tensor | float | None, processes: int = 1) -> Tensor:

