@@ -226,8 +226,8 @@ def _plain_cross_entropy(input: Any, target: Any, reduction: str, ignore_index: 
     call, values and gradients identical, after the same value check (one aminmax). Anything else, a bad
     value included, returns None and takes the general path, which validates and explains.
 
-    Measured on 256 x 10, one thread: the prepared path took about 60 us of Python and small operations
-    around torch's 15 us; this one about 5 us."""
+    Measured on 256 x 10, one thread (timeit): ``losslab.cross_entropy`` took 63 to 83 us through the prepared
+    call against 14 us for ``F.cross_entropy`` alone, 41 us through this one."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
             and target.dtype == torch.int64 and input.ndim >= 2 and target.device == input.device
             and target.shape == input.shape[:1] + input.shape[2:] and input.numel() > 0
