@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -485,7 +486,8 @@ def _ctrl_c_once(tmp_path, jobs):
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err_file:
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_file, text=True,
-                                   env={**os.environ, marker.split("=")[0]: marker.split("=")[1]},
+                                   env={**os.environ, marker.split("=")[0]: marker.split("=")[1],
+                                        "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
                                    start_new_session=True)  # its own process group, as a terminal's job
     try:
         deadline = time.monotonic() + 120
@@ -500,7 +502,11 @@ def _ctrl_c_once(tmp_path, jobs):
         try:
             process.wait(timeout=30)  # bounded: it does not wait for the runs in flight (each takes minutes)
         except subprocess.TimeoutExpired:
-            raise AssertionError("no exit within 30 s of Ctrl-C") from None
+            os.kill(process.pid, signal.SIGABRT)  # where is it stuck: faulthandler writes the stacks to stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            raise AssertionError("no exit within 30 s of Ctrl-C; its stderr, stacks included:\n"
+                                 + err_path.read_text(errors="replace")[-6000:]) from None
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -536,6 +542,9 @@ def test_ctrl_c_stops_every_worker_at_once(tmp_path, jobs):
             return
         except AssertionError as error:
             failures.append(f"attempt {attempt + 1}: {error}")
+    if jobs == 1:  # an expected failure prints nothing under -q: the warnings summary carries the diagnosis
+        warnings.warn("the sequential Ctrl-C scenario failed (known, open):\n" + "\n".join(failures),
+                      UserWarning, stacklevel=1)
     pytest.fail("\n".join(failures))
 
 
