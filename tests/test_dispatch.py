@@ -774,12 +774,21 @@ def _spy_run(monkeypatch) -> list:
     return calls
 
 
+PLAIN_LOSSES = {
+    "cross_entropy": losslab.cross_entropy,
+    "softmax_focal_loss": lambda x, y, **kw: losslab.softmax_focal_loss(x, y, **kw),
+    "softmax_focal_loss gamma 0.5": lambda x, y, **kw: losslab.softmax_focal_loss(x, y, gamma=0.5, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(PLAIN_LOSSES))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(7, 5), (3, 4, 2, 3)])
-def test_plain_cross_entropy_skips_the_prepared_call_with_its_values(reduction, dtype, shape, monkeypatch):
+def test_plain_softmax_call_skips_the_prepared_call_with_its_values(name, reduction, dtype, shape, monkeypatch):
     """The plain call (in-range int64 indices, none ignored, no option, small CPU input) skips building a Call,
-    with the prepared native path's values and gradients (read with the shortcut off: a forced backend)."""
+    with the prepared native path's values, gradients and second derivatives (read with the shortcut off: a
+    forced backend)."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(*shape, generator=g, dtype=dtype)
     y = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
@@ -789,10 +798,11 @@ def test_plain_cross_entropy_skips_the_prepared_call_with_its_values(reduction, 
     for shortcut in (True, False):
         xx = x.clone().requires_grad_(True)
         with contextlib.nullcontext() if shortcut else _dispatch.forced("native"):
-            loss = losslab.cross_entropy(xx, y, reduction=reduction)
-        loss.backward(up)
-        results.append((loss.detach(), xx.grad))
-    assert calls == ["cross_entropy"]  # only the forced call was prepared
+            loss = PLAIN_LOSSES[name](xx, y, reduction=reduction)
+        (grad,) = torch.autograd.grad(loss, xx, up, create_graph=True)
+        (second,) = torch.autograd.grad(grad.square().sum(), xx)
+        results.append((loss.detach(), grad.detach(), second))
+    assert len(calls) == 1  # only the forced call was prepared
     for a, b in zip(*results):
         assert torch.equal(a, b)
     assert results[0][0].dtype == dtype
@@ -840,3 +850,69 @@ def test_a_bad_index_gets_the_general_message():
             losslab.cross_entropy(x, torch.tensor([0, 1, bad, 2]))
     # all ignored: 0, not torch's NaN
     assert losslab.cross_entropy(x, torch.full((4,), -100)).item() == 0.0
+
+
+SIGMOID_PLAIN = {
+    "binary_cross_entropy": losslab.binary_cross_entropy,
+    "sigmoid_focal_loss": losslab.sigmoid_focal_loss,
+    "sigmoid_focal_loss no alpha, gamma 0.5":
+        lambda x, y, **kw: losslab.sigmoid_focal_loss(x, y, alpha=None, gamma=0.5, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(SIGMOID_PLAIN))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_plain_sigmoid_call_skips_the_prepared_call_with_its_values(name, reduction, dtype, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4, 3, generator=g, dtype=dtype) * 4
+    t = (torch.rand(6, 4, 3, generator=g) < 0.3).to(dtype)
+    t[0] = 0.25  # soft targets too
+    up = torch.rand(6, 4, 3, generator=g, dtype=dtype) if reduction == "none" else None
+    calls = _spy_run(monkeypatch)
+    results = []
+    for shortcut in (True, False):
+        xx = x.clone().requires_grad_(True)
+        with contextlib.nullcontext() if shortcut else _dispatch.forced("native"):
+            loss = SIGMOID_PLAIN[name](xx, t, reduction=reduction)
+        (grad,) = torch.autograd.grad(loss, xx, up, create_graph=True)
+        (second,) = torch.autograd.grad(grad.square().sum(), xx)
+        results.append((loss.detach(), grad.detach(), second))
+    assert len(calls) == 1  # only the forced call was prepared
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("variant", ["target requires grad", "float16 target", "ignore_index", "pos_weight",
+                                     "class indices", "large", "probabilities"])
+def test_the_rest_of_the_sigmoid_form_takes_the_prepared_call(variant, monkeypatch):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 4, generator=g)
+    t = (torch.rand(5, 4, generator=g) < 0.3).float()
+    kwargs: dict[str, Any] = {}
+    if variant == "target requires grad":
+        t.requires_grad_(True)
+    elif variant == "float16 target":
+        t = t.half()
+    elif variant == "ignore_index":
+        kwargs["ignore_index"] = -1
+    elif variant == "pos_weight":
+        kwargs["pos_weight"] = [2.0, 1.0, 1.0, 1.0]
+    elif variant == "class indices":
+        t = torch.tensor([0, 1, 4, 2, 3])
+    elif variant == "large":
+        monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 64)  # the BCE threshold is 64 >> 3 = 8 < 20
+        monkeypatch.setattr(_dispatch, "_compiler_disabled", True)
+    elif variant == "probabilities":
+        x = torch.sigmoid(x)
+        kwargs["from_logits"] = False
+    calls = _spy_run(monkeypatch)
+    losslab.binary_cross_entropy(x, t, **kwargs)
+    assert calls == ["binary_cross_entropy"]
+
+
+def test_a_bad_dense_target_gets_the_general_message():
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: target must lie in \[0, 1\]; got a value of 2"):
+        losslab.binary_cross_entropy(torch.randn(3, 2), torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="sigmoid_focal_loss: target must lie in"):
+        losslab.sigmoid_focal_loss(torch.randn(2, 2), torch.tensor([[0.0, float("nan")], [0.0, 0.0]]))

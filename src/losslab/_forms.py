@@ -56,6 +56,11 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
                  weight: object = None, pos_weight: object = None, label_smoothing: float = 0.0,
                  avg_factor: object = None, dist_sync: bool = False) -> Tensor:
     """A sigmoid-form loss; "mean" divides by the number of kept elements (or by ``avg_factor``)."""
+    if ignore_index is None and weight is None and pos_weight is None and not label_smoothing \
+            and avg_factor is None and not dist_sync and from_logits and (alpha is None or isinstance(alpha, float)):
+        plain = _plain_sigmoid(input, target, reduction, alpha, gamma)
+        if plain is not None:
+            return plain
     check_input(fn, input)
     avg_factor = check_avg_factor(fn, avg_factor, input)
     processes = _dist.world(fn, dist_sync)
@@ -80,6 +85,32 @@ def sigmoid_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, from
                 {"alpha": alpha, "gamma": gamma, "smoothing": label_smoothing, "from_logits": from_logits},
                 fusable=from_logits)
     return _dispatch.run(call)
+
+
+def _plain_sigmoid(input: Any, target: Any, reduction: str, alpha: float | None, gamma: float) -> Tensor | None:
+    """The plain call of the sigmoid form on a small CPU input, without building a Call: logits in float32 or
+    float64, a dense target of the same shape and dtype with values in [0, 1] (not requiring a gradient), at
+    most alpha and gamma. The dispatcher would prepare it and run it native (:func:`_sigmoid_native`): this is
+    that same node, values and gradients identical, after the same value check (one aminmax). Anything else
+    returns None and takes the general path (which validates and explains)."""
+    if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
+            and target.dtype == input.dtype and target.shape == input.shape and not target.requires_grad
+            and target.device == input.device and input.numel() > 0
+            and input.numel() < _sigmoid_threshold(gamma)
+            and _dispatch.small_native(input) and values_checked(target)):
+        return None
+    low, high = torch.aminmax(target)
+    if not (float(low) >= 0 and float(high) <= 1):  # NaN fails both
+        return None
+    multiplier = None if alpha is None else torch.add((1.0 - target) * (1.0 - alpha), target, alpha=alpha)
+    reduce = reduction != "none"
+    scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+
+    def composite(xx: Tensor) -> Tensor:  # create_graph: the composite formula, as the prepared node's
+        return _scaled(sigmoid_elementwise(xx, target, None, from_logits=True, alpha=alpha, gamma=gamma),
+                       reduce, scale)
+
+    return _native.sigmoid_form(input, target, multiplier, gamma, scale, reduce, composite)
 
 
 def _sigmoid_dense(call: Call) -> tuple[Tensor, Tensor | None]:
@@ -143,9 +174,13 @@ def _sigmoid_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
 
 
 def _sigmoid_compile_from(call: Call) -> int:
+    return _sigmoid_threshold(call.options["gamma"])
+
+
+def _sigmoid_threshold(gamma: float) -> int:
     """The native sigmoid form is one node of about twenty elementwise kernels with a focal factor (eight
     without): on 2 CPU threads one compiled loop beat it from about 16,000 elements (32,000 for BCE)."""
-    return _dispatch.COMPILE_MIN_NUMEL >> (4 if call.options["gamma"] else 3)
+    return _dispatch.COMPILE_MIN_NUMEL >> (4 if gamma else 3)
 
 
 _dispatch.register("sigmoid", Backends(composite=_sigmoid_composite, native=_sigmoid_native, sweep=_sigmoid_sweep,
@@ -178,10 +213,10 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
     ``kind`` names another row of the dispatcher's table computed from the same prepared call (Poly-1:
     "poly_softmax"), whose hyperparameters come in ``options``.
     """
-    if kind == "softmax" and input_kind == "logits" and class_weight is None and not gamma and not label_smoothing \
+    if kind == "softmax" and input_kind == "logits" and class_weight is None and not label_smoothing \
             and logit_scale is None and logit_offset is None and target_margin is None and not dist_sync \
             and options is None:
-        plain = _plain_cross_entropy(input, target, reduction, ignore_index)
+        plain = _plain_softmax(input, target, reduction, ignore_index, gamma)
         if plain is not None:
             return plain
     check_input(fn, input, min_ndim=2, what="(N, C) or (N, C, d1, ..., dk)")
@@ -219,12 +254,14 @@ def softmax_loss(fn: str, input: Tensor, target: Tensor, *, reduction: str, inpu
 _PLAIN_DTYPES = (torch.float32, torch.float64)
 
 
-def _plain_cross_entropy(input: Any, target: Any, reduction: str, ignore_index: int | None) -> Tensor | None:
+def _plain_softmax(input: Any, target: Any, reduction: str, ignore_index: int | None,
+                   gamma: float) -> Tensor | None:
     """The plain call on a small CPU input, without building a Call: logits in float32 or float64, int64 class
-    indices all in [0, C), none of them ``ignore_index``, no option. The dispatcher would prepare it into
-    torch's own "mean" and run it native (:func:`_softmax_native`): this is that same ``F.cross_entropy``
-    call, values and gradients identical, after the same value check (one aminmax). Anything else, a bad
-    value included, returns None and takes the general path, which validates and explains.
+    indices all in [0, C), none of them ``ignore_index``, no weight, smoothing or adjustment. The dispatcher
+    would prepare it and run it native (:func:`_softmax_native`): this is that same computation, values and
+    gradients identical, after the same value check (one aminmax): ``F.cross_entropy`` with torch's own
+    "mean", or (``gamma`` > 0) the softmax focal node scaled by 1 / positions. Anything else, a bad value
+    included, returns None and takes the general path, which validates and explains.
 
     Measured on 256 x 10, one thread (timeit): ``losslab.cross_entropy`` took 63 to 83 us through the prepared
     call against 14 us for ``F.cross_entropy`` alone, 41 us through this one."""
@@ -236,7 +273,15 @@ def _plain_cross_entropy(input: Any, target: Any, reduction: str, ignore_index: 
     low, high = (int(v) for v in torch.aminmax(target))
     if low < 0 or high >= input.shape[1] or (ignore_index is not None and low <= ignore_index <= high):
         return None
-    return F.cross_entropy(input, target, reduction=reduction)
+    if not gamma:
+        return F.cross_entropy(input, target, reduction=reduction)
+    reduce = reduction != "none"
+    scale = 1.0 / (input.numel() // input.shape[1]) if reduction == "mean" else 1.0
+
+    def composite(xx: Tensor) -> Tensor:  # create_graph: the composite formula, as the prepared node's
+        return _scaled(softmax_elementwise(xx, SoftmaxTarget(indices=target), gamma=gamma), reduce, scale)
+
+    return _native.softmax_focal(input, target, None, gamma, scale, reduce, composite)
 
 
 def _softmax_target(call: Call) -> SoftmaxTarget:
