@@ -793,19 +793,26 @@ def test_plain_softmax_call_skips_the_prepared_call_with_its_values(name, reduct
     x = torch.randn(*shape, generator=g, dtype=dtype)
     y = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
     up = torch.rand(shape[:1] + shape[2:], generator=g, dtype=dtype) if reduction == "none" else None
+    loss = _shortcut_equals_prepared(PLAIN_LOSSES[name], x, y, reduction, up, monkeypatch)
+    assert loss.dtype == dtype
+
+
+def _shortcut_equals_prepared(fn, x, target, reduction, up, monkeypatch) -> torch.Tensor:
+    """fn's plain call prepares no Call and equals the forced native path: values, gradients, second
+    derivatives. Returns the loss."""
     calls = _spy_run(monkeypatch)
     results = []
     for shortcut in (True, False):
         xx = x.clone().requires_grad_(True)
         with contextlib.nullcontext() if shortcut else _dispatch.forced("native"):
-            loss = PLAIN_LOSSES[name](xx, y, reduction=reduction)
+            loss = fn(xx, target, reduction=reduction)
         (grad,) = torch.autograd.grad(loss, xx, up, create_graph=True)
         (second,) = torch.autograd.grad(grad.square().sum(), xx)
         results.append((loss.detach(), grad.detach(), second))
     assert len(calls) == 1  # only the forced call was prepared
     for a, b in zip(*results):
         assert torch.equal(a, b)
-    assert results[0][0].dtype == dtype
+    return results[0][0]
 
 
 @pytest.mark.parametrize("variant", ["ignored present", "ignore_index inside the range", "int32 target",
@@ -869,18 +876,7 @@ def test_plain_sigmoid_call_skips_the_prepared_call_with_its_values(name, reduct
     t = (torch.rand(6, 4, 3, generator=g) < 0.3).to(dtype)
     t[0] = 0.25  # soft targets too
     up = torch.rand(6, 4, 3, generator=g, dtype=dtype) if reduction == "none" else None
-    calls = _spy_run(monkeypatch)
-    results = []
-    for shortcut in (True, False):
-        xx = x.clone().requires_grad_(True)
-        with contextlib.nullcontext() if shortcut else _dispatch.forced("native"):
-            loss = SIGMOID_PLAIN[name](xx, t, reduction=reduction)
-        (grad,) = torch.autograd.grad(loss, xx, up, create_graph=True)
-        (second,) = torch.autograd.grad(grad.square().sum(), xx)
-        results.append((loss.detach(), grad.detach(), second))
-    assert len(calls) == 1  # only the forced call was prepared
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    assert _shortcut_equals_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch).dtype == dtype
 
 
 @pytest.mark.parametrize("variant", ["target requires grad", "float16 target", "ignore_index", "pos_weight",
