@@ -23,6 +23,7 @@ through monkeypatch only. No timing is asserted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -815,8 +816,24 @@ def _shortcut_equals_prepared(fn, x, target, reduction, up, monkeypatch) -> torc
     return results[0][0]
 
 
-@pytest.mark.parametrize("variant", ["ignored present", "ignore_index inside the range", "int32 target",
-                                     "float16 input", "checks off", "weight", "smoothing", "large", "mode eager"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [-100, 2, 255])
+def test_plain_cross_entropy_with_ignored_positions(reduction, ignore_index, monkeypatch):
+    """Some positions ignored (not all): still the shortcut, torch's own mean over the kept ones, equal to the
+    prepared path's sum over the count (to rounding; it is exact on these)."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (3, 4), generator=g)
+    y[0, 1] = y[2, 3] = ignore_index
+    up = torch.rand(3, 4, generator=g, dtype=torch.float64) if reduction == "none" else None
+    fn = functools.partial(losslab.cross_entropy, ignore_index=ignore_index)
+    loss = _shortcut_equals_prepared(fn, x, y, reduction, up, monkeypatch)
+    if reduction == "none":
+        assert loss[0, 1] == 0 and loss[2, 3] == 0
+
+
+@pytest.mark.parametrize("variant", ["all ignored", "int32 target", "float16 input", "checks off", "weight",
+                                     "smoothing", "large", "mode eager", "focal with ignored"])
 def test_the_rest_takes_the_prepared_call(variant, monkeypatch):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(6, 5, generator=g)
@@ -824,10 +841,12 @@ def test_the_rest_takes_the_prepared_call(variant, monkeypatch):
     y[0], y[1] = 0, 4
     kwargs: dict[str, Any] = {}
     context: Any = contextlib.nullcontext()
-    if variant == "ignored present":
+    loss = losslab.cross_entropy
+    if variant == "all ignored":
+        y[:] = -100
+    elif variant == "focal with ignored":
         y[2] = -100
-    elif variant == "ignore_index inside the range":
-        kwargs["ignore_index"] = 4
+        loss = losslab.softmax_focal_loss
     elif variant == "int32 target":
         y = y.int()
     elif variant == "float16 input":
@@ -845,16 +864,21 @@ def test_the_rest_takes_the_prepared_call(variant, monkeypatch):
         context = losslab.set_fused("eager")
     calls = _spy_run(monkeypatch)
     with context:
-        losslab.cross_entropy(x, y, **kwargs)
-    assert calls == ["cross_entropy"]
+        value = loss(x, y, **kwargs)
+    assert calls == [loss.__name__]
+    if variant == "all ignored":
+        assert value.item() == 0.0
 
 
 def test_a_bad_index_gets_the_general_message():
     x = torch.randn(4, 3)
-    for bad in (3, -1):
+    for bad in (3, -1, -100):
         with pytest.raises(ValueError, match=r"cross_entropy: target class indices must be in \[0, 3\).*got " +
                            str(bad)):
-            losslab.cross_entropy(x, torch.tensor([0, 1, bad, 2]))
+            losslab.cross_entropy(x, torch.tensor([0, 1, bad, 2]), ignore_index=None)
+    with pytest.raises(ValueError, match=r"must be in \[0, 3\) or ignore_index=255; got -100"):
+        losslab.cross_entropy(torch.randn(2, 3, 2, 2), torch.tensor([[[0, 1], [-100, 2]], [[0, 0], [255, 0]]]),
+                              ignore_index=255)
     # all ignored: 0, not torch's NaN
     assert losslab.cross_entropy(x, torch.full((4,), -100)).item() == 0.0
 
