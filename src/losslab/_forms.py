@@ -102,7 +102,7 @@ def _plain_sigmoid(input: Any, target: Any, reduction: str, alpha: float | None,
     low, high = torch.aminmax(target)
     if not (float(low) >= 0 and float(high) <= 1):  # NaN fails both
         return None
-    multiplier = None if alpha is None else torch.add((1.0 - target) * (1.0 - alpha), target, alpha=alpha)
+    multiplier = None if alpha is None else _alpha_t(target, alpha)
     reduce = reduction != "none"
     scale = 1.0 / input.numel() if reduction == "mean" else 1.0
 
@@ -111,6 +111,11 @@ def _plain_sigmoid(input: Any, target: Any, reduction: str, alpha: float | None,
                        reduce, scale)
 
     return _native.sigmoid_form(input, target, multiplier, gamma, scale, reduce, composite)
+
+
+def _alpha_t(t: Tensor, alpha: float) -> Tensor:
+    """alpha t + (1 - alpha)(1 - t) per element, exact at t = 0 and 1 even for a tiny alpha."""
+    return torch.add((1.0 - t) * (1.0 - alpha), t, alpha=alpha)
 
 
 def _sigmoid_dense(call: Call) -> tuple[Tensor, Tensor | None]:
@@ -149,7 +154,7 @@ def _sigmoid_native(call: Call) -> tuple[Tensor, str] | None:
         t = t * (1.0 - smoothing) + 0.5 * smoothing
     alpha, multiplier = o["alpha"], w
     if alpha is not None:
-        alpha_t = torch.add((1.0 - t) * (1.0 - alpha), t, alpha=alpha)  # exact at t = 0 and 1, even for tiny alpha
+        alpha_t = _alpha_t(t, alpha)
         multiplier = alpha_t if w is None else alpha_t * w
     if valid is not None:
         multiplier = valid.to(x.dtype) if multiplier is None else torch.where(valid, multiplier, 0.0)
