@@ -870,12 +870,51 @@ def test_the_rest_takes_the_prepared_call(variant, monkeypatch):
         assert value.item() == 0.0
 
 
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_plain_cross_entropy_all_ignored_without_a_mean(reduction, monkeypatch):
+    """Every position ignored, "sum" or "none": torch's kernel gives losslab's zeros, so the shortcut stays."""
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.full((4,), -100)
+    loss = _shortcut_equals_prepared(losslab.cross_entropy, x, y, reduction,
+                                     torch.rand(4, dtype=torch.float64) if reduction == "none" else None,
+                                     monkeypatch)
+    assert not loss.any()
+
+
+def test_plain_cross_entropy_nan_logit_takes_the_prepared_call(monkeypatch):
+    """A NaN mean (torch's all-ignored mean looks the same) is recomputed by the prepared call: NaN still."""
+    x = torch.randn(4, 3)
+    x[1, 2] = float("nan")
+    calls = _spy_run(monkeypatch)
+    assert losslab.cross_entropy(x, torch.tensor([0, 1, 2, 0])).isnan()
+    assert calls == ["cross_entropy"]
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_plain_softmax_focal_with_a_class_as_ignore_index(present, monkeypatch):
+    """ignore_index inside [0, C): the focal node cannot see it (gather takes it), so one comparison looks; the
+    prepared call where it occurs, the shortcut where it does not, equal to the forced native path."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 3, 1, 0, 3]) if not present else torch.tensor([0, 1, 2, 1, 0, 3])
+    fn = functools.partial(losslab.softmax_focal_loss, ignore_index=2)
+    if present:
+        calls = _spy_run(monkeypatch)
+        loss = fn(x, y, reduction="none")
+        assert calls == ["softmax_focal_loss"] and loss[2] == 0
+    else:
+        _shortcut_equals_prepared(fn, x, y, "mean", None, monkeypatch)
+
+
 def test_a_bad_index_gets_the_general_message():
     x = torch.randn(4, 3)
     for bad in (3, -1, -100):
         with pytest.raises(ValueError, match=r"cross_entropy: target class indices must be in \[0, 3\).*got " +
                            str(bad)):
             losslab.cross_entropy(x, torch.tensor([0, 1, bad, 2]), ignore_index=None)
+        for gamma in (0.0, 2.0):  # torch's kernel (IndexError) or the focal node's gather (RuntimeError) saw it
+            with pytest.raises(ValueError, match=r"focal_loss: target class indices must be in \[0, 3\)"):
+                losslab.softmax_focal_loss(x, torch.tensor([0, 1, bad, 2]), gamma=gamma, ignore_index=None)
     with pytest.raises(ValueError, match=r"must be in \[0, 3\) or ignore_index=255; got -100"):
         losslab.cross_entropy(torch.randn(2, 3, 2, 2), torch.tensor([[[0, 1], [-100, 2]], [[0, 0], [255, 0]]]),
                               ignore_index=255)

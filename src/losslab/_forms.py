@@ -264,41 +264,51 @@ def _plain_softmax(input: Any, target: Any, reduction: str, ignore_index: int | 
     """The plain call on a small CPU input, without building a Call: logits in float32 or float64, int64 class
     indices in [0, C) or ``ignore_index`` (not all ignored), no weight, smoothing or adjustment. The dispatcher
     would prepare it and run it native (:func:`_softmax_native`): this is that same computation, values and
-    gradients identical (to rounding where some are ignored: torch's mean, not the sum over the count), after
-    the same value check (one aminmax): ``F.cross_entropy``, or (``gamma`` > 0, none ignored) the softmax focal
-    node scaled by 1 / positions. Anything else, a bad value included, returns None and takes the general path,
-    which validates and explains.
+    gradients identical (to rounding where some are ignored: torch's mean, not the sum over the count):
+    ``F.cross_entropy``, or (``gamma`` > 0, none ignored) the softmax focal node scaled by 1 / positions.
+    Anything else, a bad value included, returns None and takes the general path, which validates and explains.
 
-    Cross-entropy calls torch's kernel first: it checks the range itself (IndexError; the general path then
-    words the error), and ignores ``ignore_index`` as losslab does, so that the aminmax after it only has to
-    rule out an all-ignored batch (torch's NaN, losslab's 0) and -100 where nothing is ignored. Measured on
-    256 x 10, one thread (timeit): ``losslab.cross_entropy`` took 63 to 83 us through the prepared call against
-    14 us for ``F.cross_entropy`` alone, 41 us through this one."""
+    The value check is torch's own, not a pass over the target: ``F.cross_entropy`` raises IndexError for an
+    index outside [0, C) that is not ``ignore_index``, and ignores that one as losslab does; the focal node's
+    ``gather`` raises RuntimeError for any index outside [0, C). Either error sends the call to the general path
+    (which words it, or, for the focal loss with ignored positions, computes it). What torch's kernels cannot
+    tell: an all-ignored batch, where torch's mean is 0 / 0 (a NaN loss, read back: losslab's is 0), -100 where
+    ``ignore_index`` is None (torch's default ignores it; one min), and an ``ignore_index`` inside [0, C) for the
+    focal loss (one comparison). Measured on 256 x 10, one thread (timeit): ``losslab.cross_entropy``
+    took 63 to 83 us through the prepared call, 41 us with an aminmax here and 14 us for ``F.cross_entropy``
+    alone."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
-            and target.dtype == torch.int64 and input.ndim >= 2 and target.device == input.device
-            and target.shape == input.shape[:1] + input.shape[2:] and input.numel() > 0
+            and target.dtype == torch.int64 and input.ndim >= 2 and target.ndim == input.ndim - 1
+            and target.shape[0] == input.shape[0] and target.shape[1:] == input.shape[2:]
+            and target.device == input.device and input.numel() > 0
             and _dispatch.small_native(input) and values_checked(target)):
         return None
+    classes = input.shape[1]
     if not gamma:
+        if ignore_index is None and int(target.min()) < 0:
+            return None  # -100, which torch's kernel ignores (any other value out of range raises there)
         try:
             loss = F.cross_entropy(input, target, ignore_index=-100 if ignore_index is None else ignore_index,
                                    reduction=reduction)
         except IndexError:  # an index out of range: the general path's message says which
             return None
-        low, high = (int(v) for v in torch.aminmax(target))
-        if ignore_index is None:
-            return loss if low >= 0 else None  # torch ignored -100, which losslab does not
-        return None if low == high == ignore_index else loss  # all ignored: 0, not torch's NaN
-    low, high = (int(v) for v in torch.aminmax(target))
-    if low < 0 or high >= input.shape[1] or (ignore_index is not None and low <= ignore_index <= high):
-        return None
+        if reduction == "mean":
+            value = loss.item()
+            if value != value:  # NaN: every position ignored (losslab's mean is 0), or a NaN logit
+                return None
+        return loss
+    if ignore_index is not None and 0 <= ignore_index < classes and bool((target == ignore_index).any()):
+        return None  # an ignored position, which gather would take for a class
     reduce = reduction != "none"
-    scale = 1.0 / (input.numel() // input.shape[1]) if reduction == "mean" else 1.0
+    scale = 1.0 / (input.numel() // classes) if reduction == "mean" else 1.0
 
     def composite(xx: Tensor) -> Tensor:  # create_graph: the composite formula, as the prepared node's
         return _scaled(softmax_elementwise(xx, SoftmaxTarget(indices=target), gamma=gamma), reduce, scale)
 
-    return _native.softmax_focal(input, target, None, gamma, scale, reduce, composite)
+    try:
+        return _native.softmax_focal(input, target, None, gamma, scale, reduce, composite)
+    except RuntimeError:  # gather: an index outside [0, C), ignore_index's included (the general path's)
+        return None
 
 
 def _softmax_target(call: Call) -> SoftmaxTarget:

@@ -22,7 +22,8 @@ MODES = ("auto", "compiled", "eager", "off")  # the modes of set_fused
 
 # The switches (set_checks, set_fused): a process-wide default, set by calls made in the main
 # thread, and a value of its own for each other thread that has called the switch (a threading.local attribute;
-# absent until then). Readers take the thread's own value, else the default: one getattr, no lock. A `with`
+# absent until then). Readers take the thread's own value, else the default: one dict lookup in the thread's
+# __dict__, no lock (a getattr that misses raises and catches AttributeError inside: 0.6 us against 0.07). A `with`
 # block restores what its call set; the call cannot know whether a `with` follows it, so a block in the main
 # thread sets the default too (anything else would let other threads see the value between call and block).
 _default: dict[str, Any] = {"checks": None, "fused": "auto"}  # the process-wide defaults
@@ -130,16 +131,16 @@ def set_checks(enabled: bool | None | PreviousChecks) -> PreviousChecks:
 
 def get_checks() -> bool | None:
     """The value-check setting the calling thread uses now (see :func:`set_checks`)."""
-    return getattr(_own, "checks", _default["checks"])
+    return _own.__dict__.get("checks", _default["checks"])
 
 
 def values_checked(tensor: Tensor) -> bool:
     """Whether a check that reads ``tensor``'s values should run now."""
     if torch.compiler.is_compiling():
         return False
-    enabled = getattr(_own, "checks", _default["checks"])
+    enabled = _own.__dict__.get("checks", _default["checks"])
     if enabled is None:
-        return tensor.device.type == "cpu"
+        return tensor.is_cpu
     return enabled
 
 
@@ -191,4 +192,4 @@ def set_fused(mode: str) -> PreviousMode:
 
 def get_fused() -> str:
     """The mode of :func:`set_fused` that the calling thread uses now."""
-    return getattr(_own, "fused", _default["fused"])
+    return _own.__dict__.get("fused", _default["fused"])
