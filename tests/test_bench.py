@@ -63,10 +63,21 @@ def test_quick_run_writes_table_and_json(tmp_path, capsys):
         assert r["unreliable"] == (r["iqr_ms"] > r["median_ms"])  # flagged in the JSON too
         assert r["peak_memory_x_logits"] >= 0
         assert r["vs_native"] > 0
+        # the small group is interleaved: ratios are medians of per-round ratios, with their quartiles
+        assert r["interleaved"] and r["runs"] >= 11
+        low, high = r["vs_native_quartiles"]
+        assert low <= r["vs_native"] <= high
+        if r["implementation"].startswith("torch native"):
+            assert r["vs_native"] == low == high == 1.0
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("Machine: ")
     assert table.count("\n| ") == len(rows) + 1  # header and one row per measurement
     assert "results.md" in capsys.readouterr().out
+
+
+def test_quartiles_interpolate_between_order_statistics():
+    assert bench.quartiles([4.0, 1.0, 3.0, 2.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert bench.quartiles([1.0, 2.0]) == (1.25, 1.5, 1.75)
 
 
 def test_cli_has_the_bench_command(tmp_path):

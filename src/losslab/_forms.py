@@ -115,7 +115,7 @@ def _plain_sigmoid(input: Any, target: Any, reduction: str, alpha: float | None,
 
 def _alpha_t(t: Tensor, alpha: float) -> Tensor:
     """alpha t + (1 - alpha)(1 - t) per element, exact at t = 0 and 1 even for a tiny alpha."""
-    return torch.add((1.0 - t) * (1.0 - alpha), t, alpha=alpha)
+    return torch.add((_native.number(1.0, t) - t) * _native.number(1.0 - alpha, t), t, alpha=alpha)
 
 
 def _sigmoid_dense(call: Call) -> tuple[Tensor, Tensor | None]:

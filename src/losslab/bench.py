@@ -10,7 +10,9 @@ memory during forward + backward in units of the logits' size (from torch's
 profiler, allocations only, the gradient included), and the one-time cost of
 the first call of the compiled path (a compile, or a load from inductor's
 on-disk cache). kornia and MONAI join where installed (``pip install
-losslab[bench]``).
+losslab[bench]``). The ``small`` group (256 x 10, 4,096 x 10, 32 x 1,000: tens of microseconds a call) is
+measured interleaved instead (:func:`measure_interleaved`): its ratios are medians of per-round ratios, with
+their quartiles.
 
 The ``lm-head`` group (``--only lm-head``, opt-in: minutes on a small CPU) times a language-model head,
 hidden states to loss, against torch's ``F.linear`` + ``F.cross_entropy`` and the fused heads of Cut
@@ -23,9 +25,10 @@ import argparse
 import contextlib
 import json
 import platform
+import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,12 +198,9 @@ def peak_memory(fn: Callable, x: Tensor, t: object) -> float:
     return peak_allocated(lambda: fn(leaf, t).backward()) / (x.numel() * x.element_size())
 
 
-def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
-            threads: int) -> dict:
-    from torch.utils import benchmark
-
-    x, t = make_inputs(case, shape)
-    mode = getattr(fn, "mode", None)
+@contextlib.contextmanager
+def _path(mode: str | None) -> Iterator[None]:
+    """The settings under which losslab's path ``mode`` runs (None: a peer, nothing to set)."""
     with contextlib.ExitStack() as stack:
         if mode:
             stack.enter_context(losslab.set_fused(_MODES.get(mode, mode)))
@@ -208,6 +208,16 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
             stack.enter_context(_dispatch.without_compiler())
         if mode in ("native", "composite"):
             stack.enter_context(_dispatch.forced(mode))
+        yield
+
+
+def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_time: float,
+            threads: int) -> dict:
+    from torch.utils import benchmark
+
+    x, t = make_inputs(case, shape)
+    mode = getattr(fn, "mode", None)
+    with _path(mode):
         first = None
         if mode == "compiled":
             torch._dynamo.reset()
@@ -222,6 +232,59 @@ def measure(case: Case, shape: tuple[int, ...], name: str, fn: Callable, *, min_
     return {"loss": case.loss, "workload": case.workload, "shape": list(shape), "implementation": name,
             "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3, "runs": len(m.times),
             "peak_memory_x_logits": memory, "first_call_s": first}
+
+
+BLOCK_S = 0.002  # an interleaved block: about 2 ms of calls of one implementation
+
+
+def measure_interleaved(case: Case, shape: tuple[int, ...], impls: dict[str, Callable], *,
+                        min_time: float) -> list[dict]:
+    """Every implementation of a case in turns: each round times one block of calls of each (the order reversed
+    every other round), so that a slow spell of the machine falls on all of them; per-call times per round, and
+    each row's ratios to the native and formula rows are the medians (and quartiles) of per-round ratios. For
+    the small group, where one call takes tens of microseconds and a machine's drift is larger than the
+    differences measured. About ``min_time`` seconds of calls per implementation."""
+    x, t = make_inputs(case, shape)
+    names = list(impls)
+    blocks: dict[str, int] = {}
+    for name in names:
+        with _path(getattr(impls[name], "mode", None)):
+            for _ in range(3):  # warm up (a compile, at most, happens here)
+                _forward_backward(impls[name], x, t)
+            start = time.perf_counter()
+            _forward_backward(impls[name], x, t)
+            blocks[name] = max(1, int(BLOCK_S / max(time.perf_counter() - start, 1e-7)))
+    rounds = max(11, int(min_time / BLOCK_S))
+    per_call: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            fn, k = impls[name], blocks[name]
+            with _path(getattr(fn, "mode", None)):
+                start = time.perf_counter()
+                for _ in range(k):
+                    _forward_backward(fn, x, t)
+                per_call[name].append((time.perf_counter() - start) / k)
+    native = next(name for name in names if name.startswith("torch native"))
+    formula = next((name for name in names if "formula" in name), None)
+    rows = []
+    for name in names:
+        with _path(getattr(impls[name], "mode", None)):
+            memory = peak_memory(impls[name], x, t)
+        q1, median, q3 = quartiles(per_call[name])
+        ratios = quartiles([a / b for a, b in zip(per_call[name], per_call[native])])
+        rows.append({"loss": case.loss, "workload": case.workload, "shape": list(shape), "implementation": name,
+                     "median_ms": median * 1e3, "iqr_ms": (q3 - q1) * 1e3, "runs": rounds * blocks[name],
+                     "peak_memory_x_logits": memory, "first_call_s": None, "interleaved": True,
+                     "vs_native": ratios[1], "vs_native_quartiles": [ratios[0], ratios[2]],
+                     "vs_formula": None if formula is None else
+                     quartiles([a / b for a, b in zip(per_call[name], per_call[formula])])[1]})
+    return rows
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The first quartile, the median and the third quartile (linear interpolation between order statistics)."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
 
 
 def _to(value: object, device: str, dtype: torch.dtype | None = None) -> object:
@@ -286,7 +349,10 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
         elif quick:
             impls.pop("losslab compiled", None)  # compiling takes seconds
         case_rows = []
-        for name, fn in impls.items():
+        if case.workload == "small" and device == "cpu":
+            progress(f"{case.loss} {case.workload} {shape}: {', '.join(impls)}, interleaved")
+            case_rows = measure_interleaved(case, shape, impls, min_time=min_time)
+        for name, fn in impls.items() if not case_rows else ():
             progress(f"{case.loss} {case.workload} {shape}: {name}")
             if device == "cuda":
                 case_rows.append(measure_gpu(case, shape, name, fn))
@@ -295,8 +361,9 @@ def run(cases: list[Case], *, quick: bool, min_time: float, threads: int, only: 
         native = next(r["median_ms"] for r in case_rows if r["implementation"].startswith("torch native"))
         formula = next((r["median_ms"] for r in case_rows if "formula" in r["implementation"]), None)
         for r in case_rows:
-            r["vs_native"] = r["median_ms"] / native
-            r["vs_formula"] = None if formula is None else r["median_ms"] / formula
+            if not r.get("interleaved"):
+                r["vs_native"] = r["median_ms"] / native
+                r["vs_formula"] = None if formula is None else r["median_ms"] / formula
             r["unreliable"] = unreliable(r)
         rows += case_rows
     return rows
@@ -326,8 +393,11 @@ def markdown(rows: list[dict]) -> str:
         else:
             extra = "" if r["first_call_s"] is None else f"{r['first_call_s']:.1f}"
         flag = " unreliable" if r.get("unreliable") else ""
+        ratio, digits = f"{r['vs_native']:.2f}x", 3 if r.get("interleaved") else 2
+        if r.get("vs_native_quartiles") and not r["implementation"].startswith("torch native"):
+            ratio += " ({:.2f}-{:.2f})".format(*r["vs_native_quartiles"])
         out.append(f"| {r['loss']} | {r['workload']} | {'x'.join(map(str, r['shape']))} | {r['implementation']} | "
-                   f"{r['median_ms']:.2f} ({r['iqr_ms']:.2f}){flag} | {r['vs_native']:.2f}x | {formula} | "
+                   f"{r['median_ms']:.{digits}f} ({r['iqr_ms']:.{digits}f}){flag} | {ratio} | {formula} | "
                    f"{r['peak_memory_x_logits']:.1f} | {extra} |")
     if any(r.get("unreliable") for r in rows):
         out.append("")
