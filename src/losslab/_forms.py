@@ -274,9 +274,9 @@ def _plain_softmax(input: Any, target: Any, reduction: str, ignore_index: int | 
     (which words it, or, for the focal loss with ignored positions, computes it). What torch's kernels cannot
     tell: an all-ignored batch, where torch's mean is 0 / 0 (a NaN loss, read back: losslab's is 0), -100 where
     ``ignore_index`` is None (torch's default ignores it; one min), and an ``ignore_index`` inside [0, C) for the
-    focal loss (one comparison). Measured on 256 x 10, one thread (timeit): ``losslab.cross_entropy``
-    took 63 to 83 us through the prepared call, 41 us with an aminmax here and 14 us for ``F.cross_entropy``
-    alone."""
+    focal loss (one comparison). Measured on 256 x 10, one thread (timeit), forward: ``losslab.cross_entropy``
+    took 63 to 83 us through the prepared call, 41 us here with an aminmax, 25 us here without one; 14 us for
+    ``F.cross_entropy`` alone."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
             and target.dtype == torch.int64 and input.ndim >= 2 and target.ndim == input.ndim - 1
             and target.shape[0] == input.shape[0] and target.shape[1:] == input.shape[2:]
