@@ -759,6 +759,75 @@ def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_t
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.7])
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["float gamma (eager)", "tensor gamma (compiled)"])
+def test_the_binary_dense_sweep_equals_the_general_one_on_zeros_and_ones(gamma, as_tensor):
+    """A dense multi-label target of 0s and 1s (several positives a row, pos_weight, ignored positions): the
+    binary sweep's focal factor agrees with the general dense sweep, value and gradient, saturated logits too."""
+    g = gen(991)
+    x = torch.cat([torch.randn(40, C, generator=g, dtype=F64) * 3,
+                   torch.tensor([[-200.0, -40.0, 40.0, 200.0], [0.0, 1e-3, -17.0, 17.0]], dtype=F64)])
+    t = (torch.rand(x.shape, generator=g) < 0.4).to(F64)
+    t[-2] = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=F64)
+    valid = torch.rand(x.shape, generator=g) < 0.9
+    scale = torch.tensor(1.0 / x.numel(), dtype=F64)
+    hyper = _fused._hyperparameter if as_tensor else (lambda v: v)
+    for alpha, pw, keep in ((None, None, None), (0.25, torch.rand(x.shape, generator=g, dtype=F64) + 0.5, valid)):
+        for reduce in (False, True):
+            shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, reduce)
+            got = _fused.sigmoid_binary_sweep(x, t, keep, None, pw, scale, *shared)
+            want = _fused.sigmoid_dense_sweep(x, t, keep, None, pw, scale, *shared)
+            for a, b in zip(got, want):
+                assert torch.isfinite(a).all()
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+
+
+def test_a_large_one_hot_dense_target_takes_the_binary_sweep(fresh_dynamo, monkeypatch):
+    """"auto" on a large CPU input with a dense focal target: one compiled pass finds 0s and 1s only, and the
+    binary sweep runs (the composite's values); a soft target, or -1 marking ignored positions, keeps the
+    general sweep, as does BCE (no focal factor); with value checks off nothing is read and the general sweep
+    runs."""
+    monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 64)  # 37 x 4 = 148 elements are "large" now
+    g = gen(992)
+    x = torch.randn(37, C, generator=g) * 3
+    x[0] = torch.tensor([-200.0, -40.0, 40.0, 200.0])
+    one_hot = (torch.rand(37, C, generator=g) < 0.3).float()
+    chosen: list[str] = []
+    real = _fused.fused
+
+    def spy(fn, input, sweep, *args, **kwargs):
+        chosen.append(sweep.__name__)
+        return real(fn, input, sweep, *args, **kwargs)
+
+    monkeypatch.setattr(_fused, "fused", spy)
+    got = run_on(None, losslab.sigmoid_focal_loss, x, one_hot, gamma=2.0, alpha=0.25)
+    want = run_on("composite", losslab.sigmoid_focal_loss, x, one_hot, gamma=2.0, alpha=0.25)
+    assert chosen == ["sigmoid_binary_sweep"] and got[2] == "fused"
+    assert_close(got[0], want[0], F32, "value")
+    assert_close(got[1], want[1], F32, "gradient")
+    soft = one_hot.clone()
+    soft[3, 1] = 0.5
+    marked = one_hot.clone()
+    marked[4, 2] = -1.0
+    assert _fused.binary(one_hot) and not _fused.binary(soft) and not _fused.binary(marked)
+
+    class Stop(Exception):
+        pass
+
+    def record(fn, input, sweep, *args, **kwargs):  # which sweep, without compiling the general one here
+        chosen.append(sweep.__name__)
+        raise Stop
+
+    monkeypatch.setattr(_fused, "fused", record)
+    chosen.clear()
+    focal = functools.partial(losslab.sigmoid_focal_loss, gamma=2.0)
+    for fn, target, kwargs, checks in ((focal, soft, {}, None), (focal, marked, {"ignore_index": -1}, None),
+                                       (losslab.binary_cross_entropy, one_hot, {}, None), (focal, one_hot, {}, False)):
+        with losslab.set_checks(checks), pytest.raises(Stop):  # BCE: no focal factor, nothing to save
+            fn(x.clone().requires_grad_(True), target, **kwargs)
+    assert chosen == ["sigmoid_dense_sweep"] * 4
+
+
 # ----------------------------------------------------------------------------
 # the plain cross-entropy call's shortcut
 

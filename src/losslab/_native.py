@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
 _NUMBERS: dict[tuple[float, torch.dtype], Tensor] = {}
 
 
