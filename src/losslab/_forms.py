@@ -179,7 +179,7 @@ def _sigmoid_sweep(call: Call) -> tuple[Callable, tuple, tuple]:
     target = tensors["target"]
     if o["gamma"] and not o["smoothing"] and x.is_cpu and x.numel() >= _dispatch.COMPILE_MIN_NUMEL \
             and _fused.get_fused() == "auto" and _dispatch.compiler_available() and values_checked(target) \
-            and not target.dtype.is_complex and _fused.binary(target):
+            and _fused.binary(target):
         # a large compiled focal sweep: one pass that finds a one-hot target pays for itself (2 ms against 14)
         return _fused.sigmoid_binary_sweep, (target, tensors["valid"], *weights), shared
     return _fused.sigmoid_dense_sweep, (target, tensors["valid"], *weights), shared

@@ -111,9 +111,10 @@ def sigmoid_dense_sweep(x: Tensor, t: Tensor, valid: Tensor | None, w: Tensor | 
 def sigmoid_binary_sweep(x: Tensor, t: Tensor, valid: Tensor | None, w: Tensor | None, pw: Tensor | None,
                          scale: Tensor, alpha: float | None, gamma: float, smoothing: float,
                          reduce: bool) -> tuple[Tensor, Tensor]:
-    """:func:`sigmoid_dense_sweep` for a dense target of 0s and 1s only (multi-label one-hot; checked by
-    :func:`binary` before): the class-index sweep's focal factor, one exp where soft targets need a log, an exp
-    and a division (compiled, sigmoid focal on 100,000 x 80: 41 ms against 55 ms, interleaved, 2 threads)."""
+    """:func:`sigmoid_dense_sweep` for a dense target of 0s and 1s only (multi-label one-hot; checked before by
+    :func:`losslab._fused.binary`): the class-index sweep's focal factor, one exp where soft targets need a log,
+    an exp and a division (compiled, sigmoid focal on 100,000 x 80: 41 ms against 55 ms, interleaved, 2
+    threads)."""
     return sigmoid_dense_sweep(x, t, valid, w, pw, scale, alpha, gamma, smoothing, reduce, True)
 
 
