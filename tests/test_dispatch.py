@@ -737,6 +737,19 @@ def test_the_sigmoid_form_compiles_from_fewer_elements(compiler, monkeypatch):
                 assert seen == ([True] if runs_compiled else []), (name, rows * C)
 
 
+def _with_saturated_rows(g: torch.Generator) -> torch.Tensor:
+    """(42, C) float64 logits: 40 random rows and two of saturated and tiny values."""
+    return torch.cat([torch.randn(40, C, generator=g, dtype=F64) * 3,
+                      torch.tensor([[-200.0, -40.0, 40.0, 200.0], [0.0, 1e-3, -17.0, 17.0]], dtype=F64)])
+
+
+def _assert_sweeps_agree(got: tuple, want: tuple) -> None:
+    """Two sweeps' (loss, gradient): finite and equal to float64 rounding."""
+    for a, b in zip(got, want, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+
+
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.7])
 @pytest.mark.parametrize("as_tensor", [False, True], ids=["float gamma (eager)", "tensor gamma (compiled)"])
 def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_tensor):
@@ -744,8 +757,7 @@ def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_t
     terms and needs no division); on the one-hot targets the general dense sweep agrees, value and gradient,
     saturated logits included."""
     g = gen(990)
-    x = torch.cat([torch.randn(40, C, generator=g, dtype=F64) * 3,
-                   torch.tensor([[-200.0, -40.0, 40.0, 200.0], [0.0, 1e-3, -17.0, 17.0]], dtype=F64)])
+    x = _with_saturated_rows(g)
     index = torch.randint(0, C + 1, (x.shape[0],), generator=g)
     dense = torch.nn.functional.one_hot(index, C + 1)[:, :C].to(F64)
     scale = torch.tensor(1.0 / x.numel(), dtype=F64)
@@ -754,9 +766,7 @@ def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_t
         shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, False)
         got = _fused.sigmoid_index_sweep(x, index, None, None, None, scale, *shared)
         want = _fused.sigmoid_dense_sweep(x, dense, None, None, None, scale, *shared)
-        for a, b in zip(got, want):
-            assert torch.isfinite(a).all()
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+        _assert_sweeps_agree(got, want)
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0, 3.7])
@@ -765,8 +775,7 @@ def test_the_binary_dense_sweep_equals_the_general_one_on_zeros_and_ones(gamma, 
     """A dense multi-label target of 0s and 1s (several positives a row, pos_weight, ignored positions): the
     binary sweep's focal factor agrees with the general dense sweep, value and gradient, saturated logits too."""
     g = gen(991)
-    x = torch.cat([torch.randn(40, C, generator=g, dtype=F64) * 3,
-                   torch.tensor([[-200.0, -40.0, 40.0, 200.0], [0.0, 1e-3, -17.0, 17.0]], dtype=F64)])
+    x = _with_saturated_rows(g)
     t = (torch.rand(x.shape, generator=g) < 0.4).to(F64)
     t[-2] = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=F64)
     valid = torch.rand(x.shape, generator=g) < 0.9
@@ -777,9 +786,7 @@ def test_the_binary_dense_sweep_equals_the_general_one_on_zeros_and_ones(gamma, 
             shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, reduce)
             got = _fused.sigmoid_binary_sweep(x, t, keep, None, pw, scale, *shared)
             want = _fused.sigmoid_dense_sweep(x, t, keep, None, pw, scale, *shared)
-            for a, b in zip(got, want):
-                assert torch.isfinite(a).all()
-                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+            _assert_sweeps_agree(got, want)
 
 
 def test_a_large_one_hot_dense_target_takes_the_binary_sweep(fresh_dynamo, monkeypatch):
