@@ -33,10 +33,11 @@ import numpy as np
 import pytest
 import torch
 import torch._dynamo
+import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 import losslab
-from losslab import _dispatch, _fused
+from losslab import _dispatch, _fused, _native
 from losslab.bench import peak_memory
 
 from .helpers import TOLERANCES, class_indices, gen, graph_nodes, logits, soft_targets, value_and_grad
@@ -1016,6 +1017,43 @@ def test_plain_sigmoid_call_skips_the_prepared_call_with_its_values(name, reduct
     t[0] = 0.25  # soft targets too
     up = torch.rand(6, 4, 3, generator=g, dtype=dtype) if reduction == "none" else None
     assert _shortcut_equals_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+def test_bce_from_one_exp_and_one_log1p_keeps_tiny_losses(dtype):
+    """The native node's BCE for larger inputs (an exp and a log1p, where the small-input form takes two
+    softplus): the same values and derivatives, and every element's relative error within a few units of the
+    dtype's rounding against a float64 evaluation of t softplus(-x) + (1 - t) softplus(x), losses down
+    to 1e-87 (4e-18 in float32) and targets one rounding step from 0 and 1 included."""
+    g = gen(993)
+    x = _with_saturated_rows(g).to(dtype)
+    t = soft_labels(x.shape, 994).to(dtype)
+    eps = torch.finfo(dtype).eps
+    t[-2:] = torch.tensor([[0.0, 0.0, 1.0, 1.0], [1.0 - eps / 2, eps, 1.0 - eps / 2, eps]], dtype=dtype)
+    loss, slope = _native.binary_cross_entropy_terms(x, t)
+    assert_close(loss, torch.lerp(F.softplus(x), F.softplus(-x), t), dtype, "value")  # the small-input form
+    assert_close(slope, torch.sigmoid(x) - t, dtype, "gradient")
+    xd, td = x.double(), t.double()
+    exact = td * F.softplus(-xd) + (1 - td) * F.softplus(xd)
+    normal = exact >= torch.finfo(dtype).tiny  # (e^-200 underflows in float32)
+    assert exact[normal].min() < (1e-80 if dtype == F64 else 1e-17)  # tiny losses are there
+    relative = ((loss.double() - exact) / exact)[normal].abs().max()
+    assert relative <= 4 * eps, relative
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", [c for c in CASES if c.loss == "binary_cross_entropy"], ids=lambda c: c.name)
+def test_native_bce_from_one_exp_and_one_log1p_equals_composite(case, reduction, monkeypatch):
+    """Every BCE case of the battery with the exp-and-log1p form switched on from 0 elements: native still
+    equals the composite, value and gradient, in float32 and float64."""
+    monkeypatch.setattr(_native, "FEW_TRANSCENDENTALS_FROM", 0)
+    for dtype in (F64, F32):
+        x, target = case.input(dtype), case.target()
+        native = run_on("native", case.fn(), x, target, reduction=reduction, **case.kwargs)
+        composite = run_on("composite", case.fn(), x, target, reduction=reduction, **case.kwargs)
+        assert native[2] == "native"
+        assert_close(native[0], composite[0], dtype, "value")
+        assert_close(native[1], composite[1], dtype, "gradient")
 
 
 @pytest.mark.parametrize("variant", ["target requires grad", "float16 target", "ignore_index", "pos_weight",

@@ -62,12 +62,39 @@ _compiled: dict[Any, Callable] = {}  # sweep (or (sweep, "whole") for a staged s
 _failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
+_CONSTANTS: dict[tuple[float, torch.dtype], Tensor] = {}
+
+
+def _constant(value: float, dtype: torch.dtype) -> Tensor:
+    """``value`` as a 0-d CPU tensor of ``dtype``, made once (torch.tensor / torch.full cost 4-10 us a call, a
+    small compiled call about 100): never written to, so one tensor serves every call."""
+    key = (value, dtype)
+    constant = _CONSTANTS.get(key)
+    if constant is None:
+        if len(_CONSTANTS) >= 1024:  # scales 1 / N for many batch sizes: start again rather than grow
+            _CONSTANTS.clear()
+        constant = _CONSTANTS[key] = torch.tensor(value, dtype=dtype)
+    return constant
+
+
 def _hyperparameter(value: Any) -> Any:
     """A nonzero float as a 0-d float64 tensor (a graph input, so a new value compiles nothing); 0.0 and
     everything else as it is (0.0 switches a term off: a structural choice, one graph for it)."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, Tensor)) and value != 0.0:
-        return torch.tensor(float(value), dtype=torch.float64)
+        return _constant(float(value), torch.float64)
     return value
+
+
+def _call_compiled(compiled: Callable, *args: Any) -> Any:
+    """``compiled(*args)`` with dynamo's recompile limit at RECOMPILE_LIMIT (read only when a graph compiles;
+    set and restored directly: ``config.patch`` took 26 us a call, this 6)."""
+    config = torch._dynamo.config
+    previous = config.recompile_limit
+    config.recompile_limit = max(previous, RECOMPILE_LIMIT)
+    try:
+        return compiled(*args)
+    finally:
+        config.recompile_limit = previous
 
 
 def _signature(sweep: Callable, args: tuple) -> tuple:
@@ -98,8 +125,7 @@ def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
         compiled = _compiled.get(entry)
         if compiled is None:
             compiled = _compiled[entry] = torch.compile(stage, dynamic=True, fullgraph=True)
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            out = compiled(*args)
+        out = _call_compiled(compiled, *args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
         _failed_signatures[key] = f"{type(error).__name__}: {error}"
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
@@ -233,7 +259,8 @@ def _scale(denominator: Tensor | float | None, like: Tensor) -> Tensor:
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
     if not isinstance(denominator, Tensor):
         value = float(denominator)
-        return torch.full((), 1.0 / value if value > 0 else 1.0, dtype=dtype, device=like.device)
+        value = 1.0 / value if value > 0 else 1.0
+        return _constant(value, dtype) if like.is_cpu else torch.full((), value, dtype=dtype, device=like.device)
     d = denominator.to(device=like.device, dtype=torch.float64).reshape(())
     return torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.ones_like(d)).to(dtype)
 
@@ -291,7 +318,6 @@ def binary(t: Tensor) -> bool:
         check = _compiled.get(_not_binary)
         if check is None:
             check = _compiled[_not_binary] = torch.compile(_not_binary, dynamic=True, fullgraph=True)
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return not bool(check(t))
+        return not bool(_call_compiled(check, t))
     except Exception:  # no compiler: no check, the general sweep for any target
         return False

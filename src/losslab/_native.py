@@ -112,8 +112,10 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float,
     p (1 - t) + (1 - p) t with both sigmoids evaluated (accurate at saturated logits); the factor is floored at
     the smallest normal number for gamma < 1 (a finite derivative at p_t = 1, as the composite).
     """
-    minus = -x
     focal = bool(gamma)
+    if pos_weight is None and not focal and x.numel() >= FEW_TRANSCENDENTALS_FROM:
+        return binary_cross_entropy_terms(x, t)
+    minus = -x
     if pos_weight is None:
         ce = torch.lerp(F.softplus(x), F.softplus(minus), t)
         if not focal:
@@ -147,6 +149,25 @@ def sigmoid_focal_terms(x: Tensor, t: Tensor, gamma: float,
     # d [m^gamma BCE] / dx = m^gamma dBCE/dx + gamma m^(gamma - 1) BCE dm/dx,  dm/dx = p q (1 - 2t)
     grad = torch.addcmul(factor * grad, slope, (p * q) * (u - t), value=value)  # u - t = 1 - 2t
     return ce * factor, grad
+
+
+FEW_TRANSCENDENTALS_FROM = 1 << 14  # elements; below, torch's exp and log1p cost more than two softplus (see below)
+
+
+def binary_cross_entropy_terms(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """BCE(x, t) per element and its derivative sigma(x) - t, from one exp and one log1p where
+    :func:`sigmoid_focal_terms` takes two softplus (each an exp and a log1p, not vectorised).
+
+    BCE = (1 - t) max(x, 0) + t max(-x, 0) + log(1 + e^-|x|): every term is >= 0 (no cancellation), the lerp is
+    exact at t = 0 and 1, and log1p keeps a tiny loss's digits. On 32 x 1,000 float32 (2 threads) the two
+    softplus took about 230 us, exp and log1p about 100. Below :data:`FEW_TRANSCENDENTALS_FROM` elements the
+    softplus form is quicker: torch splits exp and log1p over threads from 2,048 elements, softplus and sigmoid
+    from 32,768, and waking a second thread costs more than a small pass.
+    """
+    relu = x.clamp_min(0)
+    ce = torch.lerp(relu, relu - x, t)  # relu(x) - x = max(-x, 0), exactly
+    ce += x.abs().neg_().exp_().log1p_()
+    return ce, torch.sigmoid(x) - t
 
 
 def _unit(scale: float | Tensor) -> bool:
