@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 import losslab
-from losslab import _dispatch, _fused, _native
+from losslab import _dispatch, _forms, _fused, _native
 from losslab.bench import peak_memory
 
 from .helpers import TOLERANCES, class_indices, gen, graph_nodes, logits, soft_targets, value_and_grad
@@ -834,6 +834,44 @@ def test_a_large_one_hot_dense_target_takes_the_binary_sweep(fresh_dynamo, monke
         with losslab.set_checks(checks), pytest.raises(Stop):  # BCE: no focal factor, nothing to save
             fn(x.clone().requires_grad_(True), target, **kwargs)
     assert chosen == ["sigmoid_dense_sweep"] * 4
+
+
+def test_the_pass_that_finds_zeros_and_ones_is_the_value_check(fresh_dynamo, monkeypatch):
+    """A large focal input with a dense target: the one compiled pass that finds 0s and 1s only replaces the
+    [0, 1] check (one pass over the target, not two); a soft target gets the check as well, and a value
+    outside [0, 1] (or NaN) the general message."""
+    monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 64)  # 37 x 4 = 148 elements are "large" now
+    g = gen(995)
+    x = torch.randn(37, C, generator=g)
+    one_hot = (torch.rand(37, C, generator=g) < 0.3).float()
+    checked: list[str] = []
+    real_check = _forms.check_unit_interval
+
+    def spy_check(fn, name, *args, **kwargs):
+        checked.append(name)
+        return real_check(fn, name, *args, **kwargs)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):  # prepared and chosen: no need to compile the sweep here
+        raise Stop
+
+    monkeypatch.setattr(_forms, "check_unit_interval", spy_check)
+    monkeypatch.setattr(_fused, "fused", stop)
+    soft = one_hot.clone()
+    soft[3, 1] = 0.5
+    for target, want in ((one_hot, []), (soft, ["target"])):
+        checked.clear()
+        with pytest.raises(Stop):
+            losslab.sigmoid_focal_loss(x.clone().requires_grad_(True), target)
+        assert checked == want
+    for bad, shown in ((2.0, "2.0"), (float("nan"), "nan")):
+        target = one_hot.clone()
+        target[5, 2] = bad
+        message = rf"sigmoid_focal_loss: target must lie in \[0, 1\]; got a value of {shown}"
+        with pytest.raises(ValueError, match=message):
+            losslab.sigmoid_focal_loss(x.clone().requires_grad_(True), target)
 
 
 # ----------------------------------------------------------------------------
