@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from torch._dynamo.utils import counters  # noqa: E402
 
 import losslab
-from losslab import _fused
+from losslab import _fused, _standalone
 
 from .helpers import TOLERANCES
 
@@ -42,7 +42,8 @@ def _default_checks():
 
 @pytest.fixture
 def fresh_dynamo(monkeypatch, tmp_path):
-    """Reset dynamo and the counters; empty caches of compiled sweeps (in memory and on disk); compiling allowed.
+    """Reset dynamo and the counters; empty caches of compiled sweeps (torch.compile's and the standalone graphs,
+    in memory and on disk); compiling allowed.
 
     The inductor cache directory is the test's own: what other runs compiled on this machine cannot leak in
     (see test_compiled_sweep_follows_a_changed_hyperparameter).
@@ -51,6 +52,7 @@ def fresh_dynamo(monkeypatch, tmp_path):
     torch._dynamo.reset()
     counters.clear()
     monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_standalone, "_graphs", {})
     monkeypatch.setattr(_fused, "_failed_signatures", {})
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
     yield

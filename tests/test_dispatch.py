@@ -481,7 +481,8 @@ def _compare_compiled(fn: Callable, x: torch.Tensor, target, **kwargs) -> None:
 
 
 def _graphs() -> int:
-    return counters["stats"]["unique_graphs"]
+    """Graphs compiled: dynamo's, and the sweeps' standalone graphs (losslab._standalone, called without it)."""
+    return counters["stats"]["unique_graphs"] + counters["losslab"]["graphs"]
 
 
 def test_new_hyperparameters_compile_nothing(fresh_dynamo):

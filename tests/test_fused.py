@@ -32,7 +32,7 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import losslab
-from losslab import _core, _dispatch, _fused
+from losslab import _core, _dispatch, _fused, _standalone
 
 from . import reference
 from .helpers import TOLERANCES, assert_close_np, class_indices, gen, logits, soft_targets
@@ -664,6 +664,7 @@ def call_case(case: str, x: torch.Tensor, **extra):
 def test_no_fused_path_without_gradients(case, mode, fused_calls, monkeypatch):
     """An input without requires_grad, or torch.no_grad(): the composite, whatever the mode."""
     monkeypatch.setattr(torch, "compile", _must_not_compile)
+    monkeypatch.setattr(torch._inductor, "standalone_compile", _must_not_compile)
     shape = SHAPES["NCHW"]
     x = case_input(case, shape)
     losslab.set_fused("off")
@@ -1039,11 +1040,16 @@ def test_compiled_sweep_equals_composite_without_recompiling(sweep, fresh_dynamo
         assert torch.isfinite(got.grad).all()
         assert_results_close(got, want, F32)
         if graphs is None:
-            graphs = counters["stats"]["unique_graphs"]
-            assert graphs >= 1, dict(counters["stats"])
-    assert counters["stats"]["unique_graphs"] == graphs, dict(counters["stats"])  # no recompilation for n = 9
-    assert list(_fused._compiled) == [getattr(_fused, sweep)]  # that sweep, compiled
-    assert not _fused._failed_signatures
+            graphs = _graphs_compiled()
+            assert graphs >= 1, dict(counters)
+    assert _graphs_compiled() == graphs, dict(counters)  # no recompilation for n = 9
+    # that sweep, compiled: a standalone graph (no dynamo), one layout
+    assert [layout[0] for layout, graph in _standalone._graphs.items() if graph] == [getattr(_fused, sweep)]
+    assert not _fused._compiled and not _fused._failed_signatures
+
+
+def _graphs_compiled() -> int:
+    return counters["stats"]["unique_graphs"] + counters["losslab"]["graphs"]
 
 
 def test_compiled_sweep_follows_a_changed_hyperparameter(fresh_dynamo):
@@ -1064,7 +1070,7 @@ def test_compiled_sweep_follows_a_changed_hyperparameter(fresh_dynamo):
 
 
 def _must_not_compile(*args, **kwargs):
-    raise AssertionError("torch.compile was called")
+    raise AssertionError("torch.compile (or inductor's standalone_compile) was called")
 
 
 def test_set_fused_returns_the_previous_mode_and_rejects_others():
@@ -1112,6 +1118,7 @@ def test_which_sweep_each_mode_chooses(monkeypatch):
 def test_auto_runs_small_inputs_through_the_composite(monkeypatch, fused_calls):
     monkeypatch.setattr(_fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", _must_not_compile)
+    monkeypatch.setattr(torch._inductor, "standalone_compile", _must_not_compile)
     x, t = case_input("sigmoid_focal-dense", SHAPES["NC"]), soft_labels(SHAPES["NC"], 181)
     got = evaluate(losslab.sigmoid_focal_loss, x, t)
     losslab.set_fused("off")
@@ -1125,6 +1132,7 @@ def test_losslab_compile_0_falls_back_to_the_eager_sweep_with_one_warning(monkey
     monkeypatch.setattr(_dispatch, "_compile_off_warned", False)
     monkeypatch.setattr(_fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", _must_not_compile)
+    monkeypatch.setattr(torch._inductor, "standalone_compile", _must_not_compile)
     x, t = case_input("sigmoid_focal-dense", SHAPES["NC"]), soft_labels(SHAPES["NC"], 191)
     index = class_indices((SHAPES["NC"][0],), C, seed=192)
     losslab.set_fused("off")
@@ -1153,6 +1161,8 @@ def test_failing_compiled_sweep_falls_back_with_a_warning(family, monkeypatch, s
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
     monkeypatch.setattr(_fused, "_failed_signatures", {})
     monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_standalone, "_graphs", {})
+    monkeypatch.setattr(torch._inductor, "standalone_compile", _failing_compiled)
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: _failing_compiled)
     monkeypatch.setattr(_fused, "CHUNK_NUMEL", 50)
     shape = (5, C, 2, 3)
@@ -1193,6 +1203,8 @@ def test_torch_compile_raising_when_wrapping_falls_back(monkeypatch):
     def unsupported(*args, **kwargs):
         raise RuntimeError("Dynamo is not supported on this Python version")
 
+    monkeypatch.setattr(_standalone, "_graphs", {})
+    monkeypatch.setattr(torch._inductor, "standalone_compile", unsupported)
     monkeypatch.setattr(torch, "compile", unsupported)
     x, t = case_input("bce-dense", SHAPES["NC"]), soft_labels(SHAPES["NC"], 211)
     losslab.set_fused("off")

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _standalone
 from ._native import times_upstream
 from ._sweeps import (  # noqa: F401  (re-exported: the sweeps are reached as _fused.<name>)
     STAGED,
@@ -78,11 +79,23 @@ def _constant(value: float, dtype: torch.dtype) -> Tensor:
 
 
 def _hyperparameter(value: Any) -> Any:
-    """A nonzero float as a 0-d float64 tensor (a graph input, so a new value compiles nothing); 0.0 and
-    everything else as it is (0.0 switches a term off: a structural choice, one graph for it)."""
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, Tensor)) and value != 0.0:
+    """A nonzero number (an integer gamma too) as a 0-d float64 tensor (a graph input, so a new value compiles
+    nothing); 0 and everything else as it is (0 switches a term off: a structural choice, one graph for it)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, Tensor)) and value != 0:
         return _constant(float(value), torch.float64)
     return value
+
+
+def _compiled_call(entry: Any, fn: Callable, args: tuple) -> Any:
+    """``fn(*args)`` compiled: its graph called directly where :mod:`losslab._standalone` has one for this
+    layout (no dynamo frame, guards or wrappers: 130 to 190 us less a call), else through torch.compile."""
+    out = _standalone.call(entry, fn, args)
+    if out is not NotImplemented:
+        return out
+    compiled = _compiled.get(entry)
+    if compiled is None:
+        compiled = _compiled[entry] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _call_compiled(compiled, *args)
 
 
 def _call_compiled(compiled: Callable, *args: Any) -> Any:
@@ -122,10 +135,7 @@ def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
     if finish is not None and args[0].dtype in (torch.float16, torch.bfloat16):
         stage, finish, entry = sweep, None, (sweep, "whole")
     try:
-        compiled = _compiled.get(entry)
-        if compiled is None:
-            compiled = _compiled[entry] = torch.compile(stage, dynamic=True, fullgraph=True)
-        out = _call_compiled(compiled, *args)
+        out = _compiled_call(entry, stage, args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
         _failed_signatures[key] = f"{type(error).__name__}: {error}"
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
@@ -315,9 +325,6 @@ def binary(t: Tensor) -> bool:
     """Whether ``t`` holds only 0 and 1, in one compiled pass (2.1 ms on 100,000 x 80, 2 threads; the same
     comparisons eagerly took 11 ms). False where the check cannot compile (the general sweep then runs)."""
     try:
-        check = _compiled.get(_not_binary)
-        if check is None:
-            check = _compiled[_not_binary] = torch.compile(_not_binary, dynamic=True, fullgraph=True)
-        return not bool(_call_compiled(check, t))
+        return not bool(_compiled_call(_not_binary, _not_binary, (t,)))
     except Exception:  # no compiler: no check, the general sweep for any target
         return False

@@ -1,0 +1,128 @@
+"""Compiled sweeps called without dynamo: one inductor graph per argument layout, traced once.
+
+A torch.compile'd function's call goes through dynamo's frame hook, its guards and AOTAutograd's wrappers: on
+this project's 2-vCPU machine that cost 130 to 190 us a call beyond the kernel (the BCE sweep on 1,000
+elements: 200 us through torch.compile, 48 us called directly), as much as torch's whole BCE on 4,096 x 10.
+
+A sweep is a pure function of its tensors, its hyperparameters (0-d tensors) and a few structural constants
+(None, 0.0, booleans), so what dynamo's guards would check is known before the call: each tensor's dtype,
+device, which dimensions have size 1 (dynamic shapes specialise sizes 0 and 1) and which strides are 0 (a
+broadcast weight), and the constants. Keyed by these, the sweep is traced once with symbolic shapes
+(``make_fx``; without duck sizing, so sizes equal at tracing do not become one symbol) and compiled by
+inductor (``torch._inductor.standalone_compile``, inductor's on-disk cache included). The compiled graph
+checks its inputs' sizes and strides itself: a layout the key does not tell apart raises before any kernel
+runs, and that key goes back to torch.compile. So does a sweep that cannot be traced this way, or whose
+compile added guards on the sizes (none of losslab's sweeps does; such a graph would only be valid for some
+sizes), and a sweep past :data:`LIMIT` layouts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+LIMIT = 64  # layouts (graphs) a sweep; beyond, torch.compile takes the new ones
+
+_graphs: dict[tuple, tuple[tuple[int, ...], Callable] | None] = {}  # key -> (tensor positions, graph) or None
+_lock = threading.Lock()
+_MISSING = object()
+
+
+def key(entry: Any, args: tuple) -> tuple | None:
+    """What a graph of ``entry`` is specialised on (see the module docstring); None for an argument that is
+    neither a tensor nor a structural constant."""
+    parts: list[Any] = [entry]
+    for arg in args:
+        if isinstance(arg, Tensor):
+            parts.append((arg.dtype, arg.device.type, tuple(n == 1 for n in arg.shape),
+                          tuple(s == 0 for s in arg.stride())))
+        elif arg is None or isinstance(arg, (bool, float)):
+            parts.append((type(arg), arg))
+        else:
+            return None
+    return tuple(parts)
+
+
+def call(entry: Any, fn: Callable, args: tuple) -> Any:
+    """``fn(*args)`` through the graph of this layout (traced and compiled at its first call), as a tuple; or
+    NotImplemented where there is none (the caller runs torch.compile)."""
+    layout = key(entry, args)
+    if layout is None:
+        return NotImplemented
+    graph = _graphs.get(layout, _MISSING)
+    if graph is _MISSING:
+        with _lock:
+            graph = _graphs.get(layout, _MISSING)
+            if graph is _MISSING:
+                graph = _graphs[layout] = _compile(entry, fn, args)
+    if graph is None:
+        return NotImplemented
+    positions, compiled = graph
+    try:
+        out = compiled(*[args[i] for i in positions])
+    except AssertionError:  # sizes or strides the key does not tell apart: torch.compile from now on
+        _graphs[layout] = None
+        return NotImplemented
+    return tuple(out) if isinstance(out, (list, tuple)) else out
+
+
+def _compile(entry: Any, fn: Callable, args: tuple) -> tuple[tuple[int, ...], Callable] | None:
+    """The graph of ``fn`` for the layout of ``args``, or None (torch.compile then)."""
+    if sum(1 for k, v in _graphs.items() if k[0] is entry and v is not None) >= LIMIT:
+        return None
+    positions = tuple(i for i, arg in enumerate(args) if isinstance(arg, Tensor))
+    constants = tuple(None if isinstance(arg, Tensor) else arg for arg in args)  # no reference to the tensors
+
+    def traced(*tensors: Tensor) -> Any:
+        full = list(constants)
+        for i, tensor in zip(positions, tensors, strict=True):
+            full[i] = tensor
+        return fn(*full)
+
+    examples = [args[i] for i in positions]
+    try:
+        from torch.fx.experimental import _config as fx_config
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        with fx_config.patch(use_duck_shape=False), torch.no_grad():
+            gm = make_fx(traced, tracing_mode="symbolic")(*examples)
+            compiled = torch._inductor.standalone_compile(gm, examples, dynamic_shapes="from_graph")
+        if _guarded(gm):
+            return None
+    except Exception:  # not traceable this way, or inductor failed: torch.compile (which warns if it fails too)
+        return None
+    from torch._dynamo.utils import counters
+
+    counters["losslab"]["graphs"] += 1
+    return positions, compiled
+
+
+def _guarded(gm: torch.fx.GraphModule) -> bool:
+    """Whether tracing or compiling put guards on the symbolic sizes that the graph does not check itself (it
+    would hold for some sizes only). Sizes found equal (a target's dimensions and the input's, which
+    broadcasting or a gather unifies) are checked: the graph asserts every input's sizes in terms of one
+    symbol for them; a guard that holds once they are equal (s <= s) is no condition."""
+    import sympy
+
+    for node in gm.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(value, Tensor) and getattr(value, "fake_mode", None) is not None:
+            shape_env = value.fake_mode.shape_env
+            if shape_env is None:
+                return True
+            return any(_resolved(guard.expr, shape_env.replacements) is not sympy.true for guard in shape_env.guards)
+    return False
+
+
+def _resolved(expr: Any, replacements: dict) -> Any:
+    """``expr`` with each size replaced by its representative (the replacements chain: s9 -> s46, s96 -> s9)."""
+    for _ in range(len(replacements) + 1):
+        replaced = expr.xreplace(replacements)
+        if replaced == expr:
+            return replaced
+        expr = replaced
+    return expr

@@ -1,0 +1,82 @@
+"""losslab._standalone: compiled sweeps called without dynamo, one graph per argument layout.
+
+* A sweep compiled this way serves every batch size of a layout (dynamo compiles nothing), a batch of one
+  gets a graph of its own (sizes of 1 are specialised), and the values are the composite's.
+* A layout the key does not tell apart (strides of a transposed input) raises inside the graph before any
+  kernel runs: that key goes to torch.compile, with the right values.
+* A function whose trace puts a condition on the sizes gets no graph; nor does an argument that is neither a
+  tensor nor a structural constant.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import losslab
+from losslab import _fused, _standalone
+
+from .helpers import TOLERANCES, gen
+
+C = 4
+
+
+def _value_and_grad(fn, x, *args, **kwargs):
+    leaf = x.clone().requires_grad_(True)
+    out = fn(leaf, *args, **kwargs)
+    out.backward()
+    return out.detach(), leaf.grad
+
+
+def test_a_sweep_runs_without_dynamo_for_every_batch_size(fresh_dynamo):
+    g = gen(1201)
+    for n, graphs in ((6, 1), (9, 1), (1, 2)):  # 6 and 9 share one graph; a batch of one has its own
+        x = torch.randn(n, C, generator=g) * 3
+        t = (torch.rand(n, C, generator=g) < 0.3).float()
+        with losslab.set_fused("compiled"):
+            got = _value_and_grad(losslab.sigmoid_focal_loss, x, t, gamma=1.5, alpha=0.25)
+        with losslab.set_fused("off"):
+            want = _value_and_grad(losslab.sigmoid_focal_loss, x, t, gamma=1.5, alpha=0.25)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, **TOLERANCES[torch.float32])
+        assert counters["losslab"]["graphs"] == graphs, n
+    assert counters["stats"]["unique_graphs"] == 0  # dynamo never ran
+    assert not _fused._compiled
+
+
+def _scaled(x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x * s).sum(), x * s
+
+
+def test_a_layout_the_key_does_not_tell_apart_goes_to_torch_compile(fresh_dynamo):
+    g = gen(1202)
+    s = torch.tensor(0.5)
+    x = torch.randn(5, 3, generator=g)
+    assert _standalone.call(_scaled, _scaled, (x, s)) is not NotImplemented
+    transposed = torch.randn(3, 5, generator=g).t()  # the same key (no size 1, no zero stride), other strides
+    assert _standalone.key(_scaled, (transposed, s)) == _standalone.key(_scaled, (x, s))
+    assert _standalone.call(_scaled, _scaled, (transposed, s)) is NotImplemented
+    assert _standalone._graphs[_standalone.key(_scaled, (x, s))] is None  # torch.compile from now on
+    got = _fused._compiled_call(_scaled, _scaled, (transposed, s))
+    for a, b in zip(got, _scaled(transposed, s), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def _size_dependent(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 if x.shape[0] > 3 else x * 3
+
+
+def test_no_graph_where_the_trace_conditions_on_sizes_or_an_argument_is_not_a_constant(fresh_dynamo):
+    x = torch.randn(5, 2)
+    assert _standalone.call(_size_dependent, _size_dependent, (x,)) is NotImplemented
+    assert _standalone._graphs[_standalone.key(_size_dependent, (x,))] is None
+    assert _standalone.key(_scaled, (x, 3)) is None  # an integer: a hyperparameter reaches sweeps as a tensor
+    assert counters["losslab"]["graphs"] == 0
+
+
+@pytest.mark.parametrize("gamma", [2, 3])
+def test_integer_hyperparameters_reach_the_graph_as_tensors(gamma):
+    value = _fused._hyperparameter(gamma)
+    assert isinstance(value, torch.Tensor) and value.dtype == torch.float64 and float(value) == gamma
+    assert _fused._hyperparameter(0) == 0 and _fused._hyperparameter(True) is True
