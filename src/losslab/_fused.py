@@ -8,8 +8,10 @@ together; a custom autograd Function returns the loss, saves only the
 derivative (already scaled by the reduction), and hands it back in backward,
 multiplied by the incoming gradient only when that is not 1.
 
-The sweep runs either compiled (torch.compile with dynamic shapes: inductor
-writes one vectorised C++ loop, cached on disk) or eagerly in cache-sized
+The sweep runs either compiled (inductor writes one vectorised C++ loop with
+dynamic shapes, cached on disk; the graph is called without dynamo where
+:mod:`losslab._standalone` has one for the arguments' layout, through
+torch.compile otherwise) or eagerly in cache-sized
 chunks (of rows, or of positions within a row when one row is larger than a
 chunk), which bounds the temporaries. Which one runs, and when a loss takes
 torch's own kernels instead, is :mod:`losslab._dispatch`'s choice.
