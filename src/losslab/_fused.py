@@ -19,7 +19,8 @@ torch's own kernels instead, is :mod:`losslab._dispatch`'s choice.
 Compiled, the hyperparameters (gamma, alpha, beta, smoothing) are inputs of
 the graph (0-d tensors), not constants: a new value compiles nothing. A graph
 is specialised only on the arguments' dtypes and ranks and on which terms are
-on (a zero hyperparameter switches its term off), up to ``RECOMPILE_LIMIT``
+on (a zero hyperparameter switches its term off), and, as dynamo's guards
+would, on which sizes are 1 and which strides 0; up to ``RECOMPILE_LIMIT``
 graphs a sweep. Where compiling fails, that sweep falls back to the eager
 sweep for that signature only, with a warning that says why.
 
