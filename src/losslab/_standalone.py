@@ -85,6 +85,7 @@ def _compile(entry: Any, fn: Callable, args: tuple) -> tuple[tuple[int, ...], Ca
 
     examples = [args[i] for i in positions]
     try:
+        import torch._inductor
         from torch.fx.experimental import _config as fx_config
         from torch.fx.experimental.proxy_tensor import make_fx
 
