@@ -2,6 +2,8 @@
 
 * A sweep compiled this way serves every batch size of a layout (dynamo compiles nothing), a batch of one
   gets a graph of its own (sizes of 1 are specialised), and the values are the composite's.
+* A sum longer than inductor's block (4,096 float32 values) gets a graph of its own, summed in blocks: one
+  compiled for a small input (summed straight) never serves it.
 * A layout the key does not tell apart (strides of a transposed input) raises inside the graph before any
   kernel runs: that key goes to torch.compile, with the right values.
 * A function whose trace puts a condition on the sizes gets no graph; nor does an argument that is neither a
@@ -43,6 +45,22 @@ def test_a_sweep_runs_without_dynamo_for_every_batch_size(fresh_dynamo):
         assert counters["losslab"]["graphs"] == graphs, n
     assert counters["stats"]["unique_graphs"] == 0  # dynamo never ran
     assert not _fused._compiled
+
+
+def test_a_long_sum_gets_its_own_graph_and_keeps_its_digits(fresh_dynamo):
+    """Inductor sums more than 4,096 float32 values in blocks and fewer straight, choosing by the sizes it
+    compiles for: a graph compiled for a small input must not serve a large one (its loss summed straight lost
+    4 digits on 2,000,000 x 4), nor may inductor's on-disk cache hand it back."""
+    g = gen(1203)
+    for n, graphs in ((8, 1), (300_000, 2)):
+        x = torch.randn(n, C, generator=g, dtype=torch.float64) * 2
+        t = torch.rand(n, C, generator=g, dtype=torch.float64)
+        with losslab.set_fused("compiled"):
+            got = losslab.sigmoid_focal_loss(x.float().requires_grad_(True), t.float(), reduction="sum")
+        want = losslab.sigmoid_focal_loss(x, t, reduction="sum")
+        assert abs(float(got) - float(want)) <= 1e-6 * float(want), n
+        assert counters["losslab"]["graphs"] == graphs, n
+    assert _standalone.key(_scaled, (x, t))[1][-1] == (True, True, True, False)  # 1.2M elements, 300,000 rows
 
 
 def _scaled(x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,18 +6,22 @@ elements: 200 us through torch.compile, 48 us called directly), as much as torch
 
 A sweep is a pure function of its tensors, its hyperparameters (0-d tensors) and a few structural constants
 (None, 0.0, booleans), so what dynamo's guards would check is known before the call: each tensor's dtype,
-device, which dimensions have size 1 (dynamic shapes specialise sizes 0 and 1) and which strides are 0 (a
-broadcast weight), and the constants. Keyed by these, the sweep is traced once with symbolic shapes
-(``make_fx``; without duck sizing, so sizes equal at tracing do not become one symbol) and compiled by
-inductor (``torch._inductor.standalone_compile``, inductor's on-disk cache included). The compiled graph
-checks its inputs' sizes and strides itself: a layout the key does not tell apart raises before any kernel
-runs, and that key goes back to torch.compile. So does a sweep that cannot be traced this way, or whose
-compile added guards on the sizes (none of losslab's sweeps does; such a graph would only be valid for some
-sizes), and a sweep past :data:`LIMIT` layouts.
+device, which dimensions have size 0 or 1 (dynamic shapes specialise them), which strides are 0 (a broadcast
+weight), and the constants; and one choice inductor makes by size: it sums more than 4,096 float32 values in
+blocks (cascade summation) and fewer straight, so the key also says which of a sweep's sums (over all
+elements, along each dimension, over all but the class dimension) are longer than that. Keyed by these, the
+sweep is traced once with symbolic shapes (``make_fx``; without duck sizing, so sizes equal at tracing do not
+become one symbol) and compiled by inductor (``torch._inductor.standalone_compile``) without its on-disk graph
+cache, which would hand back a graph compiled for other sizes (the kernels' own cache, by source, still
+spares the C++ compile). The compiled graph checks its inputs' sizes and strides itself: a layout the key
+does not tell apart raises before any kernel runs, and that key goes back to torch.compile. So does a sweep
+that cannot be traced this way, or whose trace put conditions on the sizes, and a sweep past :data:`LIMIT`
+layouts.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +30,7 @@ import torch
 from torch import Tensor
 
 LIMIT = 64  # layouts (graphs) a sweep; beyond, torch.compile takes the new ones
+BLOCK = 4096  # inductor's CPU code sums more float32 values than this in blocks (codegen/cpp.py, chunk_size)
 
 _graphs: dict[tuple, tuple[tuple[int, ...], Callable] | None] = {}  # key -> (tensor positions, graph) or None
 _lock = threading.Lock()
@@ -38,13 +43,22 @@ def key(entry: Any, args: tuple) -> tuple | None:
     parts: list[Any] = [entry]
     for arg in args:
         if isinstance(arg, Tensor):
-            parts.append((arg.dtype, arg.device.type, tuple(n == 1 for n in arg.shape),
-                          tuple(s == 0 for s in arg.stride())))
+            parts.append((arg.dtype, arg.device.type, tuple(min(n, 2) for n in arg.shape),
+                          tuple(s == 0 for s in arg.stride()), _summed_in_blocks(arg)))
         elif arg is None or isinstance(arg, (bool, float)):
             parts.append((type(arg), arg))
         else:
             return None
     return tuple(parts)
+
+
+def _summed_in_blocks(t: Tensor) -> tuple[bool, ...]:
+    """Which of the sums a sweep takes over ``t``'s elements exceed :data:`BLOCK` elements: all of them, along
+    each dimension, and over all but the class dimension (1). Inductor sums more than that many float32 values in
+    blocks (cascade summation) and fewer straight, choosing by the sizes at compile time."""
+    numel = t.numel()
+    per_class = numel // t.shape[1] if t.ndim >= 2 and t.shape[1] else numel
+    return (numel > BLOCK, per_class > BLOCK, *(n > BLOCK for n in t.shape))
 
 
 def call(entry: Any, fn: Callable, args: tuple) -> Any:
@@ -72,7 +86,7 @@ def call(entry: Any, fn: Callable, args: tuple) -> Any:
 
 def _compile(entry: Any, fn: Callable, args: tuple) -> tuple[tuple[int, ...], Callable] | None:
     """The graph of ``fn`` for the layout of ``args``, or None (torch.compile then)."""
-    if sum(1 for k, v in _graphs.items() if k[0] is entry and v is not None) >= LIMIT:
+    if sum(1 for k, v in _graphs.items() if k[0] == entry and v is not None) >= LIMIT:
         return None
     positions = tuple(i for i, arg in enumerate(args) if isinstance(arg, Tensor))
     constants = tuple(None if isinstance(arg, Tensor) else arg for arg in args)  # no reference to the tensors
@@ -89,9 +103,19 @@ def _compile(entry: Any, fn: Callable, args: tuple) -> tuple[tuple[int, ...], Ca
         from torch.fx.experimental import _config as fx_config
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        with fx_config.patch(use_duck_shape=False), torch.no_grad():
-            gm = make_fx(traced, tracing_mode="symbolic")(*examples)
-            compiled = torch._inductor.standalone_compile(gm, examples, dynamic_shapes="from_graph")
+        # inductor's on-disk graph cache would hand back a graph compiled for other sizes (it keeps no record
+        # of the sizes it chose the summation by): bypassed, its kernels' cache (by source) still spares the
+        # C++ compile; without that cache, standalone_compile logs that it cannot save an artifact
+        quiet = logging.getLogger("torch._inductor.standalone_compile")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with fx_config.patch(use_duck_shape=False), torch.no_grad(), \
+                    torch._inductor.config.patch(fx_graph_cache=False):
+                gm = make_fx(traced, tracing_mode="symbolic")(*examples)
+                compiled = torch._inductor.standalone_compile(gm, examples, dynamic_shapes="from_graph")
+        finally:
+            quiet.setLevel(level)
         if _guarded(gm):
             return None
     except Exception:  # not traceable this way, or inductor failed: torch.compile (which warns if it fails too)
