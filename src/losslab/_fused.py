@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from . import _standalone
-from ._native import times_upstream
+from ._native import constant, times_upstream
 from ._sweeps import (  # noqa: F401  (re-exported: the sweeps are reached as _fused.<name>)
     STAGED,
     on,
@@ -66,26 +66,11 @@ _compiled: dict[Any, Callable] = {}  # sweep (or (sweep, "whole") for a staged s
 _failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
-_CONSTANTS: dict[tuple[float, torch.dtype], Tensor] = {}
-
-
-def _constant(value: float, dtype: torch.dtype) -> Tensor:
-    """``value`` as a 0-d CPU tensor of ``dtype``, made once (torch.tensor / torch.full cost 4-10 us a call, a
-    small compiled call about 100): never written to, so one tensor serves every call."""
-    key = (value, dtype)
-    constant = _CONSTANTS.get(key)
-    if constant is None:
-        if len(_CONSTANTS) >= 1024:  # scales 1 / N for many batch sizes: start again rather than grow
-            _CONSTANTS.clear()
-        constant = _CONSTANTS[key] = torch.tensor(value, dtype=dtype)
-    return constant
-
-
 def _hyperparameter(value: Any) -> Any:
     """A nonzero number (an integer gamma too) as a 0-d float64 tensor (a graph input, so a new value compiles
     nothing); 0 and everything else as it is (0 switches a term off: a structural choice, one graph for it)."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, Tensor)) and value != 0:
-        return _constant(float(value), torch.float64)
+        return constant(float(value), torch.float64)
     return value
 
 
@@ -98,10 +83,10 @@ def _compiled_call(entry: Any, fn: Callable, args: tuple) -> Any:
     compiled = _compiled.get(entry)
     if compiled is None:
         compiled = _compiled[entry] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _call_compiled(compiled, *args)
+    return _with_recompile_limit(compiled, *args)
 
 
-def _call_compiled(compiled: Callable, *args: Any) -> Any:
+def _with_recompile_limit(compiled: Callable, *args: Any) -> Any:
     """``compiled(*args)`` with dynamo's recompile limit at RECOMPILE_LIMIT (read only when a graph compiles;
     set and restored directly: ``config.patch`` took 26 us a call, this 6)."""
     config = torch._dynamo.config
@@ -273,7 +258,7 @@ def _scale(denominator: Tensor | float | None, like: Tensor) -> Tensor:
     if not isinstance(denominator, Tensor):
         value = float(denominator)
         value = 1.0 / value if value > 0 else 1.0
-        return _constant(value, dtype) if like.is_cpu else torch.full((), value, dtype=dtype, device=like.device)
+        return constant(value, dtype) if like.is_cpu else torch.full((), value, dtype=dtype, device=like.device)
     d = denominator.to(device=like.device, dtype=torch.float64).reshape(())
     return torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.ones_like(d)).to(dtype)
 
