@@ -529,6 +529,36 @@ def test_new_hyperparameters_compile_nothing(fresh_dynamo):
     assert not _fused._failed_signatures
 
 
+def test_gamma_two_is_a_square_in_one_graph_of_its_own(fresh_dynamo):
+    """2 (the focal losses' default gamma, QFL's beta) reaches the compiled sweep as the number 2.0: one graph
+    more for that value, where m^2 is a product (no exp(2 log m)); the values are the composite's, and no other
+    value compiles anything after it (integers and NumPy scalars equal to 2 included). The binary dense sweep's
+    square runs in the large one-hot test below."""
+    g = gen(131)
+    n = 64
+    x = torch.randn(n, 8, generator=g) * 3
+    x[0] = torch.tensor([90.0, -90.0, 40.0, -40.0, 0.0, 17.0, -17.0, 1e-3])  # saturated: m = 0 and m = 1
+    dense = torch.rand(n, 8, generator=g)
+    index = torch.randint(0, 9, (n,), generator=g)  # 8: background (no positive class)
+    q = torch.where(torch.rand(n, 8, generator=g) < 0.5, torch.rand(n, 8, generator=g), torch.zeros(n, 8))
+    calls: list[tuple[Callable, Any, str]] = [
+        (losslab.sigmoid_focal_loss, dense, "gamma"), (losslab.sigmoid_focal_loss, index, "gamma"), (losslab.softmax_focal_loss, index.clamp(max=7), "gamma"),
+        (losslab.varifocal_loss, q, "gamma"), (losslab.quality_focal_loss, q, "beta"),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fn, target, name in calls:
+            _compare_compiled(fn, x, target, **{name: 2.5})
+            general = _graphs()
+            _compare_compiled(fn, x, target, **{name: 2.0})
+            squared = _graphs()
+            assert squared == general + 1, (fn.__name__, target.dtype, dict(counters["stats"]))
+            for value in (2, np.float64(2.0), 1.5, 3, 2.0):
+                _compare_compiled(fn, x, target, **{name: value})
+            assert _graphs() == squared, (fn.__name__, target.dtype, dict(counters["stats"]))
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
 # ----------------------------------------------------------------------------
 # 5. the eager sweep over chunks of positions
 
@@ -752,6 +782,11 @@ def _assert_sweeps_agree(got: tuple, want: tuple) -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
 
 
+def _as_tensor(value: float) -> torch.Tensor:
+    """A hyperparameter as a compiled sweep's 0-d float64 input (also 2, which the compiled path keeps a number)."""
+    return torch.tensor(float(value), dtype=F64)
+
+
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.7])
 @pytest.mark.parametrize("as_tensor", [False, True], ids=["float gamma (eager)", "tensor gamma (compiled)"])
 def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_tensor):
@@ -763,7 +798,7 @@ def test_the_class_index_sweep_equals_the_dense_sweep_on_its_one_hot(gamma, as_t
     index = torch.randint(0, C + 1, (x.shape[0],), generator=g)
     dense = torch.nn.functional.one_hot(index, C + 1)[:, :C].to(F64)
     scale = torch.tensor(1.0 / x.numel(), dtype=F64)
-    hyper = _fused._hyperparameter if as_tensor else (lambda v: v)
+    hyper = _as_tensor if as_tensor else (lambda v: v)
     for alpha in (None, 0.25):
         shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, False)
         got = _fused.sigmoid_index_sweep(x, index, None, None, None, scale, *shared)
@@ -782,7 +817,7 @@ def test_the_binary_dense_sweep_equals_the_general_one_on_zeros_and_ones(gamma, 
     t[-2] = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=F64)
     valid = torch.rand(x.shape, generator=g) < 0.9
     scale = torch.tensor(1.0 / x.numel(), dtype=F64)
-    hyper = _fused._hyperparameter if as_tensor else (lambda v: v)
+    hyper = _as_tensor if as_tensor else (lambda v: v)
     for alpha, pw, keep in ((None, None, None), (0.25, torch.rand(x.shape, generator=g, dtype=F64) + 0.5, valid)):
         for reduce in (False, True):
             shared = (hyper(alpha) if alpha is not None else None, hyper(gamma), 0.0, reduce)

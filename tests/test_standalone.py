@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -93,8 +94,18 @@ def test_no_graph_where_the_trace_conditions_on_sizes_or_an_argument_is_not_a_co
     assert counters["losslab"]["graphs"] == 0
 
 
-@pytest.mark.parametrize("gamma", [2, 3])
+@pytest.mark.parametrize("gamma", [3, 5, 1])
 def test_integer_hyperparameters_reach_the_graph_as_tensors(gamma):
     value = _fused._hyperparameter(gamma)
     assert isinstance(value, torch.Tensor) and value.dtype == torch.float64 and float(value) == gamma
     assert _fused._hyperparameter(0) == 0 and _fused._hyperparameter(True) is True
+
+
+@pytest.mark.parametrize("two", [2, 2.0, np.float32(2.0), np.int64(2)], ids=["int", "float", "np.float32", "np.int64"])
+def test_two_reaches_the_graph_as_the_number_two(two):
+    """The one value a graph is specialised on (a square, not exp(2 log m)): a float, keyed by value."""
+    value = _fused._hyperparameter(two)
+    assert type(value) is float and value == 2.0
+    x = torch.randn(3, 2)
+    assert _standalone.key(_scaled, (x, value)) == _standalone.key(_scaled, (x, 2.0))
+    assert _standalone.key(_scaled, (x, value)) != _standalone.key(_scaled, (x, _fused._hyperparameter(2.5)))

@@ -19,7 +19,8 @@ torch's own kernels instead, is :mod:`losslab._dispatch`'s choice.
 Compiled, the hyperparameters (gamma, alpha, beta, smoothing) are inputs of
 the graph (0-d tensors), not constants: a new value compiles nothing. A graph
 is specialised only on the arguments' dtypes and ranks and on which terms are
-on (a zero hyperparameter switches its term off), and, as dynamo's guards
+on (a zero hyperparameter switches its term off; 2, the default gamma, is a
+square: one graph of its own), and, as dynamo's guards
 would, on which sizes are 1 and which strides 0; up to ``RECOMPILE_LIMIT``
 graphs a sweep. Where compiling fails, that sweep falls back to the eager
 sweep for that signature only, with a warning that says why.
@@ -66,11 +67,19 @@ _compiled: dict[Any, Callable] = {}  # sweep (or (sweep, "whole") for a staged s
 _failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
+SQUARE = 2.0  # the one nonzero value a graph is specialised on (see _hyperparameter)
+
+
 def _hyperparameter(value: Any) -> Any:
     """A nonzero number (an integer gamma too) as a 0-d float64 tensor (a graph input, so a new value compiles
-    nothing); 0 and everything else as it is (0 switches a term off: a structural choice, one graph for it)."""
+    nothing); 0 and everything else as it is (0 switches a term off: a structural choice, one graph for it).
+
+    2 stays the number 2.0, a constant of its own graph: it is the focal losses' default gamma and the quality
+    focal loss's beta, where m^2 is one product against exp(2 log m) for a tensor exponent (sigmoid focal on
+    100,000 x 80, binary targets, compiled: 28 ms against 38 ms, 2 threads). One graph more for that value,
+    none for any other."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, Tensor)) and value != 0:
-        return constant(float(value), torch.float64)
+        return SQUARE if value == SQUARE else constant(float(value), torch.float64)
     return value
 
 
@@ -104,8 +113,8 @@ def _signature(sweep: Callable, args: tuple) -> tuple:
     for arg in args:
         if isinstance(arg, Tensor):
             parts.append((arg.dtype, arg.ndim, arg.device.type))
-        elif isinstance(arg, float):
-            parts.append(arg == 0.0)
+        elif isinstance(arg, float):  # 0.0 or SQUARE: the values a graph is specialised on
+            parts.append(arg)
         else:
             parts.append(arg if arg is None or isinstance(arg, bool) else type(arg))
     return (sweep, tuple(parts))
