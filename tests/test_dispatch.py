@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 import losslab
-from losslab import _dispatch, _forms, _fused, _native
+from losslab import _dispatch, _forms, _fused, _native, _standalone
 from losslab.bench import peak_memory
 
 from .helpers import TOLERANCES, class_indices, gen, graph_nodes, logits, soft_targets, value_and_grad
@@ -730,21 +730,27 @@ def _must_not_run(*args, **kwargs):
 
 
 def _spy_sweeps(monkeypatch) -> list[Any]:
-    """Record the backend of each sweep "auto" runs (without running it: a zero loss comes back)."""
+    """Record the backend of each sweep "auto" runs (without running it: a zero loss comes back); a plain call's
+    compiled sweep called directly (_fused.direct) records True, as the dispatcher's compiled path."""
     seen: list[Any] = []
 
     def spy(fn, input, sweep, batched, shared, reduction, denominator, *, per_position, compiled):
         seen.append(compiled)
         return torch.zeros((), dtype=input.dtype)
 
+    def spy_direct(fn, input, sweep, batched, shared, reduction, denominator):
+        seen.append(True)
+        return torch.zeros((), dtype=input.dtype)
+
     monkeypatch.setattr(_fused, "fused", spy)
+    monkeypatch.setattr(_fused, "direct", spy_direct)
     return seen
 
 
 @pytest.mark.parametrize("compiler", [True, False], ids=["compiler", "no compiler"])
 def test_the_sigmoid_form_compiles_from_fewer_elements(compiler, monkeypatch):
-    """"auto" compiles the sigmoid focal sweep from COMPILE_MIN_NUMEL / 16 elements and the BCE sweep from
-    COMPILE_MIN_NUMEL / 8 (the native sigmoid node is many small kernels); the softmax family from
+    """"auto" compiles the sigmoid focal sweep from COMPILE_MIN_NUMEL / 32 elements and the BCE sweep from
+    COMPILE_MIN_NUMEL / 16 (the native sigmoid node is many small kernels); the softmax family from
     COMPILE_MIN_NUMEL. Without a compiler nothing changes below COMPILE_MIN_NUMEL."""
     monkeypatch.delenv("LOSSLAB_COMPILE", raising=False)
     monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 1024)
@@ -756,7 +762,7 @@ def test_the_sigmoid_form_compiles_from_fewer_elements(compiler, monkeypatch):
         "cross_entropy": lambda x: losslab.cross_entropy(x, class_indices(x.shape[:1], C)),
         "softmax_focal_loss": lambda x: losslab.softmax_focal_loss(x, class_indices(x.shape[:1], C)),
     }
-    first = {"sigmoid_focal_loss": 64, "sigmoid_focal_loss, class indices": 64, "binary_cross_entropy": 128,
+    first = {"sigmoid_focal_loss": 32, "sigmoid_focal_loss, class indices": 32, "binary_cross_entropy": 64,
              "cross_entropy": 1024, "softmax_focal_loss": 1024}
     with contextlib.ExitStack() as stack:
         if not compiler:
@@ -1093,6 +1099,75 @@ def test_plain_sigmoid_call_skips_the_prepared_call_with_its_values(name, reduct
     assert _shortcut_equals_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch).dtype == dtype
 
 
+def _plain_and_prepared(fn, x, target, reduction, up, monkeypatch) -> list[tuple[torch.Tensor, ...]]:
+    """fn's plain call and the same call through a prepared Call (the plain shortcut switched off for it):
+    (loss, gradient, backend) of each."""
+    results = []
+    for plain in (True, False):
+        with monkeypatch.context() as m:
+            if not plain:
+                m.setattr(_forms, "_plain_sigmoid", lambda *args: None)
+            xx = x.clone().requires_grad_(True)
+            loss = fn(xx, target, reduction=reduction)
+            (grad,) = torch.autograd.grad(loss, xx, up)
+            results.append((loss.detach(), grad, backend_of(loss)))
+    return results
+
+
+@pytest.mark.parametrize("name", list(SIGMOID_PLAIN))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_plain_sigmoid_call_of_a_sweeps_size_calls_its_compiled_graph_directly(name, reduction, fresh_dynamo,
+                                                                              monkeypatch):
+    """From the sweep's size (COMPILE_MIN_NUMEL / 16 for BCE, / 32 with a focal factor) the plain call runs the
+    compiled sweep as the dispatcher would, its graph called directly (_fused.direct): no Call prepared, the
+    same graph, so the same values and gradients bit for bit, and no graph more."""
+    monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 4096)  # BCE's sweep from 256 elements, focal's from 128
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(70, 4, generator=g) * 4
+    x[0] = torch.tensor([90.0, -90.0, 17.0, -17.0])
+    t = (torch.rand(70, 4, generator=g) < 0.3).float()
+    t[1] = 0.25
+    up = torch.rand(70, 4, generator=g) if reduction == "none" else None
+    calls = _spy_run(monkeypatch)
+    (plain, prepared) = _plain_and_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch)
+    assert len(calls) == 1 and plain[2] == prepared[2] == "fused"  # only the second call was prepared
+    assert torch.equal(plain[0], prepared[0]) and torch.equal(plain[1], prepared[1])
+    assert counters["losslab"]["graphs"] == 1 and counters["stats"]["unique_graphs"] == 0
+    want = run_on("composite", SIGMOID_PLAIN[name], x, t, reduction=reduction)
+    assert_close(plain[0], want[0], F32, "value")
+
+
+def test_plain_sigmoid_call_without_a_direct_graph_takes_the_dispatchers_path(fresh_dynamo, monkeypatch):
+    """Where the sweep has no standalone graph (here: none at all), the plain call of a sweep's size goes the
+    dispatcher's way (torch.compile), with the same values; where compiling fails, it warns once and runs the
+    eager sweep, as the dispatcher's path does; a bad target gets the general message first."""
+    monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 2048)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(70, 4, generator=g)
+    t = torch.rand(70, 4, generator=g)
+    want = run_on("composite", losslab.binary_cross_entropy, x, t)
+    monkeypatch.setattr(_standalone, "call", lambda entry, fn, args: NotImplemented)
+    calls = _spy_run(monkeypatch)
+    got = run_on(None, losslab.binary_cross_entropy, x, t)
+    assert calls == ["binary_cross_entropy"] and got[2] == "fused" and counters["stats"]["unique_graphs"] == 1
+    assert_close(got[0], want[0], F32, "value")
+    assert_close(got[1], want[1], F32, "gradient")
+
+    def fails(entry, fn, args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(_standalone, "call", fails)
+    monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_fused, "_failed_signatures", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fails)
+    with pytest.warns(RuntimeWarning, match="compiling the fused loss failed .*no C.. compiler"):
+        got = run_on(None, losslab.sigmoid_focal_loss, x, t)
+    assert got[2] == "fused"
+    assert_close(got[0], run_on("composite", losslab.sigmoid_focal_loss, x, t)[0], F32, "value")
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: target must lie in \[0, 1\]"):
+        losslab.binary_cross_entropy(x.requires_grad_(True), t + 1)
+
+
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
 def test_bce_from_one_exp_and_one_log1p_keeps_tiny_losses(dtype):
     """The native node's BCE for larger inputs (an exp and a log1p, where the small-input form takes two
@@ -1148,7 +1223,7 @@ def test_the_rest_of_the_sigmoid_form_takes_the_prepared_call(variant, monkeypat
     elif variant == "class indices":
         t = torch.tensor([0, 1, 4, 2, 3])
     elif variant == "large":
-        monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 64)  # the BCE threshold is 64 >> 3 = 8 < 20
+        monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 64)  # the BCE threshold is 64 >> 4 = 4 < 20
         monkeypatch.setattr(_dispatch, "_compiler_disabled", True)
     elif variant == "probabilities":
         x = torch.sigmoid(x)

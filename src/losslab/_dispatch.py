@@ -187,7 +187,8 @@ def route(input: Tensor, *others: Any, eager_pays: bool, compile_from: int | Non
 def small_native(input: Tensor) -> bool:
     """What :func:`choose` decides for a small CPU input before it looks at the rest of the call: mode "auto",
     no forced backend, not traced, below :data:`COMPILE_MIN_NUMEL` on CPU. Such a call of a kind whose sweep
-    compiles from that size runs native (where its other tensors need no gradient)."""
+    compiles from that size runs native (where its other tensors need no gradient); a sigmoid-form call from its
+    sweep's size (``compile_from``) runs the compiled sweep where :func:`applies` and a compiler is there."""
     return (input.is_cpu and input.numel() < COMPILE_MIN_NUMEL and not _triton_on_cpu
             and _forced.__dict__.get("backend") is None and get_fused() == "auto" and not traced())
 
