@@ -109,3 +109,23 @@ def test_two_reaches_the_graph_as_the_number_two(two):
     x = torch.randn(3, 2)
     assert _standalone.key(_scaled, (x, value)) == _standalone.key(_scaled, (x, 2.0))
     assert _standalone.key(_scaled, (x, value)) != _standalone.key(_scaled, (x, _fused._hyperparameter(2.5)))
+
+
+def test_the_memo_of_exact_layouts_gives_each_call_its_key(monkeypatch):
+    """_key_of looks the key up by exact sizes and strides: the same key as computing it, for contiguous,
+    transposed, broadcast, empty and one-row inputs, for constants by type and value, and None for an argument
+    that is neither (an unhashable list too)."""
+    monkeypatch.setattr(_standalone, "_keys", {})
+    x = torch.randn(6, 5)
+    layouts = [(x, 2.0), (x.t(), 2.0), (x[:1], 2.0), (x[:0], 2.0), (torch.randn(5).expand(6, 5), 2.0),
+               (torch.randn(9000, 2), 2.0), (x, 2), (x, True), (x, None), (x, 0.0), (x.double(), 2.0)]
+    for _ in range(2):  # computed, then remembered
+        for args in layouts:
+            assert _standalone._key_of(_scaled, args) == _standalone.key(_scaled, args), args
+    assert len({_standalone._key_of(_scaled, args) for args in layouts}) == len(layouts) - 1  # 2 is no constant
+    assert _standalone._key_of(_scaled, (x, [1.0])) is None
+    monkeypatch.setattr(_standalone, "KEYS", 3)
+    monkeypatch.setattr(_standalone, "_keys", {})
+    for args in layouts:
+        assert _standalone._key_of(_scaled, args) == _standalone.key(_scaled, args)
+    assert len(_standalone._keys) <= 3

@@ -323,7 +323,7 @@ def direct(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None
         return None
     reduce = reduction != "none"
     scale = _scale(denominator if reduction == "mean" else 1.0, input)
-    args = tuple(_hyperparameter(a) for a in (input.detach(), *batched, scale, *shared, reduce))
+    args = (input.detach(), *batched, scale, *[_hyperparameter(a) for a in shared], reduce)
     if _failed_signatures and _signature(sweep, args) in _failed_signatures:
         return None
     try:

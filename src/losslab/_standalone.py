@@ -33,8 +33,26 @@ LIMIT = 64  # layouts (graphs) a sweep; beyond, torch.compile takes the new ones
 BLOCK = 4096  # inductor's CPU code sums more float32 values than this in blocks (codegen/cpp.py, chunk_size)
 
 _graphs: dict[tuple, tuple[tuple[int, ...], Callable] | None] = {}  # key -> (tensor positions, graph) or None
+_keys: dict[tuple, tuple | None] = {}  # the exact sizes and strides of a call -> its key (a training loop repeats them)
+KEYS = 4096  # exact layouts remembered; beyond, the memo starts again
 _lock = threading.Lock()
 _MISSING = object()
+
+
+def _key_of(entry: Any, args: tuple) -> tuple | None:
+    """:func:`key`, looked up by the arguments' exact dtypes, devices, sizes and strides (and constants): 4.6 us
+    against 16 us for the key itself, a BCE sweep's ten arguments (one thread, a hot loop)."""
+    try:
+        exact = (entry, *[(a.dtype, a.device, a.shape, a.stride()) if isinstance(a, Tensor) else (type(a), a)
+                          for a in args])
+        found = _keys.get(exact, _MISSING)
+    except TypeError:  # an unhashable argument: no graph for it (key says so)
+        return key(entry, args)
+    if found is _MISSING:
+        if len(_keys) >= KEYS:
+            _keys.clear()
+        found = _keys[exact] = key(entry, args)
+    return found
 
 
 def key(entry: Any, args: tuple) -> tuple | None:
@@ -64,7 +82,7 @@ def _summed_in_blocks(t: Tensor) -> tuple[bool, ...]:
 def call(entry: Any, fn: Callable, args: tuple) -> Any:
     """``fn(*args)`` through the graph of this layout (traced and compiled at its first call), as a tuple; or
     NotImplemented where there is none (the caller runs torch.compile)."""
-    layout = key(entry, args)
+    layout = _key_of(entry, args)
     if layout is None:
         return NotImplemented
     graph = _graphs.get(layout, _MISSING)
