@@ -518,45 +518,27 @@ def test_new_hyperparameters_compile_nothing(fresh_dynamo):
         for gamma in (np.float32(2.5), np.float64(1.5)):
             _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=gamma, alpha=np.float64(0.4))
         assert _graphs() == first, dict(counters["stats"])
-        # integer gammas: at most one graph for the integer kind, none per value
+        # integer gammas compile nothing; 2, of any type (the default gamma, QFL's beta), is the constant of one
+        # graph more a sweep, where m^2 is a product (not exp(2 log m)), with the composite's values
+        before = _graphs()
         _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=2, alpha=0.25)
         first = _graphs()
-        for gamma in (3, 4, 1):
+        assert first == before + 1, dict(counters["stats"])
+        for gamma in (3, 4, 1, 2.0, np.float64(2.0), np.int64(2)):
             _compare_compiled(losslab.sigmoid_focal_loss, x, dense, gamma=gamma, alpha=0.25)
         assert _graphs() == first, dict(counters["stats"])
+        for fn, target, name in ((losslab.softmax_focal_loss, index, "gamma"), (losslab.varifocal_loss, q, "gamma"),
+                                 (losslab.quality_focal_loss, q, "beta")):
+            before = _graphs()
+            _compare_compiled(fn, x, target, **{name: 2.0})
+            first = _graphs()
+            assert first == before + 1, (fn.__name__, dict(counters["stats"]))
+            for value in (2, 1.5, 3):
+                _compare_compiled(fn, x, target, **{name: value})
+            assert _graphs() == first, (fn.__name__, dict(counters["stats"]))
     runtime = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert runtime == []
     assert not _fused._failed_signatures
-
-
-def test_gamma_two_is_a_square_in_one_graph_of_its_own(fresh_dynamo):
-    """2 (the focal losses' default gamma, QFL's beta) reaches the compiled sweep as the number 2.0: one graph
-    more for that value, where m^2 is a product (no exp(2 log m)); the values are the composite's, and no other
-    value compiles anything after it (integers and NumPy scalars equal to 2 included). The binary dense sweep's
-    square runs in the large one-hot test below."""
-    g = gen(131)
-    n = 64
-    x = torch.randn(n, 8, generator=g) * 3
-    x[0] = torch.tensor([90.0, -90.0, 40.0, -40.0, 0.0, 17.0, -17.0, 1e-3])  # saturated: m = 0 and m = 1
-    dense = torch.rand(n, 8, generator=g)
-    index = torch.randint(0, 9, (n,), generator=g)  # 8: background (no positive class)
-    q = torch.where(torch.rand(n, 8, generator=g) < 0.5, torch.rand(n, 8, generator=g), torch.zeros(n, 8))
-    calls: list[tuple[Callable, Any, str]] = [
-        (losslab.sigmoid_focal_loss, dense, "gamma"), (losslab.sigmoid_focal_loss, index, "gamma"), (losslab.softmax_focal_loss, index.clamp(max=7), "gamma"),
-        (losslab.varifocal_loss, q, "gamma"), (losslab.quality_focal_loss, q, "beta"),
-    ]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for fn, target, name in calls:
-            _compare_compiled(fn, x, target, **{name: 2.5})
-            general = _graphs()
-            _compare_compiled(fn, x, target, **{name: 2.0})
-            squared = _graphs()
-            assert squared == general + 1, (fn.__name__, target.dtype, dict(counters["stats"]))
-            for value in (2, np.float64(2.0), 1.5, 3, 2.0):
-                _compare_compiled(fn, x, target, **{name: value})
-            assert _graphs() == squared, (fn.__name__, target.dtype, dict(counters["stats"]))
-    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
 
 
 # ----------------------------------------------------------------------------
@@ -1115,26 +1097,25 @@ def _plain_and_prepared(fn, x, target, reduction, up, monkeypatch) -> list[tuple
 
 
 @pytest.mark.parametrize("name", list(SIGMOID_PLAIN))
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_plain_sigmoid_call_of_a_sweeps_size_calls_its_compiled_graph_directly(name, reduction, fresh_dynamo,
-                                                                              monkeypatch):
+def test_plain_sigmoid_call_of_a_sweeps_size_calls_its_compiled_graph_directly(name, fresh_dynamo, monkeypatch):
     """From the sweep's size (COMPILE_MIN_NUMEL / 16 for BCE, / 32 with a focal factor) the plain call runs the
     compiled sweep as the dispatcher would, its graph called directly (_fused.direct): no Call prepared, the
-    same graph, so the same values and gradients bit for bit, and no graph more."""
+    same graph, so the same values and gradients bit for bit, and no graph more ("mean" and "sum" share one)."""
     monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 4096)  # BCE's sweep from 256 elements, focal's from 128
     g = torch.Generator().manual_seed(8)
     x = torch.randn(70, 4, generator=g) * 4
     x[0] = torch.tensor([90.0, -90.0, 17.0, -17.0])
     t = (torch.rand(70, 4, generator=g) < 0.3).float()
     t[1] = 0.25
-    up = torch.rand(70, 4, generator=g) if reduction == "none" else None
-    calls = _spy_run(monkeypatch)
-    (plain, prepared) = _plain_and_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch)
-    assert len(calls) == 1 and plain[2] == prepared[2] == "fused"  # only the second call was prepared
-    assert torch.equal(plain[0], prepared[0]) and torch.equal(plain[1], prepared[1])
-    assert counters["losslab"]["graphs"] == 1 and counters["stats"]["unique_graphs"] == 0
-    want = run_on("composite", SIGMOID_PLAIN[name], x, t, reduction=reduction)
-    assert_close(plain[0], want[0], F32, "value")
+    for reduction, graphs in (("mean", 1), ("sum", 1), ("none", 2)):
+        up = torch.rand(70, 4, generator=g) if reduction == "none" else None
+        calls = _spy_run(monkeypatch)
+        (plain, prepared) = _plain_and_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch)
+        assert len(calls) == 1 and plain[2] == prepared[2] == "fused"  # only the second call was prepared
+        assert torch.equal(plain[0], prepared[0]) and torch.equal(plain[1], prepared[1])
+        assert counters["losslab"]["graphs"] == graphs and counters["stats"]["unique_graphs"] == 0
+        want = run_on("composite", SIGMOID_PLAIN[name], x, t, reduction=reduction)
+        assert_close(plain[0], want[0], F32, f"value {reduction}")
 
 
 def test_plain_sigmoid_call_without_a_direct_graph_takes_the_dispatchers_path(fresh_dynamo, monkeypatch):

@@ -146,9 +146,10 @@ def _compile(entry: Any, fn: Callable, args: tuple) -> tuple[tuple[int, ...], Ca
 
 def _guarded(gm: torch.fx.GraphModule) -> bool:
     """Whether tracing put guards on the symbolic sizes that the graph does not check itself (it would hold
-    for some sizes only; inductor's own choice by size, the summation, is in the key). Sizes found equal (a target's dimensions and the input's, which
-    broadcasting or a gather unifies) are checked: the graph asserts every input's sizes in terms of one
-    symbol for them; a guard that holds once they are equal (s <= s) is no condition."""
+    for some sizes only; inductor's own choice by size, the summation, is in the key). Sizes found equal (a
+    target's dimensions and the input's, which broadcasting or a gather unifies) are checked: the graph asserts
+    every input's sizes in terms of one symbol for them; a guard that holds once they are equal (s <= s) is no
+    condition."""
     import sympy
 
     for node in gm.graph.nodes:
