@@ -45,7 +45,7 @@ from torch import Tensor
 from . import _standalone
 from ._native import constant, times_upstream
 from ._sweeps import (  # noqa: F401  (re-exported: the sweeps are reached as _fused.<name>)
-    STAGED,
+    COMPILED,
     on,
     quality_sweep,
     sigmoid_binary_sweep,
@@ -54,6 +54,7 @@ from ._sweeps import (  # noqa: F401  (re-exported: the sweeps are reached as _f
     sigmoid_terms,
     softmax_dense_sweep,
     softmax_index_finish,
+    softmax_index_onehot,
     softmax_index_stage,
     softmax_index_sweep,
     varifocal_sweep,
@@ -63,7 +64,7 @@ from ._switches import MODES, get_fused, set_fused  # noqa: F401  (re-exported: 
 CHUNK_NUMEL = 1 << 18  # the eager sweep works on chunks of about this many elements (1 MiB of float32)
 RECOMPILE_LIMIT = 64  # graphs per sweep: dtypes, ranks and which options are on (hyperparameters are inputs)
 
-_compiled: dict[Any, Callable] = {}  # sweep (or (sweep, "whole") for a staged sweep on half inputs) -> compiled
+_compiled: dict[Any, Callable] = {}  # sweep -> its torch.compile'd function (COMPILED's form where it has one)
 _failed_signatures: dict[tuple, str] = {}  # (sweep, signature) whose compile failed: they run the eager sweep
 
 
@@ -127,19 +128,15 @@ def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
     key = _signature(sweep, args) if _failed_signatures else None
     if key in _failed_signatures:
         return None
-    stage, finish = STAGED.get(sweep, (sweep, None))
-    entry: Any = sweep
-    if finish is not None and args[0].dtype in (torch.float16, torch.bfloat16):
-        stage, finish, entry = sweep, None, (sweep, "whole")
     try:
-        out = _compiled_call(entry, stage, args)
+        out = _compiled_call(sweep, COMPILED.get(sweep, sweep), args)
     except Exception as error:  # no compiler, or an inductor failure: the eager sweep always works
         _failed_signatures[_signature(sweep, args)] = f"{type(error).__name__}: {error}"
         warnings.warn(f"losslab: compiling the fused loss failed ({type(error).__name__}: {error}); "
                       f"this sweep ({sweep.__name__}) runs eagerly for these argument types from now on",
                       RuntimeWarning, stacklevel=5)
         return None
-    return out if finish is None else finish(out, args)
+    return out
 
 
 def _rows(x: Tensor) -> int:
@@ -319,15 +316,13 @@ def direct(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None
 
     On 32 x 1,000 the dispatcher's own steps around the graph (preparing a Call, choosing, the general
     :func:`fused`) took about 180 us of a 640 us BCE call (2 threads; torch's whole BCE 440 us)."""
-    if sweep in STAGED:
-        return None
     reduce = reduction != "none"
     scale = _scale(denominator if reduction == "mean" else 1.0, input)
     args = (input.detach(), *batched, scale, *[_hyperparameter(a) for a in shared], reduce)
     if _failed_signatures and _signature(sweep, args) in _failed_signatures:
         return None
     try:
-        out = _standalone.call(sweep, sweep, args)
+        out = _standalone.call(sweep, COMPILED.get(sweep, sweep), args)
     except Exception:  # the dispatcher's path compiles it through torch.compile, or warns and runs it eagerly
         return None
     if out is NotImplemented:

