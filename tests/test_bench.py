@@ -129,6 +129,21 @@ def test_profiler_is_silent_on_stderr(capfd):
     assert capfd.readouterr().err == "still here\n"
 
 
+def test_the_compiled_rows_interleaved_ratio_is_measured_and_shown():
+    """A large case's compiled row also gets its ratio to torch's loss timed interleaved: quartiles in order,
+    positive, for the same inputs (here: one of the small cases' callables on a tiny shape), and in the table."""
+    case = next(c for c in bench.CASES if c.loss == "binary_cross_entropy" and c.workload != "small")
+    impls = bench.implementations(case)
+    native = next(f for n, f in impls.items() if n.startswith("torch native"))
+    low, middle, high = bench.interleaved_ratio(case, (6, case.shape[1]), impls["losslab native"], native, rounds=5)
+    assert 0 < low <= middle <= high
+    row = {"loss": case.loss, "workload": case.workload, "shape": [6, case.shape[1]],
+           "implementation": "losslab compiled", "median_ms": 1.0, "iqr_ms": 0.1, "vs_native": 0.62,
+           "vs_formula": None, "peak_memory_x_logits": 1.0, "first_call_s": 2.0, "vs_native_interleaved": 0.55,
+           "vs_native_interleaved_quartiles": [0.52, 0.59]}
+    assert "| 0.62x; interleaved 0.55x (0.52-0.59) |" in bench.markdown([row])
+
+
 def test_a_row_whose_iqr_exceeds_its_median_is_flagged_unreliable():
     rows = [{"loss": "cross_entropy", "workload": "small", "shape": [4, 3], "implementation": name,
              "median_ms": 1.0, "iqr_ms": iqr, "runs": 5, "peak_memory_x_logits": 1.0, "first_call_s": None,
