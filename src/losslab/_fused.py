@@ -121,12 +121,16 @@ def _signature(sweep: Callable, args: tuple) -> tuple:
     return (sweep, tuple(parts))
 
 
+def _failed(sweep: Callable, args: tuple) -> bool:
+    """Whether compiling ``sweep`` failed before for this signature (the signature only built when one did)."""
+    return bool(_failed_signatures) and _signature(sweep, args) in _failed_signatures
+
+
 def _run_compiled(sweep: Callable, *args: Any) -> tuple[Tensor, Tensor] | None:
     """``sweep(*args)`` compiled (dynamic shapes, hyperparameters as tensors), or None (the eager sweep runs)
     where compiling this sweep for this signature failed, with one warning that says why."""
     args = tuple(_hyperparameter(a) for a in args)
-    key = _signature(sweep, args) if _failed_signatures else None
-    if key in _failed_signatures:
+    if _failed(sweep, args):
         return None
     try:
         out = _compiled_call(sweep, COMPILED.get(sweep, sweep), args)
@@ -319,7 +323,7 @@ def direct(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None
     reduce = reduction != "none"
     scale = _scale(denominator if reduction == "mean" else 1.0, input)
     args = (input.detach(), *batched, scale, *[_hyperparameter(a) for a in shared], reduce)
-    if _failed_signatures and _signature(sweep, args) in _failed_signatures:
+    if _failed(sweep, args):
         return None
     try:
         out = _standalone.call(sweep, COMPILED.get(sweep, sweep), args)
