@@ -129,3 +129,42 @@ def test_the_memo_of_exact_layouts_gives_each_call_its_key(monkeypatch):
     for args in layouts:
         assert _standalone._key_of(_scaled, args) == _standalone.key(_scaled, args)
     assert len(_standalone._keys) <= 3
+
+
+def _summed(x: torch.Tensor) -> torch.Tensor:
+    return (x * 2).sum()
+
+
+def _negated(out: object) -> object:
+    return tuple(-t for t in out) if isinstance(out, (list, tuple)) else -out
+
+
+def test_a_graph_is_called_through_its_inner_graph_with_the_artifacts_outputs(fresh_dynamo):
+    """The artifact's wrappers are skipped: the inductor graph inside serves the call, with the artifact's outputs
+    (a tuple, or the one tensor the artifact unpacks); under autocast the artifact serves it; an artifact without
+    an inner graph, or whose inner graph gives other outputs, is called as it is."""
+    g = gen(1204)
+    s = torch.tensor(0.5)
+    x = torch.randn(7, 3, generator=g)
+    for fn, args in ((_scaled, (x, s)), (_summed, (x,))):
+        _standalone.call(fn, fn, args)
+        layout = _standalone.key(fn, args)
+        positions, artifact, inner = _standalone._graphs[layout]
+        assert inner is not None, fn
+        used: list[str] = []
+        _standalone._graphs[layout] = (positions, lambda *a: used.append("artifact") or artifact(*a),
+                                       lambda a: used.append("inner") or inner(a))
+        got = _standalone.call(fn, fn, args)
+        with torch.autocast("cpu"):
+            under = _standalone.call(fn, fn, args)
+        assert used == ["inner", "artifact"], fn
+        want = fn(*args)
+        for result in (got, under):
+            assert type(result) is type(want)
+            torch.testing.assert_close(result, want)
+        examples = [args[i] for i in positions]
+        assert _standalone._inner(artifact, examples) is not None
+        assert _standalone._inner(fn, examples) is None  # a plain function: no inductor graph inside
+        negated = _standalone._inner(lambda *a: _negated(artifact(*a)), examples)  # the graph inside, other outputs
+        assert negated is None, fn
+    assert counters["losslab"]["graphs"] == 2
