@@ -1099,15 +1099,17 @@ def _plain_and_prepared(fn, x, target, reduction, up, monkeypatch) -> list[tuple
 @pytest.mark.parametrize("name", list(SIGMOID_PLAIN))
 def test_plain_sigmoid_call_of_a_sweeps_size_calls_its_compiled_graph_directly(name, fresh_dynamo, monkeypatch):
     """From the sweep's size (COMPILE_MIN_NUMEL / 16 for BCE, / 32 with a focal factor) the plain call runs the
-    compiled sweep as the dispatcher would, its graph called directly (_fused.direct): no Call prepared, the
-    same graph, so the same values and gradients bit for bit, and no graph more ("mean" and "sum" share one)."""
+    compiled sweep as the dispatcher would, its graph called directly (_fused.direct): no Call prepared; the
+    graph is the dispatcher's sweep with the target's value check in the same loop, so the same values and
+    gradients bit for bit, one graph each ("mean" and "sum" share them); a target value outside [0, 1], or NaN,
+    found there gets the general path's message."""
     monkeypatch.setattr(_dispatch, "COMPILE_MIN_NUMEL", 4096)  # BCE's sweep from 256 elements, focal's from 128
     g = torch.Generator().manual_seed(8)
     x = torch.randn(70, 4, generator=g) * 4
     x[0] = torch.tensor([90.0, -90.0, 17.0, -17.0])
     t = (torch.rand(70, 4, generator=g) < 0.3).float()
     t[1] = 0.25
-    for reduction, graphs in (("mean", 1), ("sum", 1), ("none", 2)):
+    for reduction, graphs in (("mean", 2), ("sum", 2), ("none", 4)):
         up = torch.rand(70, 4, generator=g) if reduction == "none" else None
         calls = _spy_run(monkeypatch)
         (plain, prepared) = _plain_and_prepared(SIGMOID_PLAIN[name], x, t, reduction, up, monkeypatch)
@@ -1116,6 +1118,10 @@ def test_plain_sigmoid_call_of_a_sweeps_size_calls_its_compiled_graph_directly(n
         assert counters["losslab"]["graphs"] == graphs and counters["stats"]["unique_graphs"] == 0
         want = run_on("composite", SIGMOID_PLAIN[name], x, t, reduction=reduction)
         assert_close(plain[0], want[0], F32, f"value {reduction}")
+    for bad in (t + 1, torch.where(t > 0, float("nan"), t)):
+        with pytest.raises(ValueError, match=rf"{name.split()[0]}: target must lie in \[0, 1\]"):
+            SIGMOID_PLAIN[name](x.clone().requires_grad_(True), bad)
+    assert counters["losslab"]["graphs"] == 4
 
 
 def test_plain_sigmoid_call_without_a_direct_graph_takes_the_dispatchers_path(fresh_dynamo, monkeypatch):

@@ -80,7 +80,11 @@ def check_bool(fn: str, name: str, value: Any) -> None:
 
 
 def is_number(value: Any) -> bool:
-    """A real number (Python or NumPy), not a bool."""
+    """A real number (Python or NumPy), not a bool. A float or an int answers before the ABC's isinstance (about
+    0.5 us a call, several a loss)."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 

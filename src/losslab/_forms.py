@@ -98,9 +98,10 @@ def _plain_sigmoid(fn: str, input: Any, target: Any, reduction: str, alpha: floa
     """The plain call of the sigmoid form on a small CPU input, without building a Call: logits in float32 or
     float64, a dense target of the same shape and dtype with values in [0, 1] (not requiring a gradient), at
     most alpha and gamma. The dispatcher would prepare it and run it native (:func:`_sigmoid_native`), or from
-    the sweep's size (:func:`_sigmoid_threshold`) on the compiled sweep: this is that same node, or that same
-    graph (:func:`losslab._fused.direct`), values and gradients identical, after the same value check (one
-    aminmax). Anything else returns None and takes the general path (which validates and explains)."""
+    the sweep's size (:func:`_sigmoid_threshold`) on the compiled sweep: this is that same node after the same
+    value check (one aminmax), or that same sweep with the value check in its loop
+    (:func:`losslab._sweeps.sigmoid_dense_checked`, called by :func:`losslab._fused.direct`), values and
+    gradients identical. Anything else returns None and takes the general path (which validates and explains)."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
             and target.dtype == input.dtype and target.shape == input.shape and not target.requires_grad
             and target.device == input.device and input.numel() > 0
@@ -109,12 +110,12 @@ def _plain_sigmoid(fn: str, input: Any, target: Any, reduction: str, alpha: floa
     swept = input.numel() >= _sigmoid_threshold(gamma)  # the sweep's size: its compiled graph, else the general path
     if swept and not (_dispatch.compiler_available() and _dispatch.applies(input, target)):
         return None
+    if swept:  # the target's values are checked inside the graph
+        return _fused.direct(fn, input, _fused.sigmoid_dense_checked, (target, None, None, None),
+                             (alpha, gamma, 0.0), reduction, float(input.numel()))
     low, high = torch.aminmax(target)
     if not (float(low) >= 0 and float(high) <= 1):  # NaN fails both
         return None
-    if swept:
-        return _fused.direct(fn, input, _fused.sigmoid_dense_sweep, (target, None, None, None), (alpha, gamma, 0.0),
-                             reduction, float(input.numel()))
     multiplier = None if alpha is None else _alpha_t(target, alpha)
     reduce = reduction != "none"
     scale = 1.0 / input.numel() if reduction == "mean" else 1.0

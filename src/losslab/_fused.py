@@ -49,6 +49,7 @@ from ._sweeps import (  # noqa: F401  (re-exported: the sweeps are reached as _f
     on,
     quality_sweep,
     sigmoid_binary_sweep,
+    sigmoid_dense_checked,
     sigmoid_dense_sweep,
     sigmoid_index_sweep,
     sigmoid_terms,
@@ -79,7 +80,9 @@ def _hyperparameter(value: Any) -> Any:
     focal loss's beta, where m^2 is one product against exp(2 log m) for a tensor exponent (sigmoid focal on
     100,000 x 80, binary targets, compiled: 28 ms against 38 ms, 2 threads). One graph more for that value,
     none for any other."""
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, Tensor)) and value != 0:
+    if value is None or type(value) is bool:
+        return value
+    if (type(value) in (float, int) or isinstance(value, numbers.Real) and not isinstance(value, Tensor)) and value != 0:
         return SQUARE if value == SQUARE else constant(float(value), torch.float64)
     return value
 
@@ -315,8 +318,10 @@ def direct(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None
            reduction: str, denominator: float) -> Tensor | None:
     """:func:`fused` on the compiled path, for a plain call whose arguments are already checked: the sweep's graph
     for this layout (:mod:`losslab._standalone`) called directly, with the arguments the dispatcher would pass,
-    so the same graph and the same values. None where there is no such graph (it cannot be traced, or compiling
-    failed for this signature): the dispatcher's path then runs, and warns where compiling fails.
+    so the same values as the dispatcher's graph. None where there is no such graph (it cannot be traced, or compiling
+    failed for this signature): the dispatcher's path then runs, and warns where compiling fails. A sweep that
+    also checks the call's values returns a third output, True where a value fails: None then too (the general
+    path words the error).
 
     On 32 x 1,000 the dispatcher's own steps around the graph (preparing a Call, choosing, the general
     :func:`fused`) took about 180 us of a 640 us BCE call (2 threads; torch's whole BCE 440 us)."""
@@ -331,7 +336,9 @@ def direct(fn: str, input: Tensor, sweep: Callable, batched: tuple[Tensor | None
         return None
     if out is NotImplemented:
         return None
-    loss, grad = out
+    loss, grad, *check = out
+    if check and bool(check[0]):  # a value the sweep's check refused: the general path explains
+        return None
     return _FusedLoss.apply(input, lambda: (loss, grad), False, fn)
 
 
