@@ -104,8 +104,7 @@ def _plain_sigmoid(fn: str, input: Any, target: Any, reduction: str, alpha: floa
     gradients identical. Anything else returns None and takes the general path (which validates and explains)."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
             and target.dtype == input.dtype and target.shape == input.shape and not target.requires_grad
-            and target.device == input.device and input.numel() > 0
-            and _dispatch.small_native(input) and values_checked(target)):
+            and input.numel() > 0 and _dispatch.small_native(input, target)):
         return None
     swept = input.numel() >= _sigmoid_threshold(gamma)  # the sweep's size: its compiled graph, else the general path
     if swept and not (_dispatch.compiler_available() and _dispatch.applies(input, target)):
@@ -305,10 +304,12 @@ def _plain_softmax(input: Any, target: Any, reduction: str, ignore_index: int | 
     took 63 to 83 us through the prepared call, 41 us here with an aminmax, 25 us here without one; 14 us for
     ``F.cross_entropy`` alone."""
     if not (isinstance(input, Tensor) and isinstance(target, Tensor) and input.dtype in _PLAIN_DTYPES
-            and target.dtype == torch.int64 and input.ndim >= 2 and target.ndim == input.ndim - 1
-            and target.shape[0] == input.shape[0] and target.shape[1:] == input.shape[2:]
-            and target.device == input.device and input.numel() > 0
-            and _dispatch.small_native(input) and values_checked(target)):
+            and target.dtype == torch.int64):
+        return None
+    shape, target_shape = input.shape, target.shape
+    if not (len(shape) >= 2 and len(target_shape) == len(shape) - 1 and target_shape[0] == shape[0]
+            and (len(shape) == 2 or target_shape[1:] == shape[2:]) and input.numel() > 0
+            and _dispatch.small_native(input, target)):
         return None
     classes = input.shape[1]
     if not gamma:

@@ -134,6 +134,13 @@ def get_checks() -> bool | None:
     return _own.__dict__.get("checks", _default["checks"])
 
 
+def auto_and_checked() -> bool:
+    """Whether the calling thread runs set_fused "auto" with value checks on for CPU tensors (the setting None or
+    True): what a plain call (:mod:`losslab._forms`) needs of the switches, read from one thread-local dict."""
+    own = _own.__dict__
+    return own.get("fused", _default["fused"]) == "auto" and own.get("checks", _default["checks"]) is not False
+
+
 def values_checked(tensor: Tensor) -> bool:
     """Whether a check that reads ``tensor``'s values should run now."""
     if torch.compiler.is_compiling():
