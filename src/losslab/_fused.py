@@ -82,7 +82,8 @@ def _hyperparameter(value: Any) -> Any:
     none for any other."""
     if value is None or type(value) is bool:
         return value
-    if (type(value) in (float, int) or isinstance(value, numbers.Real) and not isinstance(value, Tensor)) and value != 0:
+    number = type(value) in (float, int) or isinstance(value, numbers.Real) and not isinstance(value, Tensor)
+    if number and value != 0:  # a float or an int answers before the ABC's isinstance
         return SQUARE if value == SQUARE else constant(float(value), torch.float64)
     return value
 

@@ -236,15 +236,20 @@ def softmax_focal(x: Tensor, index: Tensor, multiplier: Tensor | None, gamma: fl
                   reduce: bool, composite: Callable[[Tensor], Tensor]) -> Tensor:
     """-m_n (1 - p_y)^gamma log p_y per position (m: class weight of the target times the kept mask) as one
     node; d/dx_c = (p_c - [c = y]) m_n G(p_y), G from :func:`focal_factor`."""
+    weights = None if multiplier is None else multiplier.unsqueeze(1)
+
     def compute(xx: Tensor) -> tuple[Tensor, Tensor]:
         log_p = torch.log_softmax(xx, dim=1)
         idx = index.unsqueeze(1)
-        lp = log_p.gather(1, idx).squeeze(1)
+        lp = log_p.gather(1, idx)  # (N, 1, ...): log p_y, kept beside the class dimension
         factor, coef = _softmax_focal_factor(lp, gamma)
-        loss, coef = _weigh(factor * lp, coef, multiplier, scale, reduce)
-        coef = coef.unsqueeze(1)
-        grad = torch.exp(log_p).mul_(coef)
-        grad.scatter_add_(1, idx, -coef)
-        return -loss, grad
+        if reduce:  # the loss's minus sign goes into the scale: slope = -c_n
+            loss, slope = _weigh(factor * lp, coef, weights, -scale, True)
+        else:
+            loss, slope = _weigh(factor * lp, coef, weights, scale, False)
+            loss, slope = loss.neg_().squeeze(1), slope.neg_()
+        # (p_c - [c = y]) c_n = g_c - p_c sum_k g_k for g = -c_n onehot(y): log_softmax's own backward kernel
+        onehot = torch.zeros_like(log_p).scatter_(1, idx, slope)
+        return loss, torch._log_softmax_backward_data(onehot, log_p, 1, log_p.dtype)
 
     return _node(x, compute, composite, True)

@@ -16,7 +16,8 @@ cache, which would hand back a graph compiled for other sizes (the kernels' own 
 spares the C++ compile). The compiled graph checks its inputs' sizes and strides itself: a layout the key
 does not tell apart raises before any kernel runs, and that key goes back to torch.compile. So does a sweep
 that cannot be traced this way, or whose trace put conditions on the sizes, and a sweep past :data:`LIMIT`
-layouts.
+layouts. The graph is called through the inductor module inside the compiled artifact, without its runtime
+wrappers (:func:`_inner`).
 """
 
 from __future__ import annotations
