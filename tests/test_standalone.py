@@ -168,3 +168,26 @@ def test_a_graph_is_called_through_its_inner_graph_with_the_artifacts_outputs(fr
         negated = _standalone._inner(lambda *a: _negated(artifact(*a)), examples)  # the graph inside, other outputs
         assert negated is None, fn
     assert counters["losslab"]["graphs"] == 2
+
+
+def test_arguments_that_are_one_tensor_at_the_first_call_keep_their_own_inputs(fresh_dynamo):
+    """A graph first traced where two hyperparameters were one cached tensor (float64: the scale of "sum" and
+    gamma = 1; alpha = gamma = 0.5) serves later calls with other values rightly: make_fx traces every use of
+    one tensor object onto one input, which the graph would then read for both (a review found the loss of
+    gamma = 3 computed with gamma = 1)."""
+    g = gen(1205)
+    x = torch.randn(9, C, generator=g, dtype=torch.float64) * 3
+    t = torch.rand(9, C, generator=g, dtype=torch.float64)
+    for kwargs in ({"gamma": 1.0, "alpha": None, "reduction": "sum"}, {"gamma": 3.0, "alpha": None, "reduction": "sum"},
+                   {"gamma": 0.5, "alpha": 0.5}, {"gamma": 0.5, "alpha": 0.25}):
+        with losslab.set_fused("compiled"):
+            got = _value_and_grad(losslab.sigmoid_focal_loss, x, t, **kwargs)
+        with losslab.set_fused("off"):
+            want = _value_and_grad(losslab.sigmoid_focal_loss, x, t, **kwargs)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, **TOLERANCES[torch.float64], msg=str(kwargs))
+    assert counters["losslab"]["graphs"] == 2
+    scale = _fused._hyperparameter(0.5)
+    copies = _standalone._distinct([x, scale, scale, x[1:]])
+    assert copies[0] is x and copies[1] is scale and copies[2] is not scale and copies[3] is not x
+    assert torch.equal(copies[2], scale) and torch.equal(copies[3], x[1:])

@@ -120,7 +120,7 @@ def _compile(entry: Any, fn: Callable, args: tuple) -> _Graph | None:
             full[i] = tensor
         return fn(*full)
 
-    examples = [args[i] for i in positions]
+    examples = _distinct([args[i] for i in positions])
     try:
         import torch._inductor
         from torch.fx.experimental import _config as fx_config
@@ -147,6 +147,20 @@ def _compile(entry: Any, fn: Callable, args: tuple) -> _Graph | None:
 
     counters["losslab"]["graphs"] += 1
     return positions, compiled, _inner(compiled, examples)
+
+
+def _distinct(tensors: list[Tensor]) -> list[Tensor]:
+    """The example tensors, each repeated one (by object or storage) replaced by a copy: ``make_fx`` traces
+    every use of one tensor object onto one input, so a graph traced where two arguments were one tensor (two
+    hyperparameters of one value: :func:`losslab._native.constant` hands out one tensor per value, say a scale
+    of 1 and gamma = 1 in float64) would read the first for both at every later call, whatever their values."""
+    seen: set[int] = set()
+    out = []
+    for t in tensors:
+        marks = {id(t)} | ({t.untyped_storage().data_ptr()} if t.numel() else set())
+        out.append(t.clone() if marks & seen else t)
+        seen |= marks
+    return out
 
 
 def _inner(compiled: Callable, examples: list[Tensor]) -> Callable | None:
