@@ -106,10 +106,10 @@ def _plain_sigmoid(fn: str, input: Any, target: Any, reduction: str, alpha: floa
             and target.dtype == input.dtype and target.shape == input.shape and not target.requires_grad
             and input.numel() > 0 and _dispatch.small_native(input, target)):
         return None
-    swept = input.numel() >= _sigmoid_threshold(gamma)  # the sweep's size: its compiled graph, else the general path
-    if swept and not (_dispatch.compiler_available() and _dispatch.applies(input, target)):
-        return None
-    if swept:  # the target's values are checked inside the graph
+    if input.numel() >= _sigmoid_threshold(gamma):  # the sweep's size: its compiled graph, else the general path
+        if not (_dispatch.compiler_available() and _dispatch.applies(input, target)):
+            return None
+        # the target's values are checked inside the graph
         return _fused.direct(fn, input, _fused.sigmoid_dense_checked, (target, None, None, None),
                              (alpha, gamma, 0.0), reduction, float(input.numel()))
     low, high = torch.aminmax(target)

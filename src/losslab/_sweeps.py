@@ -216,7 +216,8 @@ def softmax_index_onehot(x: Tensor, index: Tensor, kept: Tensor | None, margin: 
                          reduce: bool) -> tuple[Tensor, Tensor]:
     """:func:`softmax_index_sweep` as one compiled graph: the target's term subtracted where the class equals
     the index (a comparison in the same loop) rather than scattered into the gradient, which inductor leaves to
-    a single-threaded kernel of its own; inductor keeps each row's exponentials in a row buffer (computed once).
+    a single-threaded kernel of its own; inductor stores the exponentials once, in a logits-sized buffer it reads
+    back for the gradient (recomputing them there instead: 1.23x to 1.31x slower, the exp is the bottleneck).
     The same values, bit for bit; compiled on 100,000 x 80 (2 threads): 15.6 ms against 20.0 ms for a compiled
     stage with the eager finish, 18.7 ms for :func:`softmax_index_sweep` compiled whole (17.1, 20.0 and 21.0 ms
     with gamma = 2)."""
